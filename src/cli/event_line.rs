@@ -1,0 +1,1 @@
+//! Event lines (being written).

@@ -1,0 +1,131 @@
+//! The command line (DESIGN.md §6 is its contract: extend it, never rename). `serve` runs the
+//! server; the client subcommands talk to one over gRPC and print tables or JSON Lines.
+
+mod client;
+mod event_line;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{FlagOverrides, ServeConfig};
+use crate::ledger::Ledger;
+
+#[derive(Debug, Parser)]
+#[command(name = "pax-ledger", version, about = "An event-sourced, tamper-evident ledger of a multilateral initiative's commitments")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (embedded sled at ./data, listening on 127.0.0.1:50051 by default).
+    Serve(ServeArgs),
+    /// Append events, one JSON object per input line (from --file or stdin).
+    Append(AppendArgs),
+    /// Print events in log order (of one stream, or of the whole log).
+    History(HistoryArgs),
+    /// Like history, then keep following new events.
+    Tail(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory [default: ./data]
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// A TOML configuration file (flags > PAX_LEDGER_* environment > file > defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Allow a non-loopback listen address without authentication.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server's URL.
+    #[arg(long, env = "PAX_LEDGER_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+    /// A bearer token, sent as `authorization: Bearer T`.
+    #[arg(long, env = "PAX_LEDGER_TOKEN")]
+    pub token: Option<String>,
+    /// table for people, json for JSON Lines (one object per line, flushed line by line).
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Read event lines from this file instead of stdin.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Group this many lines into one atomic request.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only this stream (e.g. member-JP); default: the whole log.
+    pub stream: Option<String>,
+    /// Start at this log position (inclusive).
+    #[arg(long)]
+    pub from: Option<u64>,
+}
+
+/// Runs a parsed command line; the exit code is non-zero when anything was rejected.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Append(args) => client::append(args).await,
+        Command::History(args) => client::history(args, false).await,
+        Command::Tail(args) => client::history(args, true).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let flags = FlagOverrides { data: args.data, listen: args.listen, insecure: args.insecure.then_some(true) };
+    let config = ServeConfig::load(args.config.as_deref(), &flags)?;
+    let data = config.data.clone();
+    let ledger_config = config.ledger();
+    let ledger = tokio::task::spawn_blocking(move || Ledger::open(&data, ledger_config))
+        .await?
+        .with_context(|| format!("opening the ledger in {}", config.data.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if addr.ip().is_loopback() {
+        tracing::info!(%addr, data = %config.data.display(), "serving; no token is configured, so only this loopback address is open");
+    } else {
+        tracing::warn!(%addr, data = %config.data.display(), "serving WITHOUT authentication on a non-loopback address (--insecure)");
+    }
+    crate::server::run(listener, ledger, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

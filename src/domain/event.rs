@@ -1,0 +1,196 @@
+//! The typed events of the initiative and their envelope.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::ids::{CommitmentId, EventId, Jurisdiction, MemberCode, Position, ProjectId, Revision, RuleId, StreamName};
+
+/// Whether a participant is a state or an organisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberKind {
+    State,
+    Organization,
+}
+
+/// A participant's standing in the initiative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberRole {
+    Member,
+    Guest,
+}
+
+/// The initiative's areas of work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Pillar {
+    Semiconductors,
+    CriticalMinerals,
+    Energy,
+    AiCompute,
+    /// Logistics and connectivity.
+    Networks,
+}
+
+/// A project's status. The path is identified → approved → under_way → completed; a project
+/// that is not finished may also be cancelled. Variants are declared in path order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProjectStatus {
+    Identified,
+    Approved,
+    UnderWay,
+    Completed,
+    Cancelled,
+}
+
+/// How an export rule treats the item on its route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Treatment {
+    Allowed,
+    AllowedWithLevy,
+    LicenseRequired,
+    Prohibited,
+}
+
+/// Largest levy: 100 %, in basis points.
+pub const LEVY_BPS_MAX: u32 = 10_000;
+
+/// What happened: one of the initiative's typed facts. The stream an event belongs to follows
+/// from its data ([`EventData::stream`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventData {
+    MemberJoined { code: MemberCode, name: String, kind: MemberKind, role: MemberRole },
+    MemberRoleChanged { code: MemberCode, role: MemberRole },
+    MemberWithdrew { code: MemberCode, reason: String },
+    ProjectIdentified {
+        project_id: ProjectId,
+        title: String,
+        pillar: Pillar,
+        host: MemberCode,
+        partners: Vec<MemberCode>,
+        companies: Vec<String>,
+        description: String,
+    },
+    ProjectStatusChanged { project_id: ProjectId, status: ProjectStatus, reason: String },
+    ExportRuleChanged {
+        rule_id: RuleId,
+        item: String,
+        origin: Jurisdiction,
+        destination: Jurisdiction,
+        treatment: Treatment,
+        /// Set only for [`Treatment::AllowedWithLevy`], and then required, in 0..=[`LEVY_BPS_MAX`].
+        levy_bps: Option<u32>,
+        effective_from: NaiveDate,
+        authority: String,
+    },
+    CommitmentMade {
+        commitment_id: CommitmentId,
+        member: MemberCode,
+        pillar: Pillar,
+        description: String,
+        project_id: Option<ProjectId>,
+        due_on: NaiveDate,
+    },
+    CommitmentFulfilled { commitment_id: CommitmentId, evidence: String },
+    CommitmentWithdrawn { commitment_id: CommitmentId, reason: String },
+    SummitConvened {
+        date: NaiveDate,
+        host: MemberCode,
+        chair: String,
+        participants: Vec<MemberCode>,
+        location: String,
+    },
+}
+
+/// Every event type's name in snake_case, as used on the command line and in `ReadAll` filters.
+pub const EVENT_TYPE_NAMES: [&str; 10] = [
+    "member_joined",
+    "member_role_changed",
+    "member_withdrew",
+    "project_identified",
+    "project_status_changed",
+    "export_rule_changed",
+    "commitment_made",
+    "commitment_fulfilled",
+    "commitment_withdrawn",
+    "summit_convened",
+];
+
+impl EventData {
+    /// The stream this event belongs to.
+    pub fn stream(&self) -> StreamName {
+        match self {
+            Self::MemberJoined { code, .. } | Self::MemberRoleChanged { code, .. } | Self::MemberWithdrew { code, .. } => {
+                StreamName::member(code)
+            }
+            Self::ProjectIdentified { project_id, .. } | Self::ProjectStatusChanged { project_id, .. } => {
+                StreamName::project(project_id)
+            }
+            Self::ExportRuleChanged { rule_id, .. } => StreamName::export_rule(rule_id),
+            Self::CommitmentMade { commitment_id, .. }
+            | Self::CommitmentFulfilled { commitment_id, .. }
+            | Self::CommitmentWithdrawn { commitment_id, .. } => StreamName::commitment(commitment_id),
+            Self::SummitConvened { date, .. } => StreamName::summit(date),
+        }
+    }
+
+    /// The event's type name in snake_case (one of [`EVENT_TYPE_NAMES`]).
+    pub fn type_name(&self) -> &'static str {
+        EVENT_TYPE_NAMES[self.type_index()]
+    }
+
+    /// The index of this event's type in [`EVENT_TYPE_NAMES`].
+    pub fn type_index(&self) -> usize {
+        match self {
+            Self::MemberJoined { .. } => 0,
+            Self::MemberRoleChanged { .. } => 1,
+            Self::MemberWithdrew { .. } => 2,
+            Self::ProjectIdentified { .. } => 3,
+            Self::ProjectStatusChanged { .. } => 4,
+            Self::ExportRuleChanged { .. } => 5,
+            Self::CommitmentMade { .. } => 6,
+            Self::CommitmentFulfilled { .. } => 7,
+            Self::CommitmentWithdrawn { .. } => 8,
+            Self::SummitConvened { .. } => 9,
+        }
+    }
+}
+
+/// Who recorded an event, on what authority, and how it relates to other events.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// Who recorded it (a person, an office, a system).
+    pub actor: String,
+    /// A citation: a URL or a document title.
+    pub source: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    /// Free labels, e.g. `illustrative = true`. Ordered, so that encoding is deterministic.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An event as a client proposes it: what is compared when the same `event_id` is appended again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposedEvent {
+    pub event_id: EventId,
+    pub data: EventData,
+    /// When it took effect in the world; `None` means "when it is recorded".
+    pub effective_at: Option<DateTime<Utc>>,
+    pub metadata: Metadata,
+}
+
+/// An event as the log holds it, with the place and time the ledger gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub stream: StreamName,
+    pub revision: Revision,
+    pub recorded_at: DateTime<Utc>,
+    pub event: ProposedEvent,
+}
+
+impl RecordedEvent {
+    /// When the event took effect: as given by the client, or else when it was recorded.
+    pub fn effective_at(&self) -> DateTime<Utc> {
+        self.event.effective_at.unwrap_or(self.recorded_at)
+    }
+}

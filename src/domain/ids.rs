@@ -1,0 +1,233 @@
+//! Identifier newtypes. Each is parsed once at the edge; an invalid value cannot be constructed.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use super::FieldError;
+
+/// Longest accepted member or jurisdiction code: ISO 3166-1 alpha-2 codes have 2 letters,
+/// organisation codes such as `OECD` a few more; 8 leaves room without admitting prose.
+pub const CODE_LEN_MAX: usize = 8;
+/// Longest accepted export-rule slug; long enough for `origin-destination-vendor-item-variant`.
+pub const RULE_ID_LEN_MAX: usize = 64;
+
+fn check_code(field: &str, raw: &str) -> Result<(), FieldError> {
+    let ok = (2..=CODE_LEN_MAX).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_uppercase());
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("must be 2 to {CODE_LEN_MAX} upper-case ASCII letters (ISO 3166-1 alpha-2 or an organisation code such as EU), got {raw:?}"),
+        ))
+    }
+}
+
+macro_rules! code_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses a code; `field` names the request field in the error.
+            pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+                check_code(field, raw)?;
+                Ok(Self(raw.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+code_newtype!(
+    /// A participant's code: ISO 3166-1 alpha-2 for a state, or an organisation's code (`EU`, `OECD`).
+    MemberCode
+);
+code_newtype!(
+    /// A jurisdiction in an export rule (origin or destination), such as `US` or `CN`.
+    Jurisdiction
+);
+
+macro_rules! uuid_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// Parses the canonical hyphenated form; the nil UUID is refused.
+            pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+                match Uuid::try_parse(raw) {
+                    Ok(id) if !id.is_nil() => Ok(Self(id)),
+                    Ok(_) => Err(FieldError::new(field, "must not be the nil UUID")),
+                    Err(_) => Err(FieldError::new(field, format!("must be a UUID, got {raw:?}"))),
+                }
+            }
+
+            pub fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
+
+            pub fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_newtype!(
+    /// The client-chosen identity of an event; unique forever, the idempotency key of appends.
+    EventId
+);
+uuid_newtype!(
+    /// A project's identity (its stream is `project-{id}`).
+    ProjectId
+);
+uuid_newtype!(
+    /// A commitment's identity (its stream is `commitment-{id}`).
+    CommitmentId
+);
+
+impl EventId {
+    /// A fresh, time-ordered id for clients that do not choose one (such appends are not idempotent).
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+/// An export rule's slug, such as `us-cn-nvidia-h200`: lower-case ASCII letters and digits in
+/// groups joined by single hyphens.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleId(String);
+
+impl RuleId {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let groups_ok = raw
+            .split('-')
+            .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        if groups_ok && raw.len() <= RULE_ID_LEN_MAX {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new(
+                field,
+                format!("must be a slug of at most {RULE_ID_LEN_MAX} characters (a-z, 0-9, single hyphens between groups), got {raw:?}"),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of a stream, always derived from an event's data (`member-JP`, `project-{uuid}`,
+/// `export-rule-{slug}`, `commitment-{uuid}`, `summit-{YYYY-MM-DD}`), never chosen freely.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamName(String);
+
+/// Longest stream name: the longest category prefix (`export-rule-`) plus the longest rule slug.
+pub const STREAM_NAME_LEN_MAX: usize = "export-rule-".len() + RULE_ID_LEN_MAX;
+
+impl StreamName {
+    pub fn member(code: &MemberCode) -> Self {
+        Self(format!("member-{code}"))
+    }
+    pub fn project(id: &ProjectId) -> Self {
+        Self(format!("project-{id}"))
+    }
+    pub fn export_rule(id: &RuleId) -> Self {
+        Self(format!("export-rule-{id}"))
+    }
+    pub fn commitment(id: &CommitmentId) -> Self {
+        Self(format!("commitment-{id}"))
+    }
+    pub fn summit(date: &chrono::NaiveDate) -> Self {
+        Self(format!("summit-{}", date.format("%Y-%m-%d")))
+    }
+
+    /// Parses a stream name given by a reader (e.g. `ReadStream`); only the five categories exist.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let bad = || {
+            FieldError::new(
+                field,
+                format!("must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}} or summit-YYYY-MM-DD, got {raw:?}"),
+            )
+        };
+        if let Some(code) = raw.strip_prefix("member-") {
+            MemberCode::parse(field, code).map_err(|_| bad())?;
+        } else if let Some(id) = raw.strip_prefix("project-") {
+            ProjectId::parse(field, id).map_err(|_| bad())?;
+        } else if let Some(slug) = raw.strip_prefix("export-rule-") {
+            RuleId::parse(field, slug).map_err(|_| bad())?;
+        } else if let Some(id) = raw.strip_prefix("commitment-") {
+            CommitmentId::parse(field, id).map_err(|_| bad())?;
+        } else if let Some(date) = raw.strip_prefix("summit-") {
+            chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| bad())?;
+        } else {
+            return Err(bad());
+        }
+        // Canonical form only: the parsers above accept exactly what the constructors produce,
+        // except UUIDs, whose upper-case spelling must be refused here.
+        if raw.len() > STREAM_NAME_LEN_MAX || raw.bytes().any(|b| b.is_ascii_uppercase()) && !raw.starts_with("member-") {
+            return Err(bad());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A committed event's place in the one global log: dense, from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position(pub u64);
+
+/// A committed event's place in its stream: dense, from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Revision(pub u64);
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -1,0 +1,280 @@
+//! The ledger: the commit pipeline (the group-commit writer, see [`writer`]) and the read side
+//! that the services call. Reads never show an event past the durable head: an event becomes
+//! visible only once its commit group has been fsynced.
+
+mod reads;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::audit;
+use crate::domain::{DomainError, EventId, Position, ProposedEvent, Revision, StreamName};
+use crate::store::{Head, Recovery, Store, StoreConfig, StoreError};
+
+pub use reads::{EventFilter, ReadAllPage, ReadStreamPage, SubscriptionItem};
+
+/// Most events in one append request: large enough for any real batch of facts, small enough
+/// that one request cannot monopolise a commit group.
+pub const APPEND_EVENTS_MAX: usize = 1000;
+
+/// Sizes and knobs of the commit pipeline.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    pub store: StoreConfig,
+    /// Append requests waiting for the writer; beyond this, appends get RESOURCE_EXHAUSTED
+    /// instead of queueing without bound.
+    pub append_queue_max: usize,
+    /// Most events one commit group takes from the queue (one sled batch, one fsync).
+    pub group_events_max: usize,
+    /// Streams whose state the writer keeps in memory for its checks; beyond this, entries are
+    /// evicted and re-read from the log when needed.
+    pub stream_cache_max: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::default(),
+            append_queue_max: 4096,
+            group_events_max: 10_000,
+            stream_cache_max: 100_000,
+        }
+    }
+}
+
+/// What a stream must look like for an append to proceed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    Any,
+    NoStream,
+    Exists,
+    Exact(Revision),
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("any"),
+            Self::NoStream => f.write_str("no_stream"),
+            Self::Exists => f.write_str("exists"),
+            Self::Exact(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// An append: events in order, and optional expectations per stream.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    pub events: Vec<ProposedEvent>,
+    pub expectations: Vec<(StreamName, Expected)>,
+}
+
+/// Where one appended event landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub event_id: EventId,
+    pub stream: StreamName,
+    pub revision: Revision,
+    pub position: Position,
+}
+
+/// The answer to a durable append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub events: Vec<Appended>,
+    pub recorded_at: DateTime<Utc>,
+    /// Every event was already committed with identical content: nothing was written.
+    pub already_committed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("stream {stream} is at revision {}, expected {expected}", actual.map_or("none (no stream)".to_owned(), |r| r.to_string()))]
+    WrongRevision { stream: StreamName, expected: Expected, actual: Option<Revision> },
+    #[error("events[{index}]: {error}")]
+    Rule { index: usize, error: DomainError },
+    #[error("events[{index}]: event {event_id} was already committed at position {position} with different content")]
+    DifferentContent { index: usize, event_id: EventId, position: Position },
+    #[error("events[{index}]: event {event_id} was already committed at position {position}, but not all events of this request were; a retry must repeat the original request")]
+    PartlyCommitted { index: usize, event_id: EventId, position: Position },
+    #[error("events[{index}]: event id {event_id} appears more than once in the request")]
+    DuplicateInRequest { index: usize, event_id: EventId },
+    #[error("events[{index}]: the encoded event is {bytes} bytes, more than the {max} allowed")]
+    EventTooLarge { index: usize, bytes: usize, max: usize },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the append queue is full ({0} requests waiting); retry with backoff")]
+    Overloaded(usize),
+    #[error("the ledger is shutting down")]
+    ShuttingDown,
+    #[error("writes are halted until an operator acts: {0}")]
+    Halted(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl LedgerError {
+    /// Whether the error means stored bytes failed their check.
+    pub fn is_data_loss(&self) -> bool {
+        matches!(self, Self::Store(StoreError::Corrupt { .. }))
+    }
+}
+
+struct AppendJob {
+    request: AppendRequest,
+    reply: oneshot::Sender<Result<AppendOutcome, LedgerError>>,
+}
+
+/// The ledger: one writer thread, any number of readers.
+pub struct Ledger {
+    store: Arc<Store>,
+    jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    durable: watch::Receiver<Head>,
+    fault: Arc<watch::Sender<Option<String>>>,
+    shutdown: watch::Sender<bool>,
+    append_queue_max: usize,
+    recovery: Recovery,
+}
+
+impl Ledger {
+    /// Opens the store in `dir`, recovers it, re-checks the chain of its tail, and starts the
+    /// writer thread.
+    pub fn open(dir: &Path, config: LedgerConfig) -> Result<Arc<Self>, LedgerError> {
+        let (store, recovery) = Store::open(dir, &config.store)?;
+        let store = Arc::new(store);
+        let head = store.head()?;
+        verify_tail_chain(&store, head, recovery.verified_tail_records)?;
+        let (durable_tx, durable) = watch::channel(head);
+        let (jobs_tx, jobs_rx) = mpsc::channel(config.append_queue_max);
+        let fault = Arc::new(watch::Sender::new(None));
+        let writer = writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), &config)?;
+        let handle = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer.run(jobs_rx))
+            .map_err(StoreError::Io)?;
+        tracing::info!(head = head.position.0, ?recovery, "ledger opened");
+        Ok(Arc::new(Self {
+            store,
+            jobs: Mutex::new(Some(jobs_tx)),
+            writer: Mutex::new(Some(handle)),
+            durable,
+            fault,
+            shutdown: watch::Sender::new(false),
+            append_queue_max: config.append_queue_max,
+            recovery,
+        }))
+    }
+
+    /// Appends atomically and durably; see [`writer`] for the checks.
+    pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, LedgerError> {
+        if let Some(reason) = self.fault.borrow().clone() {
+            return Err(LedgerError::Halted(reason));
+        }
+        let jobs = self.jobs.lock().expect("jobs lock").clone().ok_or(LedgerError::ShuttingDown)?;
+        let (reply, answer) = oneshot::channel();
+        jobs.try_send(AppendJob { request, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LedgerError::Overloaded(self.append_queue_max),
+            mpsc::error::TrySendError::Closed(_) => LedgerError::ShuttingDown,
+        })?;
+        answer.await.map_err(|_| LedgerError::ShuttingDown)?
+    }
+
+    /// The last durable (acknowledgeable) head.
+    pub fn durable_head(&self) -> Head {
+        *self.durable.borrow()
+    }
+
+    /// Watches the durable head.
+    pub fn watch_head(&self) -> watch::Receiver<Head> {
+        self.durable.clone()
+    }
+
+    /// Watches the fault state: `Some(reason)` once stored data failed a check or a durable write
+    /// failed; writes are refused from then on.
+    pub fn watch_fault(&self) -> watch::Receiver<Option<String>> {
+        self.fault.subscribe()
+    }
+
+    /// How many durable syncs the store has completed.
+    pub fn sync_count(&self) -> u64 {
+        self.store.sync_count()
+    }
+
+    /// What recovery found on open.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Stops taking appends and ends subscriptions; appends already queued are still written
+    /// and answered after their fsync. Does not block.
+    pub fn close(&self) {
+        self.shutdown.send_replace(true);
+        self.jobs.lock().expect("jobs lock").take();
+    }
+
+    /// [`close`](Self::close), then waits for the writer to drain the queue and stop. Blocks.
+    pub fn shutdown(&self) {
+        self.close();
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+
+    fn record_fault(&self, error: &LedgerError) {
+        if error.is_data_loss() {
+            let reason = error.to_string();
+            tracing::error!(%reason, "stored data failed its check; refusing writes");
+            self.fault.send_if_modified(|f| {
+                if f.is_none() {
+                    *f = Some(reason);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Re-checks the chain hashes of the last `count` records against the head.
+fn verify_tail_chain(store: &Store, head: Head, count: u64) -> Result<(), LedgerError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let first = head.position.0 - count + 1;
+    let prev = match first {
+        1 => audit::GENESIS_HASH,
+        _ => {
+            store
+                .read_record(Position(first - 1))?
+                .ok_or_else(|| StoreError::Corrupt {
+                    place: format!("position {}", first - 1),
+                    reason: "record missing below the log head".into(),
+                })?
+                .hash
+        }
+    };
+    let records = store.scan_log(Position(first), true).take(count as usize).collect::<Result<Vec<_>, _>>()?;
+    if let Some(i) = audit::first_chain_break(prev, records.iter().map(|r| (&r.hash, r.body.as_slice()))) {
+        return Err(StoreError::Corrupt {
+            place: format!("position {}", records[i].event.position),
+            reason: "chain hash does not match the record".into(),
+        }
+        .into());
+    }
+    if records.last().map(|r| r.hash) != Some(head.hash) {
+        return Err(StoreError::Corrupt { place: "log head".into(), reason: "head hash differs from the last record".into() }.into());
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The read side: streams, the whole log, single events and subscriptions. Every read is
+//! capped at the durable head, so nothing is shown before it is acknowledgeable.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::{Ledger, LedgerError};
+use crate::domain::{EventId, Position, RecordedEvent, Revision, StreamName};
+use crate::store::StoreError;
+
+/// Most events a subscriber may have in flight before its reader waits for it. A slow
+/// subscriber holds at most this many; the rest stay on disk until it asks for them.
+pub const SUBSCRIPTION_BUFFER_MAX: usize = 256;
+/// Most log records one filtered `ReadAll` page scans, so that a page with a rare filter
+/// returns in bounded time (with a token to continue).
+pub const READ_ALL_SCAN_MAX: usize = 10_000;
+
+/// Which events a log read or a subscription delivers: all, or those whose stream starts with
+/// one of `stream_prefixes` and whose type is one of `event_types` (an empty list admits all).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EventFilter {
+    pub stream_prefixes: Vec<String>,
+    pub event_types: Vec<String>,
+}
+
+impl EventFilter {
+    pub fn admits(&self, event: &RecordedEvent) -> bool {
+        (self.stream_prefixes.is_empty() || self.stream_prefixes.iter().any(|p| event.stream.as_str().starts_with(p.as_str())))
+            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event.event.data.type_name()))
+    }
+}
+
+/// A page of one stream.
+#[derive(Clone, Debug)]
+pub struct ReadStreamPage {
+    pub events: Vec<RecordedEvent>,
+    pub stream_revision: Revision,
+    pub next_revision: Option<Revision>,
+}
+
+/// A page of the log.
+#[derive(Clone, Debug)]
+pub struct ReadAllPage {
+    pub events: Vec<RecordedEvent>,
+    /// Where the next page starts; `None` at the end of the log in the read's direction.
+    pub next_position: Option<Position>,
+    pub head_position: Position,
+}
+
+/// What a subscription delivers.
+#[derive(Clone, Debug)]
+pub enum SubscriptionItem {
+    Event(Box<RecordedEvent>),
+    /// Every event committed before the subscription reached the head has been delivered.
+    CaughtUp(Position),
+}
+
+impl Ledger {
+    /// Reads up to `limit` events of `stream` from `from` (default: its start, or its end when
+    /// reading backwards). `NotFound` if the stream has no event.
+    pub fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: Option<Revision>,
+        forward: bool,
+        limit: usize,
+    ) -> Result<ReadStreamPage, LedgerError> {
+        let head = self.durable_head().position;
+        let durable = |records: Vec<crate::store::StoredRecord>| {
+            records.into_iter().map(|r| r.event).filter(|e| e.position <= head).collect::<Vec<_>>()
+        };
+        let Some(stream_revision) = self.durable_stream_revision(stream, head)? else {
+            return Err(LedgerError::NotFound(format!("stream {stream} has no event")));
+        };
+        let from = from.unwrap_or(if forward { Revision(0) } else { stream_revision });
+        let mut events = if forward && from > stream_revision {
+            Vec::new()
+        } else {
+            durable(self.guard(self.store.read_stream(stream, from.min(stream_revision), forward, limit))?)
+        };
+        events.truncate(limit);
+        let next_revision = match events.last() {
+            Some(last) if forward && last.revision < stream_revision && events.len() == limit => Some(Revision(last.revision.0 + 1)),
+            Some(last) if !forward && last.revision.0 > 0 && events.len() == limit => Some(Revision(last.revision.0 - 1)),
+            _ => None,
+        };
+        Ok(ReadStreamPage { events, stream_revision, next_revision })
+    }
+
+    /// Reads a page of the log from `from` (inclusive), scanning at most [`READ_ALL_SCAN_MAX`]
+    /// records and returning at most `limit` that pass `filter`.
+    pub fn read_all(&self, from: Position, forward: bool, limit: usize, filter: &EventFilter) -> Result<ReadAllPage, LedgerError> {
+        let head = self.durable_head().position;
+        let start = if forward { from.max(Position(1)) } else { from.min(head) };
+        let mut events = Vec::new();
+        let mut next_position = None;
+        if (forward && start <= head) || (!forward && start.0 >= 1) {
+            let mut scanned = 0;
+            for record in self.store.scan_log(start, forward) {
+                let event = self.guard(record)?.event;
+                if event.position > head {
+                    break;
+                }
+                scanned += 1;
+                let position = event.position;
+                if filter.admits(&event) {
+                    events.push(event);
+                }
+                let more = if forward { position < head } else { position.0 > 1 };
+                if (events.len() == limit || scanned == READ_ALL_SCAN_MAX) && more {
+                    next_position = Some(Position(if forward { position.0 + 1 } else { position.0 - 1 }));
+                    break;
+                }
+            }
+        }
+        Ok(ReadAllPage { events, next_position, head_position: head })
+    }
+
+    /// One committed event by id.
+    pub fn get_event(&self, id: &EventId) -> Result<RecordedEvent, LedgerError> {
+        let head = self.durable_head().position;
+        let not_found = || LedgerError::NotFound(format!("event {id} not found"));
+        let position = self.guard(self.store.event_position(id))?.filter(|p| *p <= head).ok_or_else(not_found)?;
+        let record = self.guard(self.store.read_record(position))?;
+        let record = record.ok_or_else(|| StoreError::Corrupt {
+            place: format!("position {position}"),
+            reason: format!("indexed by event id {id} but missing"),
+        });
+        Ok(self.guard(record)?.event)
+    }
+
+    /// Delivers every event from `from` (inclusive) that passes `filter`, then
+    /// [`SubscriptionItem::CaughtUp`], then live events, until the receiver is dropped or the
+    /// ledger shuts down. The reader task reads from the store, never from a shared buffer, so
+    /// a slow subscriber costs writers nothing and holds at most [`SUBSCRIPTION_BUFFER_MAX`].
+    pub fn subscribe(self: &Arc<Self>, from: Position, filter: EventFilter) -> mpsc::Receiver<Result<SubscriptionItem, LedgerError>> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER_MAX);
+        let ledger = self.clone();
+        tokio::spawn(async move {
+            let mut heads = ledger.watch_head();
+            let mut shutdown = ledger.shutdown.subscribe();
+            let mut next = from.max(Position(1));
+            let mut caught_up = false;
+            loop {
+                let head = heads.borrow_and_update().position;
+                while next <= head {
+                    let page = ledger.read_all(next, true, SUBSCRIPTION_BUFFER_MAX, &filter);
+                    let page = match page {
+                        Ok(page) => page,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    next = page.next_position.unwrap_or(Position(page.head_position.0 + 1));
+                    for event in page.events {
+                        if tx.send(Ok(SubscriptionItem::Event(Box::new(event)))).await.is_err() {
+                            return;
+                        }
+                    }
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                if !caught_up {
+                    caught_up = true;
+                    if tx.send(Ok(SubscriptionItem::CaughtUp(Position(next.0 - 1)))).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    changed = heads.changed() => if changed.is_err() { return },
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        rx
+    }
+
+    /// The stream's last revision at or below the durable head (events of a group being
+    /// committed are already in the tree but not yet acknowledgeable).
+    fn durable_stream_revision(&self, stream: &StreamName, head: Position) -> Result<Option<Revision>, LedgerError> {
+        let mut from = Revision(u64::MAX - 1);
+        loop {
+            let page = self.guard(self.store.read_stream(stream, from, false, 64))?;
+            if let Some(record) = page.iter().find(|r| r.event.position <= head) {
+                return Ok(Some(record.event.revision));
+            }
+            match page.last() {
+                Some(last) if last.event.revision.0 > 0 && page.len() == 64 => from = Revision(last.event.revision.0 - 1),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Passes a store result through, recording a fault when stored data failed its check.
+    fn guard<T>(&self, result: Result<T, StoreError>) -> Result<T, LedgerError> {
+        result.map_err(|e| {
+            let error = LedgerError::Store(e);
+            self.record_fault(&error);
+            error
+        })
+    }
+}

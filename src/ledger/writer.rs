@@ -1,0 +1,322 @@
+//! The group-commit writer: one thread takes every queued append (up to a bound), checks each
+//! request on its own against committed state plus the requests accepted before it in the same
+//! group, writes the accepted ones in one atomic store batch, syncs once, then answers all.
+//!
+//! Because one writer checks every rule, including those that span streams, two racing
+//! requests cannot both pass a rule that only one may pass.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+
+use super::{AppendJob, AppendOutcome, AppendRequest, Appended, Expected, LedgerConfig, LedgerError};
+use crate::audit;
+use crate::domain::{self, EntityState, EventId, MemberCode, MemberState, Position, RecordedEvent, Revision, StreamName};
+use crate::store::{self, CommitBatch, Head, Store, StoreError};
+
+/// A stream's committed revision and folded state.
+#[derive(Clone, Debug, Default)]
+struct StreamHead {
+    revision: Option<Revision>,
+    state: EntityState,
+}
+
+/// What a request wrote, pending the group's commit.
+struct Staged {
+    records: Vec<(RecordedEvent, Vec<u8>, store::Hash)>,
+    heads: HashMap<StreamName, StreamHead>,
+}
+
+enum Verdict {
+    Write(Staged),
+    Replay(Vec<Appended>),
+}
+
+pub(super) struct Writer {
+    store: Arc<Store>,
+    head: Head,
+    last_recorded_at: DateTime<Utc>,
+    durable: watch::Sender<Head>,
+    fault: Arc<watch::Sender<Option<String>>>,
+    cache: HashMap<StreamName, StreamHead>,
+    stream_cache_max: usize,
+    group_events_max: usize,
+}
+
+impl Writer {
+    pub(super) fn new(
+        store: Arc<Store>,
+        head: Head,
+        durable: watch::Sender<Head>,
+        fault: Arc<watch::Sender<Option<String>>>,
+        config: &LedgerConfig,
+    ) -> Result<Self, LedgerError> {
+        let last_recorded_at = match head.position.0 {
+            0 => DateTime::<Utc>::MIN_UTC,
+            p => store.read_record(Position(p))?.map_or(DateTime::<Utc>::MIN_UTC, |r| r.event.recorded_at),
+        };
+        Ok(Self {
+            store,
+            head,
+            last_recorded_at,
+            durable,
+            fault,
+            cache: HashMap::new(),
+            stream_cache_max: config.stream_cache_max,
+            group_events_max: config.group_events_max,
+        })
+    }
+
+    /// Runs until every sender is gone and the queue is drained.
+    pub(super) fn run(mut self, mut jobs: mpsc::Receiver<AppendJob>) {
+        while let Some(first) = jobs.blocking_recv() {
+            let mut events = first.request.events.len();
+            let mut group = vec![first];
+            while events < self.group_events_max {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        events += job.request.events.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        tracing::debug!("ledger writer stopped");
+    }
+
+    fn commit_group(&mut self, group: Vec<AppendJob>) {
+        if let Some(reason) = self.fault.borrow().clone() {
+            for job in group {
+                let _ = job.reply.send(Err(LedgerError::Halted(reason.clone())));
+            }
+            return;
+        }
+        let recorded_at = Utc::now().max(self.last_recorded_at);
+        let mut overlay: HashMap<StreamName, StreamHead> = HashMap::new();
+        let mut staged_ids: HashMap<EventId, RecordedEvent> = HashMap::new();
+        let mut batch = CommitBatch::default();
+        let mut head = self.head;
+        let mut answers = Vec::with_capacity(group.len());
+        for job in group {
+            let verdict = self.check(&job.request, &overlay, &staged_ids, head, recorded_at);
+            let answer = match verdict {
+                Ok(Verdict::Write(staged)) => {
+                    let mut appended = Vec::with_capacity(staged.records.len());
+                    for (event, body, hash) in &staged.records {
+                        batch.put_record(event, body, hash);
+                        staged_ids.insert(event.event.event_id, event.clone());
+                        appended.push(appended_of(event));
+                        head = Head { position: event.position, hash: *hash };
+                    }
+                    overlay.extend(staged.heads);
+                    Ok((appended, false))
+                }
+                Ok(Verdict::Replay(appended)) => Ok((appended, true)),
+                Err(e) => Err(e),
+            };
+            answers.push((job.reply, answer));
+        }
+        let result = if batch.records() > 0 {
+            batch.set_head(&head);
+            self.store.commit(batch)
+        } else {
+            Ok(())
+        };
+        match result {
+            Ok(()) => {
+                self.head = head;
+                self.last_recorded_at = recorded_at;
+                self.remember(overlay);
+                self.durable.send_replace(head);
+                for (reply, answer) in answers {
+                    let outcome = answer.map(|(events, already_committed)| AppendOutcome {
+                        recorded_at: if already_committed { recorded_at_of_replay(&self.store, &events) } else { recorded_at },
+                        events,
+                        already_committed,
+                    });
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                // After a failed write or fsync the state of the file is unknown: stop writing
+                // rather than acknowledge anything on top of it.
+                let reason = error.to_string();
+                tracing::error!(%reason, "durable write failed; refusing writes");
+                self.fault.send_replace(Some(format!("a durable write failed: {reason}")));
+                self.cache.clear();
+                for (reply, answer) in answers {
+                    let _ = reply.send(match answer {
+                        Ok(_) => Err(LedgerError::Store(StoreError::Io(std::io::Error::other(reason.clone())))),
+                        Err(e) => Err(e),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Checks one request against committed state plus `overlay` (what earlier requests of this
+    /// group staged). Writes nothing.
+    fn check(
+        &mut self,
+        request: &AppendRequest,
+        overlay: &HashMap<StreamName, StreamHead>,
+        staged_ids: &HashMap<EventId, RecordedEvent>,
+        head: Head,
+        recorded_at: DateTime<Utc>,
+    ) -> Result<Verdict, LedgerError> {
+        if let Some(replay) = self.check_idempotency(request, staged_ids)? {
+            return Ok(Verdict::Replay(replay));
+        }
+        let mut local: HashMap<StreamName, StreamHead> = HashMap::new();
+        for (stream, expected) in &request.expectations {
+            let current = self.stream_head(stream, &local, overlay)?.revision;
+            let ok = match expected {
+                Expected::Any => true,
+                Expected::NoStream => current.is_none(),
+                Expected::Exists => current.is_some(),
+                Expected::Exact(r) => current == Some(*r),
+            };
+            if !ok {
+                return Err(LedgerError::WrongRevision { stream: stream.clone(), expected: *expected, actual: current });
+            }
+        }
+        let mut records = Vec::with_capacity(request.events.len());
+        let mut prev_hash = head.hash;
+        for (index, proposed) in request.events.iter().enumerate() {
+            let stream = proposed.data.stream();
+            for code in domain::referenced_participants(&proposed.data) {
+                let member_stream = StreamName::member(&code);
+                let loaded = self.stream_head(&member_stream, &local, overlay)?;
+                local.entry(member_stream).or_insert(loaded);
+            }
+            let current = self.stream_head(&stream, &local, overlay)?;
+            let participants = |code: &MemberCode| match local.get(&StreamName::member(code)).map(|h| &h.state) {
+                Some(EntityState::Member(m)) => Some::<MemberState>(m.clone()),
+                _ => None,
+            };
+            domain::decide(&current.state, &proposed.data, &participants).map_err(|error| LedgerError::Rule { index, error })?;
+            let revision = Revision(current.revision.map_or(0, |r| r.0 + 1));
+            let position = Position(head.position.0 + 1 + index as u64);
+            let event = RecordedEvent { position, stream: stream.clone(), revision, recorded_at, event: proposed.clone() };
+            let body = store::record::encode_event(&event);
+            if body.len() > store::RECORD_BODY_BYTES_MAX {
+                return Err(LedgerError::EventTooLarge { index, bytes: body.len(), max: store::RECORD_BODY_BYTES_MAX });
+            }
+            let hash = audit::chain_hash(&prev_hash, &body);
+            prev_hash = hash;
+            let state = domain::evolve(current.state, &proposed.data);
+            local.insert(stream, StreamHead { revision: Some(revision), state });
+            records.push((event, body, hash));
+        }
+        Ok(Verdict::Write(Staged { records, heads: local }))
+    }
+
+    /// `Some(positions)` when every event of the request is already committed (or staged in
+    /// this group) with identical content; an error when only some are, or with other content.
+    fn check_idempotency(
+        &self,
+        request: &AppendRequest,
+        staged_ids: &HashMap<EventId, RecordedEvent>,
+    ) -> Result<Option<Vec<Appended>>, LedgerError> {
+        let mut seen = HashSet::with_capacity(request.events.len());
+        let mut found = Vec::new();
+        let mut first_new = None;
+        for (index, proposed) in request.events.iter().enumerate() {
+            let event_id = proposed.event_id;
+            if !seen.insert(event_id) {
+                return Err(LedgerError::DuplicateInRequest { index, event_id });
+            }
+            let existing = match staged_ids.get(&event_id) {
+                Some(record) => Some(record.clone()),
+                None => match self.store.event_position(&event_id)? {
+                    Some(position) => Some(
+                        self.store
+                            .read_record(position)?
+                            .ok_or_else(|| StoreError::Corrupt {
+                                place: format!("position {position}"),
+                                reason: format!("indexed by event id {event_id} but missing"),
+                            })?
+                            .event,
+                    ),
+                    None => None,
+                },
+            };
+            match existing {
+                Some(record) if record.event != *proposed => {
+                    return Err(LedgerError::DifferentContent { index, event_id, position: record.position });
+                }
+                Some(record) => found.push((index, record)),
+                None => first_new = first_new.or(Some(index)),
+            }
+        }
+        match (found.first(), first_new) {
+            (None, _) => Ok(None),
+            (Some((index, record)), Some(_)) => {
+                Err(LedgerError::PartlyCommitted { index: *index, event_id: record.event.event_id, position: record.position })
+            }
+            (Some(_), None) => Ok(Some(found.iter().map(|(_, record)| appended_of(record)).collect())),
+        }
+    }
+
+    /// The stream's head as this request sees it: its own staged events, then the group's,
+    /// then committed state (cached, or folded from the log).
+    fn stream_head(
+        &mut self,
+        stream: &StreamName,
+        local: &HashMap<StreamName, StreamHead>,
+        overlay: &HashMap<StreamName, StreamHead>,
+    ) -> Result<StreamHead, LedgerError> {
+        if let Some(h) = local.get(stream).or_else(|| overlay.get(stream)) {
+            return Ok(h.clone());
+        }
+        if let Some(h) = self.cache.get(stream) {
+            return Ok(h.clone());
+        }
+        let mut head = StreamHead::default();
+        let mut from = Revision(0);
+        loop {
+            let page = self.store.read_stream(stream, from, true, 1024)?;
+            let Some(last) = page.last() else { break };
+            from = Revision(last.event.revision.0 + 1);
+            for record in &page {
+                head.state = domain::evolve(std::mem::take(&mut head.state), &record.event.event.data);
+                head.revision = Some(record.event.revision);
+            }
+        }
+        self.cache_insert(stream.clone(), head.clone());
+        Ok(head)
+    }
+
+    fn remember(&mut self, overlay: HashMap<StreamName, StreamHead>) {
+        for (stream, head) in overlay {
+            self.cache_insert(stream, head);
+        }
+    }
+
+    fn cache_insert(&mut self, stream: StreamName, head: StreamHead) {
+        if self.cache.len() >= self.stream_cache_max && !self.cache.contains_key(&stream) {
+            // Evict an arbitrary tenth: cheap, bounded, and any evicted stream is re-folded
+            // from the log on its next use.
+            let evict: Vec<_> = self.cache.keys().take(self.stream_cache_max / 10 + 1).cloned().collect();
+            for key in evict {
+                self.cache.remove(&key);
+            }
+        }
+        self.cache.insert(stream, head);
+    }
+}
+
+fn appended_of(event: &RecordedEvent) -> Appended {
+    Appended { event_id: event.event.event_id, stream: event.stream.clone(), revision: event.revision, position: event.position }
+}
+
+fn recorded_at_of_replay(store: &Store, events: &[Appended]) -> DateTime<Utc> {
+    events
+        .first()
+        .and_then(|a| store.read_record(a.position).ok().flatten())
+        .map_or_else(Utc::now, |r| r.event.recorded_at)
+}

@@ -1,0 +1,23 @@
+//! pax-ledger: an event-sourced, tamper-evident ledger of the commitments of a multilateral
+//! initiative. See `ARCHITECTURE.md` for the map and the invariants.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod ledger;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+/// The generated wire types (`pax.ledger.v1`).
+pub mod proto {
+    pub mod v1 {
+        tonic::include_proto!("pax.ledger.v1");
+    }
+
+    /// The encoded file descriptor set of `proto/`, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pax_ledger_descriptor.bin"));
+}

@@ -1,0 +1,74 @@
+//! Builds and runs the gRPC server: the ledger service, health, reflection, limits and
+//! graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::ledger::Ledger;
+use crate::proto::v1::ledger_service_server::LedgerServiceServer;
+use crate::service::LedgerService;
+
+/// Largest request the server decodes: `APPEND_EVENTS_MAX` events at the largest record size,
+/// with room for the wire's own overhead.
+pub const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves `ledger` on `listener` until `shutdown` resolves, then stops taking requests, lets
+/// in-flight appends finish (each answered after its fsync), ends subscriptions and returns.
+pub async fn run(listener: TcpListener, ledger: Arc<Ledger>, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<LedgerServiceServer<LedgerService>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    // Stored data that fails its check takes the service out of rotation.
+    let mut fault = ledger.watch_fault();
+    let fault_health = health.clone();
+    let fault_watch = tokio::spawn(async move {
+        if fault.wait_for(Option::is_some).await.is_ok() {
+            fault_health.set_not_serving::<LedgerServiceServer<LedgerService>>().await;
+            fault_health.set_service_status("", ServingStatus::NotServing).await;
+        }
+    });
+
+    let ledger_service = LedgerServiceServer::new(LedgerService::new(ledger.clone()))
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
+    let closing = ledger.clone();
+    let stop_health = health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight appends");
+        stop_health.set_not_serving::<LedgerServiceServer<LedgerService>>().await;
+        stop_health.set_service_status("", ServingStatus::NotServing).await;
+        closing.close();
+    };
+    let result = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ledger_service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await;
+    fault_watch.abort();
+    let joining = ledger.clone();
+    let _ = tokio::task::spawn_blocking(move || joining.shutdown()).await;
+    tracing::info!("stopped");
+    Ok(result?)
+}

@@ -1,0 +1,101 @@
+//! The one table from errors to gRPC status codes (DESIGN.md §4). Nothing else in the crate
+//! picks a status code.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::FieldError;
+use crate::ledger::LedgerError;
+use crate::store::StoreError;
+
+/// The `ErrorInfo.domain` of every error this service details.
+pub const ERROR_DOMAIN: &str = "pax-ledger";
+
+/// A malformed request: INVALID_ARGUMENT with a field violation naming the field.
+pub fn invalid_argument(error: FieldError) -> Status {
+    let message = error.to_string();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        message,
+        ErrorDetails::with_bad_request_violation(error.field, error.description),
+    )
+}
+
+/// A request over a size limit: RESOURCE_EXHAUSTED.
+pub fn too_large(message: impl Into<String>) -> Status {
+    Status::resource_exhausted(message)
+}
+
+/// Maps a ledger error to its status, with machine-readable details where a client acts on them.
+pub fn from_ledger(error: LedgerError) -> Status {
+    let message = error.to_string();
+    match error {
+        LedgerError::WrongRevision { stream, expected, actual } => {
+            let actual = actual.map_or_else(|| "none".to_owned(), |r| r.to_string());
+            let metadata = HashMap::from([
+                ("stream".to_owned(), stream.to_string()),
+                ("expected_revision".to_owned(), expected.to_string()),
+                ("actual_revision".to_owned(), actual),
+            ]);
+            Status::with_error_details(
+                Code::Aborted,
+                message,
+                ErrorDetails::with_error_info("WRONG_EXPECTED_REVISION", ERROR_DOMAIN, metadata),
+            )
+        }
+        LedgerError::Rule { index, error } => Status::with_error_details(
+            Code::FailedPrecondition,
+            message,
+            ErrorDetails::with_precondition_failure_violation("DOMAIN_RULE", format!("events[{index}]"), error.to_string()),
+        ),
+        LedgerError::DifferentContent { position, .. } | LedgerError::PartlyCommitted { position, .. } => {
+            let metadata = HashMap::from([("position".to_owned(), position.to_string())]);
+            Status::with_error_details(
+                Code::AlreadyExists,
+                message,
+                ErrorDetails::with_error_info("EVENT_ID_ALREADY_COMMITTED", ERROR_DOMAIN, metadata),
+            )
+        }
+        LedgerError::DuplicateInRequest { index, .. } => {
+            invalid_argument(FieldError::new(format!("events[{index}].event_id"), message))
+        }
+        LedgerError::EventTooLarge { .. } | LedgerError::Overloaded(_) => Status::resource_exhausted(message),
+        LedgerError::NotFound(_) => Status::not_found(message),
+        LedgerError::ShuttingDown => Status::unavailable(message),
+        LedgerError::Halted(_) => Status::unavailable(message),
+        LedgerError::Store(StoreError::Corrupt { .. }) => Status::data_loss(message),
+        LedgerError::Store(StoreError::NewerFormat { .. }) => Status::failed_precondition(message),
+        LedgerError::Store(StoreError::Sled(_) | StoreError::Io(_)) => {
+            tracing::error!(error = %message, "storage failure");
+            Status::internal(message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Revision, StreamName};
+    use crate::ledger::Expected;
+
+    #[test]
+    fn wrong_revision_carries_the_actual_revision() {
+        let stream = StreamName::parse("stream", "member-JP").unwrap();
+        let status = from_ledger(LedgerError::WrongRevision { stream, expected: Expected::Exact(Revision(3)), actual: Some(Revision(5)) });
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(status.message().contains("revision 5"), "{}", status.message());
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.metadata["actual_revision"], "5");
+        assert_eq!(info.metadata["expected_revision"], "3");
+    }
+
+    #[test]
+    fn a_field_error_names_the_field() {
+        let status = invalid_argument(FieldError::new("events[2].member_joined.code", "bad"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = status.get_details_bad_request().expect("bad request");
+        assert_eq!(bad.field_violations[0].field, "events[2].member_joined.code");
+    }
+}
