@@ -112,6 +112,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening the ledger in {}", config.data.display()))?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    // One machine-readable line on stdout, so that scripts (and crash tests) can use port 0.
+    println!("pax-ledger listening on {addr}");
     if addr.ip().is_loopback() {
         tracing::info!(%addr, data = %config.data.display(), "serving; no token is configured, so only this loopback address is open");
     } else {

@@ -517,3 +517,432 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::{EVENT_TYPE_NAMES, StreamName};
+
+    const EVENT_ID: &str = "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a";
+    const OTHER_ID: &str = "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6b";
+
+    fn code(raw: &str) -> MemberCode {
+        MemberCode::parse("code", raw).unwrap()
+    }
+    fn date(raw: &str) -> NaiveDate {
+        raw.parse().unwrap()
+    }
+    fn time(raw: &str) -> DateTime<Utc> {
+        raw.parse().unwrap()
+    }
+
+    /// A record of `data` with a full envelope.
+    fn recorded(data: EventData) -> RecordedEvent {
+        RecordedEvent {
+            position: Position(7),
+            stream: data.stream(),
+            revision: Revision(3),
+            recorded_at: time("2025-12-14T08:06:00.123456789Z"),
+            event: ProposedEvent {
+                event_id: EventId::parse("event_id", EVENT_ID).unwrap(),
+                data,
+                effective_at: Some(time("2025-12-11T00:00:00Z")),
+                metadata: Metadata {
+                    actor: "secretariat".into(),
+                    source: "Benzinga, 2025-12-14".into(),
+                    correlation_id: "c-1".into(),
+                    causation_id: String::new(),
+                    labels: [("illustrative".to_owned(), "false".to_owned()), ("lang".to_owned(), "fr".to_owned())]
+                        .into(),
+                },
+            },
+        }
+    }
+
+    #[track_caller]
+    fn check_round_trip(event: &RecordedEvent) {
+        let bytes = encode_event(event);
+        assert_eq!(decode_event(&bytes).unwrap(), *event);
+        assert_eq!(encode_event(event), bytes, "encoding is deterministic");
+    }
+
+    fn one_of_each_type() -> Vec<EventData> {
+        let project_id = ProjectId::parse("project_id", OTHER_ID).unwrap();
+        let commitment_id = CommitmentId::parse("commitment_id", OTHER_ID).unwrap();
+        vec![
+            EventData::MemberJoined {
+                code: code("OECD"),
+                name: "Organisation for Economic Co-operation and Development".into(),
+                kind: MemberKind::Organization,
+                role: MemberRole::Guest,
+            },
+            EventData::MemberRoleChanged { code: code("TW"), role: MemberRole::Member },
+            EventData::MemberWithdrew { code: code("GB"), reason: "« raison »\nligne 2".into() },
+            EventData::ProjectIdentified {
+                project_id,
+                title: "Fab".into(),
+                pillar: Pillar::AiCompute,
+                host: code("US"),
+                partners: vec![code("JP"), code("KR")],
+                companies: vec!["ASML".into(), "SK Hynix".into()],
+                description: String::new(),
+            },
+            EventData::ProjectStatusChanged { project_id, status: ProjectStatus::UnderWay, reason: "funded".into() },
+            EventData::ExportRuleChanged {
+                rule_id: RuleId::parse("rule_id", "us-cn-nvidia-h200").unwrap(),
+                item: "Nvidia H200".into(),
+                origin: Jurisdiction::parse("origin", "US").unwrap(),
+                destination: Jurisdiction::parse("destination", "CN").unwrap(),
+                treatment: Treatment::AllowedWithLevy,
+                levy_bps: Some(2500),
+                effective_from: date("2025-12-08"),
+                authority: "US President".into(),
+            },
+            EventData::CommitmentMade {
+                commitment_id,
+                member: code("JP"),
+                pillar: Pillar::CriticalMinerals,
+                description: "Refine".into(),
+                project_id: Some(project_id),
+                due_on: date("2027-06-30"),
+            },
+            EventData::CommitmentFulfilled { commitment_id, evidence: "https://example.org/report".into() },
+            EventData::CommitmentWithdrawn { commitment_id, reason: String::new() },
+            EventData::SummitConvened {
+                date: date("2025-12-11"),
+                host: code("US"),
+                chair: "Jacob Helberg".into(),
+                participants: vec![code("US"), code("JP"), code("EU")],
+                location: "Washington".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_type_round_trips() {
+        let events = one_of_each_type();
+        let types: Vec<&str> = events.iter().map(EventData::type_name).collect();
+        assert_eq!(types, EVENT_TYPE_NAMES);
+        for data in events {
+            check_round_trip(&recorded(data));
+        }
+    }
+
+    #[test]
+    fn envelope_variants_round_trip() {
+        let mut event = recorded(one_of_each_type().remove(0));
+        event.event.effective_at = None;
+        event.event.metadata = Metadata::default();
+        check_round_trip(&event);
+        // A leap second, as chrono represents it.
+        event.recorded_at = DateTime::from_timestamp(1_483_228_799, 1_500_000_000).unwrap();
+        event.position = Position(u64::MAX);
+        check_round_trip(&event);
+        let mut levy_free = one_of_each_type().remove(5);
+        if let EventData::ExportRuleChanged { treatment, levy_bps, .. } = &mut levy_free {
+            (*treatment, *levy_bps) = (Treatment::Prohibited, None);
+        }
+        check_round_trip(&recorded(levy_free));
+        let mut unattached = one_of_each_type().remove(6);
+        if let EventData::CommitmentMade { project_id, .. } = &mut unattached {
+            *project_id = None;
+        }
+        check_round_trip(&recorded(unattached));
+    }
+
+    /// The record of `member_joined` JP, with no effective time and empty metadata.
+    fn golden_event() -> RecordedEvent {
+        let data = EventData::MemberJoined {
+            code: code("JP"),
+            name: "Japan".into(),
+            kind: MemberKind::State,
+            role: MemberRole::Member,
+        };
+        RecordedEvent {
+            position: Position(1),
+            stream: StreamName::member(&code("JP")),
+            revision: Revision(0),
+            recorded_at: time("2025-12-14T08:06:00Z"),
+            event: ProposedEvent {
+                event_id: EventId::parse("event_id", EVENT_ID).unwrap(),
+                data,
+                effective_at: None,
+                metadata: Metadata::default(),
+            },
+        }
+    }
+
+    /// [`golden_event`]'s bytes, spelled out from the format in the module documentation.
+    fn golden_bytes() -> Vec<u8> {
+        [
+            &[BODY_FORMAT][..],
+            &1u64.to_be_bytes(),                           // position
+            &0u64.to_be_bytes(),                           // revision
+            &9u32.to_be_bytes(),                           // stream: length
+            b"member-JP",                                  //   bytes (offset 21)
+            &1_765_699_560i64.to_be_bytes(),               // recorded_at: seconds (offset 30)
+            &0u32.to_be_bytes(),                           //   nanoseconds
+            Uuid::parse_str(EVENT_ID).unwrap().as_bytes(), // event_id (offset 42)
+            &[0],                                          // effective_at: absent (offset 58)
+            &[0],                                          // type: member_joined (offset 59)
+            &2u32.to_be_bytes(),                           // code
+            b"JP",                                         //   (offset 64)
+            &5u32.to_be_bytes(),                           // name
+            b"Japan",                                      //   (offset 70)
+            &[0],                                          // kind: state (offset 75)
+            &[0],                                          // role: member (offset 76)
+            &[0; 16],                                      // actor, source, correlation_id, causation_id: empty
+            &0u32.to_be_bytes(),                           // labels: none
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn the_encoding_is_the_documented_one() {
+        assert_eq!(encode_event(&golden_event()), golden_bytes());
+        assert_eq!(decode_event(&golden_bytes()).unwrap(), golden_event());
+    }
+
+    #[track_caller]
+    fn check_refused(edit: impl FnOnce(&mut Vec<u8>), expected: &str) {
+        let mut bytes = golden_bytes();
+        edit(&mut bytes);
+        let error = decode_event(&bytes).expect_err("corrupt bytes decoded");
+        assert!(format!("{error:?}").starts_with(expected), "{error:?} is not {expected}");
+    }
+
+    #[test]
+    fn decoding_refuses_what_encoding_never_writes() {
+        check_refused(|b| b[0] = 2, "UnsupportedFormat { found: 2 }");
+        check_refused(|b| b.push(0), "TrailingBytes { count: 1 }");
+        check_refused(|b| b[58] = 2, r#"UnknownTag { what: "effective_at", tag: 2 }"#);
+        check_refused(|b| b[59] = 10, r#"UnknownTag { what: "event type", tag: 10 }"#);
+        check_refused(|b| b[75] = 2, r#"UnknownTag { what: "member kind", tag: 2 }"#);
+        check_refused(|b| b[76] = 9, r#"UnknownTag { what: "member role", tag: 9 }"#);
+        check_refused(|b| b[70] = 0xff, r#"BadText { what: "data.name""#);
+        check_refused(|b| b[64] = b'j', "Invalid(FieldError { field: \"data.code\"");
+        check_refused(|b| b[42..58].fill(0), "Invalid(FieldError { field: \"event_id\"");
+        check_refused(|b| b[38..42].copy_from_slice(&2_000_000_000u32.to_be_bytes()), "BadTime");
+        check_refused(|b| b[28] = b'K', r#"StreamMismatch { stored: "member-KP", derived: "member-JP" }"#);
+        check_refused(|b| b[17..21].copy_from_slice(&u32::MAX.to_be_bytes()), r#"Truncated { what: "stream""#);
+        for (pairs, repeated) in [([("b", "1"), ("a", "2")], "a"), ([("a", "1"), ("a", "2")], "a")] {
+            let labels = |b: &mut Vec<u8>| {
+                b.truncate(b.len() - 4);
+                b.extend(2u32.to_be_bytes());
+                for (key, value) in pairs {
+                    for text in [key, value] {
+                        b.extend(u32::try_from(text.len()).unwrap().to_be_bytes());
+                        b.extend(text.as_bytes());
+                    }
+                }
+            };
+            check_refused(labels, &format!("LabelsOutOfOrder {{ key: {repeated:?} }}"));
+        }
+    }
+
+    #[test]
+    fn decoding_refuses_an_impossible_date() {
+        let event = recorded(one_of_each_type().remove(9));
+        let mut bytes = encode_event(&event);
+        // The summit's date is the first field after the type tag.
+        let tag_at = 1 + 8 + 8 + 4 + event.stream.as_str().len() + 12 + 16 + 1 + 12;
+        assert_eq!(bytes[tag_at], 9);
+        bytes[tag_at + 1..tag_at + 5].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(decode_event(&bytes), Err(RecordError::BadDate { what: "data.date", days: i32::MAX })));
+    }
+
+    // --- properties ----------------------------------------------------------------------------
+
+    fn arb_code() -> impl Strategy<Value = MemberCode> {
+        "[A-Z]{2,8}".prop_map(|raw| code(&raw))
+    }
+    fn arb_jurisdiction() -> impl Strategy<Value = Jurisdiction> {
+        "[A-Z]{2,8}".prop_map(|raw| Jurisdiction::parse("jurisdiction", &raw).unwrap())
+    }
+    fn arb_rule_id() -> impl Strategy<Value = RuleId> {
+        "[a-z0-9]{1,6}(-[a-z0-9]{1,6}){0,4}".prop_map(|raw| RuleId::parse("rule_id", &raw).unwrap())
+    }
+    fn arb_uuid() -> impl Strategy<Value = Uuid> {
+        (1..=u128::MAX).prop_map(Uuid::from_u128)
+    }
+    /// Any text at all, control characters included: encoding does not judge.
+    fn arb_text() -> impl Strategy<Value = String> {
+        "(?s).{0,12}"
+    }
+    fn arb_date() -> impl Strategy<Value = NaiveDate> {
+        (NaiveDate::MIN.num_days_from_ce()..=NaiveDate::MAX.num_days_from_ce())
+            .prop_map(|days| NaiveDate::from_num_days_from_ce_opt(days).unwrap())
+    }
+    fn arb_time() -> impl Strategy<Value = DateTime<Utc>> {
+        (DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp(), 0..1_000_000_000u32)
+            .prop_map(|(seconds, nanos)| DateTime::from_timestamp(seconds, nanos).unwrap())
+    }
+    fn arb_pillar() -> impl Strategy<Value = Pillar> {
+        prop::sample::select(vec![
+            Pillar::Semiconductors,
+            Pillar::CriticalMinerals,
+            Pillar::Energy,
+            Pillar::AiCompute,
+            Pillar::Networks,
+        ])
+    }
+    fn arb_role() -> impl Strategy<Value = MemberRole> {
+        prop::sample::select(vec![MemberRole::Member, MemberRole::Guest])
+    }
+    fn arb_codes() -> impl Strategy<Value = Vec<MemberCode>> {
+        prop::collection::vec(arb_code(), 0..4)
+    }
+
+    fn arb_event_data() -> impl Strategy<Value = EventData> {
+        let project_id = || arb_uuid().prop_map(ProjectId::from_uuid);
+        let commitment_id = || arb_uuid().prop_map(CommitmentId::from_uuid);
+        prop_oneof![
+            (
+                arb_code(),
+                arb_text(),
+                prop::sample::select(vec![MemberKind::State, MemberKind::Organization]),
+                arb_role()
+            )
+                .prop_map(|(code, name, kind, role)| EventData::MemberJoined { code, name, kind, role }),
+            (arb_code(), arb_role()).prop_map(|(code, role)| EventData::MemberRoleChanged { code, role }),
+            (arb_code(), arb_text()).prop_map(|(code, reason)| EventData::MemberWithdrew { code, reason }),
+            (
+                project_id(),
+                arb_text(),
+                arb_pillar(),
+                arb_code(),
+                arb_codes(),
+                prop::collection::vec(arb_text(), 0..3),
+                arb_text()
+            )
+                .prop_map(|(project_id, title, pillar, host, partners, companies, description)| {
+                    EventData::ProjectIdentified { project_id, title, pillar, host, partners, companies, description }
+                }),
+            (
+                project_id(),
+                prop::sample::select(vec![
+                    ProjectStatus::Identified,
+                    ProjectStatus::Approved,
+                    ProjectStatus::UnderWay,
+                    ProjectStatus::Completed,
+                    ProjectStatus::Cancelled,
+                ]),
+                arb_text()
+            )
+                .prop_map(|(project_id, status, reason)| EventData::ProjectStatusChanged {
+                    project_id,
+                    status,
+                    reason
+                }),
+            (
+                arb_rule_id(),
+                arb_text(),
+                arb_jurisdiction(),
+                arb_jurisdiction(),
+                prop::sample::select(vec![
+                    Treatment::Allowed,
+                    Treatment::AllowedWithLevy,
+                    Treatment::LicenseRequired,
+                    Treatment::Prohibited,
+                ]),
+                prop::option::of(any::<u32>()),
+                arb_date(),
+                arb_text()
+            )
+                .prop_map(
+                    |(rule_id, item, origin, destination, treatment, levy_bps, effective_from, authority)| {
+                        EventData::ExportRuleChanged {
+                            rule_id,
+                            item,
+                            origin,
+                            destination,
+                            treatment,
+                            levy_bps,
+                            effective_from,
+                            authority,
+                        }
+                    }
+                ),
+            (commitment_id(), arb_code(), arb_pillar(), arb_text(), prop::option::of(project_id()), arb_date())
+                .prop_map(|(commitment_id, member, pillar, description, project_id, due_on)| {
+                    EventData::CommitmentMade { commitment_id, member, pillar, description, project_id, due_on }
+                }),
+            (commitment_id(), arb_text())
+                .prop_map(|(commitment_id, evidence)| EventData::CommitmentFulfilled { commitment_id, evidence }),
+            (commitment_id(), arb_text())
+                .prop_map(|(commitment_id, reason)| EventData::CommitmentWithdrawn { commitment_id, reason }),
+            (arb_date(), arb_code(), arb_text(), arb_codes(), arb_text()).prop_map(
+                |(date, host, chair, participants, location)| EventData::SummitConvened {
+                    date,
+                    host,
+                    chair,
+                    participants,
+                    location
+                }
+            ),
+        ]
+    }
+
+    fn arb_metadata() -> impl Strategy<Value = Metadata> {
+        (arb_text(), arb_text(), arb_text(), arb_text(), prop::collection::btree_map(arb_text(), arb_text(), 0..4))
+            .prop_map(|(actor, source, correlation_id, causation_id, labels)| Metadata {
+                actor,
+                source,
+                correlation_id,
+                causation_id,
+                labels,
+            })
+    }
+
+    fn arb_recorded_event() -> impl Strategy<Value = RecordedEvent> {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            arb_time(),
+            arb_uuid(),
+            prop::option::of(arb_time()),
+            arb_event_data(),
+            arb_metadata(),
+        )
+            .prop_map(|(position, revision, recorded_at, event_id, effective_at, data, metadata)| {
+                RecordedEvent {
+                    position: Position(position),
+                    stream: data.stream(),
+                    revision: Revision(revision),
+                    recorded_at,
+                    event: ProposedEvent { event_id: EventId::from_uuid(event_id), data, effective_at, metadata },
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn decode_inverts_encode_and_encoding_is_deterministic(event in arb_recorded_event()) {
+            let bytes = encode_event(&event);
+            prop_assert_eq!(decode_event(&bytes).unwrap(), event.clone());
+            prop_assert_eq!(encode_event(&event), bytes);
+        }
+
+        #[test]
+        fn every_truncation_is_refused(event in arb_recorded_event()) {
+            let bytes = encode_event(&event);
+            for len in 0..bytes.len() {
+                prop_assert!(decode_event(&bytes[..len]).is_err(), "a prefix of {} bytes decoded", len);
+            }
+        }
+
+        /// Decoding accepts only canonical bytes: whatever a corrupted byte turns into, it is
+        /// refused or it is the one encoding of what it decodes to. And it never panics.
+        #[test]
+        fn a_corrupted_byte_is_refused_or_canonical(event in arb_recorded_event(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let mut bytes = encode_event(&event);
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+            if let Ok(decoded) = decode_event(&bytes) {
+                prop_assert_eq!(encode_event(&decoded), bytes);
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The test harness: a real server on 127.0.0.1:0 over a data directory, and event builders.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pax_ledger::ledger::{Ledger, LedgerConfig};
+use pax_ledger::proto::v1 as pb;
+use pax_ledger::proto::v1::ledger_service_client::LedgerServiceClient;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A running server. Stop it with [`TestServer::stop`] to restart on the same directory.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub ledger: Arc<Ledger>,
+    pub data: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server over a fresh temporary directory.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Self::start_in(dir.path()).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server over `data` (which outlives it: use it to restart).
+    pub async fn start_in(data: &Path) -> Self {
+        Self::start_with(data, LedgerConfig::default()).await
+    }
+
+    pub async fn start_with(data: &Path, config: LedgerConfig) -> Self {
+        pax_ledger::telemetry::init("warn");
+        let path = data.to_owned();
+        let ledger = tokio::task::spawn_blocking(move || Ledger::open(&path, config)).await.unwrap().expect("open ledger");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = ledger.clone();
+        let task = tokio::spawn(async move {
+            pax_ledger::server::run(listener, served, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server run");
+        });
+        Self { addr, url: format!("http://{addr}"), ledger, data: data.to_owned(), stop: Some(stop), task: Some(task), _dir: None }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url.clone()).unwrap().connect().await.expect("connect")
+    }
+
+    pub async fn client(&self) -> LedgerServiceClient<Channel> {
+        LedgerServiceClient::new(self.channel().await)
+    }
+
+    /// Stops the server gracefully (within 10 s) and returns its temporary directory, if any,
+    /// so that a test can restart on it.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task.take().unwrap())
+            .await
+            .expect("server stops within 10 s")
+            .expect("server task");
+        self._dir.take()
+    }
+
+    /// Stops and starts again on the same directory.
+    pub async fn restart(self) -> Self {
+        let data = self.data.clone();
+        let dir = self.stop().await;
+        let mut server = Self::start_in(&data).await;
+        server._dir = dir;
+        server
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Event builders
+
+pub fn id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn event(data: pb::event_data::Kind) -> pb::ProposedEvent {
+    pb::ProposedEvent {
+        event_id: id(),
+        data: Some(pb::EventData { kind: Some(data) }),
+        effective_time: None,
+        metadata: Some(pb::EventMetadata { actor: "test".into(), source: "integration test".into(), ..Default::default() }),
+    }
+}
+
+pub fn member_joined(code: &str) -> pb::ProposedEvent {
+    member_joined_as(code, pb::MemberRole::Member)
+}
+
+pub fn member_joined_as(code: &str, role: pb::MemberRole) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::MemberJoined(pb::MemberJoined {
+        code: code.into(),
+        name: format!("Participant {code}"),
+        kind: pb::MemberKind::State as i32,
+        role: role as i32,
+    }))
+}
+
+pub fn member_withdrew(code: &str) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::MemberWithdrew(pb::MemberWithdrew { code: code.into(), reason: "test".into() }))
+}
+
+pub fn project_identified(project_id: &str, host: &str, partners: &[&str]) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::ProjectIdentified(pb::ProjectIdentified {
+        project_id: project_id.into(),
+        title: "Illustrative project".into(),
+        pillar: pb::Pillar::Semiconductors as i32,
+        host: host.into(),
+        partners: partners.iter().map(|p| p.to_string()).collect(),
+        companies: vec![],
+        description: "illustrative".into(),
+    }))
+}
+
+pub fn project_status_changed(project_id: &str, status: pb::ProjectStatus) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::ProjectStatusChanged(pb::ProjectStatusChanged {
+        project_id: project_id.into(),
+        status: status as i32,
+        reason: String::new(),
+    }))
+}
+
+pub fn export_rule_changed(rule_id: &str, treatment: pb::Treatment, levy_bps: Option<u32>) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::ExportRuleChanged(pb::ExportRuleChanged {
+        rule_id: rule_id.into(),
+        item: "Nvidia H200".into(),
+        origin: "US".into(),
+        destination: "CN".into(),
+        treatment: treatment as i32,
+        levy_bps,
+        effective_from: "2025-12-08".into(),
+        authority: "test authority".into(),
+    }))
+}
+
+pub fn commitment_made(commitment_id: &str, member: &str) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::CommitmentMade(pb::CommitmentMade {
+        commitment_id: commitment_id.into(),
+        member: member.into(),
+        pillar: pb::Pillar::Energy as i32,
+        description: "illustrative commitment".into(),
+        project_id: None,
+        due_on: "2026-12-31".into(),
+    }))
+}
+
+/// An append request of `events` with no expectations.
+pub fn append(events: Vec<pb::ProposedEvent>) -> pb::AppendRequest {
+    pb::AppendRequest { events, expectations: vec![] }
+}
+
+pub fn expect_revision(stream: &str, revision: u64) -> pb::StreamExpectation {
+    pb::StreamExpectation { stream: stream.into(), expected: Some(pb::stream_expectation::Expected::Revision(revision)) }
+}
+
+pub fn expect_state(stream: &str, state: pb::ExpectedState) -> pb::StreamExpectation {
+    pb::StreamExpectation { stream: stream.into(), expected: Some(pb::stream_expectation::Expected::State(state as i32)) }
+}
+
+/// Reads the whole log forwards.
+pub async fn read_all(client: &mut LedgerServiceClient<Channel>) -> Vec<pb::RecordedEvent> {
+    let mut events = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .read_all(pb::ReadAllRequest { page_size: 1000, page_token: token.clone(), ..Default::default() })
+            .await
+            .expect("read_all")
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return events;
+        }
+        token = page.next_page_token;
+    }
+}
