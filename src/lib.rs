@@ -14,6 +14,7 @@ pub mod telemetry;
 
 /// The generated wire types (`pax.ledger.v1`).
 pub mod proto {
+    #[allow(clippy::large_enum_variant)]
     pub mod v1 {
         tonic::include_proto!("pax.ledger.v1");
     }

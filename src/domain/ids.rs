@@ -180,25 +180,26 @@ impl StreamName {
                 format!("must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}} or summit-YYYY-MM-DD, got {raw:?}"),
             )
         };
-        if let Some(code) = raw.strip_prefix("member-") {
-            MemberCode::parse(field, code).map_err(|_| bad())?;
+        let parsed = if let Some(code) = raw.strip_prefix("member-") {
+            Self::member(&MemberCode::parse(field, code).map_err(|_| bad())?)
         } else if let Some(id) = raw.strip_prefix("project-") {
-            ProjectId::parse(field, id).map_err(|_| bad())?;
+            Self::project(&ProjectId::parse(field, id).map_err(|_| bad())?)
         } else if let Some(slug) = raw.strip_prefix("export-rule-") {
-            RuleId::parse(field, slug).map_err(|_| bad())?;
+            Self::export_rule(&RuleId::parse(field, slug).map_err(|_| bad())?)
         } else if let Some(id) = raw.strip_prefix("commitment-") {
-            CommitmentId::parse(field, id).map_err(|_| bad())?;
+            Self::commitment(&CommitmentId::parse(field, id).map_err(|_| bad())?)
         } else if let Some(date) = raw.strip_prefix("summit-") {
-            chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| bad())?;
+            Self::summit(&chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| bad())?)
         } else {
             return Err(bad());
-        }
-        // Canonical form only: the parsers above accept exactly what the constructors produce,
-        // except UUIDs, whose upper-case spelling must be refused here.
-        if raw.len() > STREAM_NAME_LEN_MAX || raw.bytes().any(|b| b.is_ascii_uppercase()) && !raw.starts_with("member-") {
+        };
+        // Canonical form only: the parsers above also accept other spellings (UUIDs without
+        // hyphens, in braces or upper case; dates without leading zeros), which would name
+        // no stream that the constructors produce.
+        if parsed.0 != raw {
             return Err(bad());
         }
-        Ok(Self(raw.to_owned()))
+        Ok(parsed)
     }
 
     pub fn as_str(&self) -> &str {
@@ -229,5 +230,35 @@ impl fmt::Display for Position {
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_parse_in_canonical_form_only() {
+        for canonical in [
+            "member-JP",
+            "project-0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a",
+            "export-rule-us-cn-nvidia-h200",
+            "commitment-0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a",
+            "summit-2025-12-11",
+        ] {
+            assert_eq!(StreamName::parse("stream", canonical).map(|s| s.0), Ok(canonical.to_owned()));
+        }
+        for other in [
+            "member-jp",
+            "project-0193A5B0-7C1E-7CC3-9C55-3F1E2D4C5B6A",
+            "project-0193a5b07c1e7cc39c553f1e2d4c5b6a",
+            "project-{0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a}",
+            "commitment-urn:uuid:0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a",
+            "summit-2025-1-5",
+            "summit-+2025-01-05",
+            "unknown-JP",
+        ] {
+            assert!(StreamName::parse("stream", other).is_err(), "{other}");
+        }
     }
 }

@@ -20,14 +20,6 @@ pub struct MemberState {
     pub role_history: Vec<MemberRole>,
 }
 
-impl MemberState {
-    /// Whether the participant has joined and not withdrawn: the only state in which it may act
-    /// or be named by another entity's event.
-    pub fn is_current(&self) -> bool {
-        !self.withdrawn
-    }
-}
-
 /// A project (`project-{id}` stream).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProjectState {

@@ -17,11 +17,14 @@ pub const STORE_FORMAT: u8 = 1;
 /// The record (log value) format: `[RECORD_FORMAT][chain hash: 32 bytes][body]`, the body
 /// being [`record::encode_event`]'s canonical bytes.
 pub const RECORD_FORMAT: u8 = 1;
-/// Largest record body. sled writes any page larger than a quarter of a segment (≈128 KiB by
-/// default) to a separate blob file that it never fsyncs; a leaf holds at most 17 entries, so
-/// 4 KiB records keep every page well below that and every acknowledged byte in the one
-/// database file that the durable write syncs.
-pub const RECORD_BODY_BYTES_MAX: usize = 4096;
+/// sled's segment size. sled writes any log message larger than a quarter of a segment to a
+/// separate blob file that it never fsyncs, so this, with [`RECORD_BODY_BYTES_MAX`], keeps every
+/// acknowledged byte in the one database file that the durable write syncs. sled refuses to open
+/// a database with another segment size: this value is part of the store format.
+pub const SEGMENT_BYTES: usize = 2 * 1024 * 1024;
+/// Largest record body. A leaf page holds at most 17 entries, so 16 KiB records make pages of
+/// at most ≈280 KiB, well below the blob threshold of a quarter segment (512 KiB).
+pub const RECORD_BODY_BYTES_MAX: usize = 16 * 1024;
 /// How many records at the tail of the log are read back and decoded on open.
 pub const RECOVERY_TAIL_CHECK_MAX: u64 = 1024;
 
@@ -169,6 +172,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(config.cache_capacity_bytes)
+            .segment_size(SEGMENT_BYTES)
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let db_file = File::open(dir.join("db"))?;
