@@ -42,7 +42,8 @@ impl TestServer {
     pub async fn start_with(data: &Path, config: LedgerConfig) -> Self {
         pax_ledger::telemetry::init("warn");
         let path = data.to_owned();
-        let ledger = tokio::task::spawn_blocking(move || Ledger::open(&path, config)).await.unwrap().expect("open ledger");
+        let ledger =
+            tokio::task::spawn_blocking(move || Ledger::open(&path, config)).await.unwrap().expect("open ledger");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -54,7 +55,15 @@ impl TestServer {
             .await
             .expect("server run");
         });
-        Self { addr, url: format!("http://{addr}"), ledger, data: data.to_owned(), stop: Some(stop), task: Some(task), _dir: None }
+        Self {
+            addr,
+            url: format!("http://{addr}"),
+            ledger,
+            data: data.to_owned(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        }
     }
 
     pub async fn channel(&self) -> Channel {
@@ -98,7 +107,11 @@ pub fn event(data: pb::event_data::Kind) -> pb::ProposedEvent {
         event_id: id(),
         data: Some(pb::EventData { kind: Some(data) }),
         effective_time: None,
-        metadata: Some(pb::EventMetadata { actor: "test".into(), source: "integration test".into(), ..Default::default() }),
+        metadata: Some(pb::EventMetadata {
+            actor: "test".into(),
+            source: "integration test".into(),
+            ..Default::default()
+        }),
     }
 }
 
@@ -169,11 +182,17 @@ pub fn append(events: Vec<pb::ProposedEvent>) -> pb::AppendRequest {
 }
 
 pub fn expect_revision(stream: &str, revision: u64) -> pb::StreamExpectation {
-    pb::StreamExpectation { stream: stream.into(), expected: Some(pb::stream_expectation::Expected::Revision(revision)) }
+    pb::StreamExpectation {
+        stream: stream.into(),
+        expected: Some(pb::stream_expectation::Expected::Revision(revision)),
+    }
 }
 
 pub fn expect_state(stream: &str, state: pb::ExpectedState) -> pb::StreamExpectation {
-    pb::StreamExpectation { stream: stream.into(), expected: Some(pb::stream_expectation::Expected::State(state as i32)) }
+    pb::StreamExpectation {
+        stream: stream.into(),
+        expected: Some(pb::stream_expectation::Expected::State(state as i32)),
+    }
 }
 
 /// Reads the whole log forwards.
