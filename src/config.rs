@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::LedgerConfig;
@@ -61,7 +61,9 @@ pub struct FlagOverrides {
 pub enum ConfigError {
     #[error("configuration: {0}")]
     Figment(#[from] Box<figment::Error>),
-    #[error("refusing to listen on {0} without authentication: no token is configured, so only a loopback address is allowed; pass --insecure to open it anyway")]
+    #[error(
+        "refusing to listen on {0} without authentication: no token is configured, so only a loopback address is allowed; pass --insecure to open it anyway"
+    )]
     NotLoopback(SocketAddr),
 }
 
@@ -101,7 +103,8 @@ mod tests {
     fn flags_beat_the_file_and_the_file_beats_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ledger.toml");
-        std::fs::write(&file, "data = \"/srv/ledger\"\nlisten = \"127.0.0.1:6000\"\ncache_capacity_mib = 32\n").unwrap();
+        std::fs::write(&file, "data = \"/srv/ledger\"\nlisten = \"127.0.0.1:6000\"\ncache_capacity_mib = 32\n")
+            .unwrap();
         let flags = FlagOverrides { listen: Some("127.0.0.1:7000".parse().unwrap()), ..Default::default() };
         let config = ServeConfig::load(Some(&file), &flags).unwrap();
         assert_eq!(config.data, PathBuf::from("/srv/ledger"));

@@ -26,7 +26,11 @@ pub enum ServerError {
 
 /// Serves `ledger` on `listener` until `shutdown` resolves, then stops taking requests, lets
 /// in-flight appends finish (each answered after its fsync), ends subscriptions and returns.
-pub async fn run(listener: TcpListener, ledger: Arc<Ledger>, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+pub async fn run(
+    listener: TcpListener,
+    ledger: Arc<Ledger>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServiceServer<LedgerService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -48,8 +52,8 @@ pub async fn run(listener: TcpListener, ledger: Arc<Ledger>, shutdown: impl Futu
         }
     });
 
-    let ledger_service = LedgerServiceServer::new(LedgerService::new(ledger.clone()))
-        .max_decoding_message_size(REQUEST_BYTES_MAX);
+    let ledger_service =
+        LedgerServiceServer::new(LedgerService::new(ledger.clone())).max_decoding_message_size(REQUEST_BYTES_MAX);
     let closing = ledger.clone();
     let stop_health = health.clone();
     let shutdown = async move {

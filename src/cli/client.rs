@@ -1,12 +1,550 @@
-//! Client subcommands (being written).
+//! The client subcommands: `append`, `history` and `tail` over gRPC (DESIGN.md §6).
+//!
+//! Output goes to stdout one line at a time, each flushed as soon as it is written, either as a
+//! table for people or as JSON Lines; errors go to stderr as `error: …`. A closed stdout (the
+//! reader of a pipe went away, as with `| head`) ends `history` and `tail` quietly.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use super::{AppendArgs, HistoryArgs};
+use anyhow::Context;
+use serde::Serialize;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
 
-pub async fn append(_args: AppendArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("append: not built yet")
+use super::event_line::{self, EventLine, LineError};
+use super::{AppendArgs, ClientArgs, HistoryArgs, Output};
+use crate::domain::EVENT_TYPE_NAMES;
+use crate::proto::v1 as pb;
+use crate::proto::v1::ledger_service_client::LedgerServiceClient;
+
+/// Events asked for per read: the server's largest page.
+const READ_PAGE_MAX: u32 = 1000;
+/// The width of the longest stream name of the usual kinds (`commitment-{uuid}`): the stream
+/// column starts this wide in tables printed a row at a time.
+const STREAM_COLUMN_WIDTH: usize = "commitment-".len() + 36;
+/// How long to wait for the server to accept the connection before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) type Client = LedgerServiceClient<InterceptedService<Channel, BearerToken>>;
+
+// ------------------------------------------------------------------------------------------
+// Connecting
+
+/// Adds `authorization: Bearer T` to every request when a token was given.
+#[derive(Clone)]
+pub(super) struct BearerToken(Option<AsciiMetadataValue>);
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
-pub async fn history(_args: HistoryArgs, _follow: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("history: not built yet")
+/// Connects to the server named by `--addr` (a bare `host:port` is taken as `http://host:port`).
+pub(super) async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+    let url = if args.addr.contains("://") { args.addr.clone() } else { format!("http://{}", args.addr) };
+    let endpoint = Endpoint::from_shared(url.clone())
+        .with_context(|| format!("--addr {:?} is not a valid URL (e.g. http://127.0.0.1:50051)", args.addr))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let channel =
+        endpoint.connect().await.with_context(|| format!("cannot connect to the pax-ledger server at {url}"))?;
+    let token = match &args.token {
+        None => None,
+        Some(token) => Some(
+            MetadataValue::try_from(format!("Bearer {token}"))
+                .context("--token must be printable ASCII (it is sent as an HTTP header)")?,
+        ),
+    };
+    Ok(LedgerServiceClient::with_interceptor(channel, BearerToken(token))
+        .max_decoding_message_size(crate::server::REQUEST_BYTES_MAX)
+        .max_encoding_message_size(crate::server::REQUEST_BYTES_MAX))
+}
+
+/// The canonical name of a gRPC status code, as the gRPC specification spells it.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+fn status_error(status: &Status) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
+}
+
+// ------------------------------------------------------------------------------------------
+// Printing
+
+/// Writes whole lines to stdout, flushing each. Once stdout is closed by its reader, further
+/// lines are dropped and [`Printer::closed`] says so.
+struct Printer {
+    output: Output,
+    closed: bool,
+}
+
+impl Printer {
+    fn new(output: Output) -> Self {
+        Self { output, closed: false }
+    }
+
+    fn line(&mut self, text: &str) -> anyhow::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        // Locked per line: the lock is not held across an await.
+        let mut out = io::stdout().lock();
+        match writeln!(out, "{text}").and_then(|()| out.flush()) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            result => result.context("writing to stdout"),
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// A table whose columns widen to fit the widest cell seen so far; the header is printed
+/// before the first row.
+struct Table {
+    headers: &'static [&'static str],
+    /// Right-aligned (numeric) columns.
+    right: &'static [bool],
+    widths: Vec<usize>,
+    header_printed: bool,
+}
+
+impl Table {
+    fn new(headers: &'static [&'static str], right: &'static [bool]) -> Self {
+        Self { headers, right, widths: headers.iter().map(|h| h.len()).collect(), header_printed: false }
+    }
+
+    /// Starts column `header` at least `width` wide: for tables printed a row at a time, so that
+    /// the usual rows line up from the start.
+    fn with_min_width(mut self, header: &str, width: usize) -> Self {
+        if let Some(i) = self.headers.iter().position(|h| *h == header) {
+            self.widths[i] = self.widths[i].max(width);
+        }
+        self
+    }
+
+    /// Widens the columns to fit `rows`.
+    fn fit(&mut self, rows: &[Vec<String>]) {
+        for row in rows {
+            for (width, cell) in self.widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+    }
+
+    /// Fits the columns to `rows`, then prints them.
+    fn print(&mut self, printer: &mut Printer, rows: &[Vec<String>]) -> anyhow::Result<()> {
+        self.fit(rows);
+        if !self.header_printed && !rows.is_empty() {
+            self.header_printed = true;
+            let header: Vec<String> = self.headers.iter().map(|h| h.to_uppercase()).collect();
+            printer.line(&self.render(&header))?;
+        }
+        for row in rows {
+            printer.line(&self.render(row))?;
+        }
+        Ok(())
+    }
+
+    fn render(&self, row: &[String]) -> String {
+        let last = row.len().saturating_sub(1);
+        let cells = row.iter().enumerate().map(|(i, cell)| match (self.right[i], i == last) {
+            (true, _) => format!("{cell:>width$}", width = self.widths[i]),
+            (false, true) => cell.clone(),
+            (false, false) => format!("{cell:<width$}", width = self.widths[i]),
+        });
+        cells.collect::<Vec<_>>().join("  ")
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// append
+
+/// One acknowledged event, as `append` prints it.
+#[derive(Serialize)]
+struct AppendedLine<'a> {
+    event_id: &'a str,
+    stream: &'a str,
+    revision: u64,
+    position: u64,
+}
+
+/// Up to `--batch` input lines, sent as one atomic request.
+struct Batch {
+    lines: Vec<(usize, Result<EventLine, LineError>)>,
+}
+
+impl Batch {
+    /// `line N` or `line N..M`: the input lines the batch spans.
+    fn range(&self) -> String {
+        match (self.lines.first(), self.lines.last()) {
+            (Some((first, _)), Some((last, _))) if first != last => format!("line {first}..{last}"),
+            (Some((first, _)), _) => format!("line {first}"),
+            _ => "no line".to_owned(),
+        }
+    }
+
+    /// The request, or the local errors that keep the batch from being sent. Within one
+    /// request a stream has at most one expectation: the first line of a stream with an
+    /// `expected_revision` sets it, and another such line of that stream is an error.
+    fn request(&self) -> Result<pb::AppendRequest, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut request = pb::AppendRequest::default();
+        let mut expected_by: HashMap<&str, usize> = HashMap::new();
+        for (line, parsed) in &self.lines {
+            match parsed {
+                Err(error) => errors.push(error.to_string()),
+                Ok(event) => {
+                    if let Some(expectation) = event.expectation() {
+                        match expected_by.get(event.stream.as_str()) {
+                            Some(first) => errors.push(format!(
+                                "line {line}: expected_revision: stream {} already has an expected revision from line {first} in this batch",
+                                event.stream
+                            )),
+                            None => {
+                                expected_by.insert(&event.stream, *line);
+                                request.expectations.push(expectation);
+                            }
+                        }
+                    }
+                    request.events.push(event.event.clone());
+                }
+            }
+        }
+        if errors.is_empty() { Ok(request) } else { Err(errors) }
+    }
+
+    /// The server's message, with `events[i]` also given as its input line.
+    fn explain(&self, message: &str) -> String {
+        let index = message
+            .split_once("events[")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .and_then(|(digits, _)| digits.parse::<usize>().ok());
+        match index.and_then(|i| self.lines.get(i).map(|(line, _)| (i, line))) {
+            Some((i, line)) if self.lines.len() > 1 => format!("{message} (events[{i}] is line {line})"),
+            _ => message.to_owned(),
+        }
+    }
+}
+
+/// Appends the event lines of `--file` or stdin, `--batch` lines per atomic request, in order.
+/// Every acknowledged event is printed; a rejected request is reported on stderr and the rest
+/// continues; the exit code is non-zero when anything was rejected.
+pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
+    let input: Box<dyn AsyncBufRead + Unpin + Send> = match &args.file {
+        Some(path) => Box::new(BufReader::new(
+            tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?,
+        )),
+        None => Box::new(BufReader::new(tokio::io::stdin())),
+    };
+    let mut client = connect(&args.client).await?;
+    let mut printer = Printer::new(args.client.output);
+    let mut table = Table::new(&["event_id", "stream", "revision", "position"], &[false, false, true, true])
+        .with_min_width("stream", STREAM_COLUMN_WIDTH);
+    let batch_max = args.batch as usize;
+    let mut lines = input.lines();
+    let mut line_number = 0;
+    let mut batch = Batch { lines: Vec::with_capacity(batch_max) };
+    let mut rejected = false;
+    loop {
+        let text = lines.next_line().await.with_context(|| format!("reading line {}", line_number + 1))?;
+        let end = text.is_none();
+        if let Some(text) = text {
+            line_number += 1;
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            batch.lines.push((line_number, event_line::parse(line_number, text)));
+        }
+        if batch.lines.len() == batch_max || (end && !batch.lines.is_empty()) {
+            let accepted = send(&mut client, &batch, &mut printer, &mut table).await?;
+            rejected |= !accepted;
+            batch.lines.clear();
+        }
+        if end {
+            break;
+        }
+    }
+    Ok(if rejected { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Sends one batch and prints its outcome; false when it was rejected (locally or by the server).
+async fn send(client: &mut Client, batch: &Batch, printer: &mut Printer, table: &mut Table) -> anyhow::Result<bool> {
+    let request = match batch.request() {
+        Ok(request) => request,
+        Err(errors) => {
+            let range = batch.range();
+            for error in &errors {
+                if batch.lines.len() > 1 {
+                    eprintln!("error: {range}: not sent: {error}");
+                } else {
+                    eprintln!("error: {error}");
+                }
+            }
+            return Ok(false);
+        }
+    };
+    let response = match client.append(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            eprintln!("error: {}: {}: {}", batch.range(), code_name(status.code()), batch.explain(status.message()));
+            return Ok(false);
+        }
+    };
+    match printer.output {
+        Output::Json => {
+            for event in &response.events {
+                let line = AppendedLine {
+                    event_id: &event.event_id,
+                    stream: &event.stream,
+                    revision: event.revision,
+                    position: event.position,
+                };
+                printer.line(&serde_json::to_string(&line)?)?;
+            }
+        }
+        Output::Table => {
+            let rows: Vec<Vec<String>> = response
+                .events
+                .iter()
+                .map(|e| vec![e.event_id.clone(), e.stream.clone(), e.revision.to_string(), e.position.to_string()])
+                .collect();
+            table.print(printer, &rows)?;
+        }
+    }
+    Ok(true)
+}
+
+// ------------------------------------------------------------------------------------------
+// history and tail
+
+/// Prints recorded events as history lines (JSON) or table rows.
+struct EventPrinter {
+    printer: Printer,
+    table: Table,
+}
+
+impl EventPrinter {
+    /// `one_at_a_time`: events arrive singly (tail), so the table cannot fit a page at once.
+    fn new(output: Output, one_at_a_time: bool) -> Self {
+        let mut table = Table::new(
+            &["position", "stream", "revision", "type", "recorded_at", "event_id"],
+            &[true, false, true, false, false, false],
+        );
+        if one_at_a_time {
+            let longest_type = EVENT_TYPE_NAMES.iter().map(|t| t.len()).max().unwrap_or_default();
+            table = table.with_min_width("stream", STREAM_COLUMN_WIDTH).with_min_width("type", longest_type);
+        }
+        Self { printer: Printer::new(output), table }
+    }
+
+    fn print<'a>(&mut self, events: impl IntoIterator<Item = &'a pb::RecordedEvent>) -> anyhow::Result<()> {
+        match self.printer.output {
+            Output::Json => {
+                for event in events {
+                    self.printer.line(&event_line::to_json(event))?;
+                }
+                Ok(())
+            }
+            Output::Table => {
+                let rows: Vec<Vec<String>> = events.into_iter().map(table_row).collect();
+                self.table.print(&mut self.printer, &rows)
+            }
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.printer.closed()
+    }
+}
+
+fn table_row(event: &pb::RecordedEvent) -> Vec<String> {
+    // Whole seconds in the table; JSON keeps the full precision.
+    let recorded_at = event
+        .record_time
+        .map(|t| prost_types::Timestamp { nanos: 0, ..t })
+        .and_then(|t| event_line::format_time(Some(&t)))
+        .unwrap_or_default();
+    vec![
+        event.position.to_string(),
+        event.stream.clone(),
+        event.revision.to_string(),
+        event.event_type.clone(),
+        recorded_at,
+        event.event_id.clone(),
+    ]
+}
+
+/// `history` (follow = false) prints the events of the log or of one stream in log order, from
+/// `--from`; `tail` (follow = true) does the same and then follows new events until interrupted
+/// or until the server ends the subscription.
+pub async fn history(args: HistoryArgs, follow: bool) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&args.client).await?;
+    let mut printer = EventPrinter::new(args.client.output, follow);
+    match (follow, &args.stream) {
+        (true, stream) => tail(&mut client, stream.as_deref(), args.from, &mut printer).await?,
+        (false, Some(stream)) => read_stream(&mut client, stream, args.from.unwrap_or(0), &mut printer).await?,
+        (false, None) => read_all(&mut client, args.from.unwrap_or(0), &mut printer).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pages through the whole log forwards from `from` until the server says it reached the end.
+async fn read_all(client: &mut Client, from: u64, printer: &mut EventPrinter) -> anyhow::Result<()> {
+    let mut page_token = String::new();
+    loop {
+        let request =
+            pb::ReadAllRequest { from_position: from, page_size: READ_PAGE_MAX, page_token, ..Default::default() };
+        let page = client.read_all(request).await.map_err(|s| status_error(&s))?.into_inner();
+        printer.print(&page.events)?;
+        if page.next_page_token.is_empty() || printer.closed() {
+            return Ok(());
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Pages through one stream forwards, printing the events at position `from` or later.
+async fn read_stream(client: &mut Client, stream: &str, from: u64, printer: &mut EventPrinter) -> anyhow::Result<()> {
+    let mut from_revision = None;
+    loop {
+        let request = pb::ReadStreamRequest {
+            stream: stream.to_owned(),
+            from_revision,
+            limit: READ_PAGE_MAX,
+            ..Default::default()
+        };
+        let page = client.read_stream(request).await.map_err(|s| status_error(&s))?.into_inner();
+        printer.print(page.events.iter().filter(|e| e.position >= from))?;
+        match page.next_revision {
+            Some(next) if !printer.closed() => from_revision = Some(next),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Subscribes from `from` (default: the start) and prints until the server ends the stream. A
+/// stream filter is sent as a prefix and then matched exactly here (`member-J` is a prefix of
+/// `member-JP`).
+async fn tail(
+    client: &mut Client,
+    stream: Option<&str>,
+    from: Option<u64>,
+    printer: &mut EventPrinter,
+) -> anyhow::Result<()> {
+    let request = pb::SubscribeRequest {
+        from_position: from.unwrap_or(1),
+        stream_prefixes: stream.map(|s| vec![s.to_owned()]).unwrap_or_default(),
+        event_types: Vec::new(),
+    };
+    use pb::subscribe_response::Message;
+    let mut subscription = client.subscribe(request).await.map_err(|s| status_error(&s))?.into_inner();
+    while let Some(item) = subscription.message().await.map_err(|s| status_error(&s))? {
+        match item.message {
+            Some(Message::Event(event)) if stream.is_none_or(|s| s == event.stream) => printer.print([&event])?,
+            Some(Message::CaughtUp(caught_up)) if printer.printer.output == Output::Table => {
+                eprintln!("-- caught up at position {}; following new events (Ctrl-C to stop)", caught_up.position);
+            }
+            _ => {}
+        }
+        if printer.closed() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(lines: &[&str]) -> Batch {
+        Batch { lines: lines.iter().enumerate().map(|(i, text)| (i + 3, event_line::parse(i + 3, text))).collect() }
+    }
+
+    const JOIN_JP: &str = r#"{"type": "member_joined", "data": {"code": "JP", "name": "Japan", "kind": "state", "role": "member"}, "expected_revision": "no_stream"}"#;
+    const ROLE_JP: &str = r#"{"type": "member_role_changed", "data": {"code": "JP", "role": "guest"}}"#;
+    const ROLE_JP_EXPECTING: &str =
+        r#"{"type": "member_role_changed", "data": {"code": "JP", "role": "guest"}, "expected_revision": 0}"#;
+    const JOIN_KR: &str = r#"{"type": "member_joined", "data": {"code": "KR", "name": "South Korea", "kind": "state", "role": "member"}, "expected_revision": "no_stream"}"#;
+
+    #[test]
+    fn a_batch_sets_one_expectation_per_stream() {
+        let request = batch(&[JOIN_JP, ROLE_JP, JOIN_KR]).request().unwrap();
+        assert_eq!(request.events.len(), 3);
+        let streams: Vec<&str> = request.expectations.iter().map(|e| e.stream.as_str()).collect();
+        assert_eq!(streams, ["member-JP", "member-KR"]);
+    }
+
+    #[test]
+    fn a_second_expectation_on_a_stream_is_a_local_error() {
+        let errors = batch(&[JOIN_JP, ROLE_JP_EXPECTING]).request().unwrap_err();
+        assert_eq!(
+            errors,
+            ["line 4: expected_revision: stream member-JP already has an expected revision from line 3 in this batch"]
+        );
+    }
+
+    #[test]
+    fn an_invalid_line_keeps_its_batch_from_being_sent() {
+        let errors = batch(&[JOIN_JP, r#"{"type": "member_joined"}"#]).request().unwrap_err();
+        assert_eq!(errors, ["line 4: data: is required"]);
+    }
+
+    #[test]
+    fn ranges_and_server_messages_name_input_lines() {
+        assert_eq!(batch(&[JOIN_JP]).range(), "line 3");
+        let two = batch(&[JOIN_JP, JOIN_KR]);
+        assert_eq!(two.range(), "line 3..4");
+        assert_eq!(
+            two.explain("events[1]: member KR has already joined"),
+            "events[1]: member KR has already joined (events[1] is line 4)"
+        );
+        assert_eq!(two.explain("stream member-JP is at revision 0"), "stream member-JP is at revision 0");
+    }
+
+    #[test]
+    fn table_columns_widen_to_fit() {
+        let mut table = Table::new(&["position", "stream", "type"], &[true, false, false]);
+        let rows =
+            [["7", "member-JP", "member_joined"], ["12", "export-rule-us-cn-nvidia-h200", "export_rule_changed"]]
+                .map(|row| row.map(str::to_owned).to_vec());
+        table.fit(&rows);
+        assert_eq!(table.render(&rows[0]), "       7  member-JP                      member_joined");
+        assert_eq!(table.render(&rows[1]), "      12  export-rule-us-cn-nvidia-h200  export_rule_changed");
+    }
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod event_line;
+mod loadgen;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +16,11 @@ use crate::config::{FlagOverrides, ServeConfig};
 use crate::ledger::Ledger;
 
 #[derive(Debug, Parser)]
-#[command(name = "pax-ledger", version, about = "An event-sourced, tamper-evident ledger of a multilateral initiative's commitments")]
+#[command(
+    name = "pax-ledger",
+    version,
+    about = "An event-sourced, tamper-evident ledger of a multilateral initiative's commitments"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,6 +36,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Like history, then keep following new events.
     Tail(HistoryArgs),
+    /// Drive a server with N concurrent appending clients and report throughput and latency.
+    Loadgen(loadgen::LoadgenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Append(args) => client::append(args).await,
         Command::History(args) => client::history(args, false).await,
         Command::Tail(args) => client::history(args, true).await,
+        Command::Loadgen(args) => loadgen::run(args).await,
     }
 }
 
@@ -110,7 +118,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&data, ledger_config))
         .await?
         .with_context(|| format!("opening the ledger in {}", config.data.display()))?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     // One machine-readable line on stdout, so that scripts (and crash tests) can use port 0.
     println!("pax-ledger listening on {addr}");

@@ -58,9 +58,20 @@ pub const LEVY_BPS_MAX: u32 = 10_000;
 /// from its data ([`EventData::stream`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventData {
-    MemberJoined { code: MemberCode, name: String, kind: MemberKind, role: MemberRole },
-    MemberRoleChanged { code: MemberCode, role: MemberRole },
-    MemberWithdrew { code: MemberCode, reason: String },
+    MemberJoined {
+        code: MemberCode,
+        name: String,
+        kind: MemberKind,
+        role: MemberRole,
+    },
+    MemberRoleChanged {
+        code: MemberCode,
+        role: MemberRole,
+    },
+    MemberWithdrew {
+        code: MemberCode,
+        reason: String,
+    },
     ProjectIdentified {
         project_id: ProjectId,
         title: String,
@@ -70,7 +81,11 @@ pub enum EventData {
         companies: Vec<String>,
         description: String,
     },
-    ProjectStatusChanged { project_id: ProjectId, status: ProjectStatus, reason: String },
+    ProjectStatusChanged {
+        project_id: ProjectId,
+        status: ProjectStatus,
+        reason: String,
+    },
     ExportRuleChanged {
         rule_id: RuleId,
         item: String,
@@ -90,8 +105,14 @@ pub enum EventData {
         project_id: Option<ProjectId>,
         due_on: NaiveDate,
     },
-    CommitmentFulfilled { commitment_id: CommitmentId, evidence: String },
-    CommitmentWithdrawn { commitment_id: CommitmentId, reason: String },
+    CommitmentFulfilled {
+        commitment_id: CommitmentId,
+        evidence: String,
+    },
+    CommitmentWithdrawn {
+        commitment_id: CommitmentId,
+        reason: String,
+    },
     SummitConvened {
         date: NaiveDate,
         host: MemberCode,
@@ -119,9 +140,9 @@ impl EventData {
     /// The stream this event belongs to.
     pub fn stream(&self) -> StreamName {
         match self {
-            Self::MemberJoined { code, .. } | Self::MemberRoleChanged { code, .. } | Self::MemberWithdrew { code, .. } => {
-                StreamName::member(code)
-            }
+            Self::MemberJoined { code, .. }
+            | Self::MemberRoleChanged { code, .. }
+            | Self::MemberWithdrew { code, .. } => StreamName::member(code),
             Self::ProjectIdentified { project_id, .. } | Self::ProjectStatusChanged { project_id, .. } => {
                 StreamName::project(project_id)
             }

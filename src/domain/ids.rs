@@ -19,7 +19,9 @@ fn check_code(field: &str, raw: &str) -> Result<(), FieldError> {
     } else {
         Err(FieldError::new(
             field,
-            format!("must be 2 to {CODE_LEN_MAX} upper-case ASCII letters (ISO 3166-1 alpha-2 or an organisation code such as EU), got {raw:?}"),
+            format!(
+                "must be 2 to {CODE_LEN_MAX} upper-case ASCII letters (ISO 3166-1 alpha-2 or an organisation code such as EU), got {raw:?}"
+            ),
         ))
     }
 }
@@ -123,15 +125,16 @@ pub struct RuleId(String);
 
 impl RuleId {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let groups_ok = raw
-            .split('-')
-            .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        let groups_ok =
+            raw.split('-').all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         if groups_ok && raw.len() <= RULE_ID_LEN_MAX {
             Ok(Self(raw.to_owned()))
         } else {
             Err(FieldError::new(
                 field,
-                format!("must be a slug of at most {RULE_ID_LEN_MAX} characters (a-z, 0-9, single hyphens between groups), got {raw:?}"),
+                format!(
+                    "must be a slug of at most {RULE_ID_LEN_MAX} characters (a-z, 0-9, single hyphens between groups), got {raw:?}"
+                ),
             ))
         }
     }
@@ -177,7 +180,9 @@ impl StreamName {
         let bad = || {
             FieldError::new(
                 field,
-                format!("must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}} or summit-YYYY-MM-DD, got {raw:?}"),
+                format!(
+                    "must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}} or summit-YYYY-MM-DD, got {raw:?}"
+                ),
             )
         };
         let parsed = if let Some(code) = raw.strip_prefix("member-") {

@@ -99,7 +99,9 @@ pub enum LedgerError {
     Rule { index: usize, error: DomainError },
     #[error("events[{index}]: event {event_id} was already committed at position {position} with different content")]
     DifferentContent { index: usize, event_id: EventId, position: Position },
-    #[error("events[{index}]: event {event_id} was already committed at position {position}, but not all events of this request were; a retry must repeat the original request")]
+    #[error(
+        "events[{index}]: event {event_id} was already committed at position {position}, but not all events of this request were; a retry must repeat the original request"
+    )]
     PartlyCommitted { index: usize, event_id: EventId, position: Position },
     #[error("events[{index}]: event id {event_id} appears more than once in the request")]
     DuplicateInRequest { index: usize, event_id: EventId },
@@ -274,7 +276,11 @@ fn verify_tail_chain(store: &Store, head: Head, count: u64) -> Result<(), Ledger
         .into());
     }
     if records.last().map(|r| r.hash) != Some(head.hash) {
-        return Err(StoreError::Corrupt { place: "log head".into(), reason: "head hash differs from the last record".into() }.into());
+        return Err(StoreError::Corrupt {
+            place: "log head".into(),
+            reason: "head hash differs from the last record".into(),
+        }
+        .into());
     }
     Ok(())
 }

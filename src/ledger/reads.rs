@@ -26,7 +26,8 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn admits(&self, event: &RecordedEvent) -> bool {
-        (self.stream_prefixes.is_empty() || self.stream_prefixes.iter().any(|p| event.stream.as_str().starts_with(p.as_str())))
+        (self.stream_prefixes.is_empty()
+            || self.stream_prefixes.iter().any(|p| event.stream.as_str().starts_with(p.as_str())))
             && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event.event.data.type_name()))
     }
 }
@@ -81,8 +82,12 @@ impl Ledger {
         };
         events.truncate(limit);
         let next_revision = match events.last() {
-            Some(last) if forward && last.revision < stream_revision && events.len() == limit => Some(Revision(last.revision.0 + 1)),
-            Some(last) if !forward && last.revision.0 > 0 && events.len() == limit => Some(Revision(last.revision.0 - 1)),
+            Some(last) if forward && last.revision < stream_revision && events.len() == limit => {
+                Some(Revision(last.revision.0 + 1))
+            }
+            Some(last) if !forward && last.revision.0 > 0 && events.len() == limit => {
+                Some(Revision(last.revision.0 - 1))
+            }
             _ => None,
         };
         Ok(ReadStreamPage { events, stream_revision, next_revision })
@@ -90,7 +95,13 @@ impl Ledger {
 
     /// Reads a page of the log from `from` (inclusive), scanning at most [`READ_ALL_SCAN_MAX`]
     /// records and returning at most `limit` that pass `filter`.
-    pub fn read_all(&self, from: Position, forward: bool, limit: usize, filter: &EventFilter) -> Result<ReadAllPage, LedgerError> {
+    pub fn read_all(
+        &self,
+        from: Position,
+        forward: bool,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<ReadAllPage, LedgerError> {
         let head = self.durable_head().position;
         let start = if forward { from.max(Position(1)) } else { from.min(head) };
         let mut events = Vec::new();
@@ -134,7 +145,11 @@ impl Ledger {
     /// [`SubscriptionItem::CaughtUp`], then live events, until the receiver is dropped or the
     /// ledger shuts down. The reader task reads from the store, never from a shared buffer, so
     /// a slow subscriber costs writers nothing and holds at most [`SUBSCRIPTION_BUFFER_MAX`].
-    pub fn subscribe(self: &Arc<Self>, from: Position, filter: EventFilter) -> mpsc::Receiver<Result<SubscriptionItem, LedgerError>> {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        from: Position,
+        filter: EventFilter,
+    ) -> mpsc::Receiver<Result<SubscriptionItem, LedgerError>> {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER_MAX);
         let ledger = self.clone();
         tokio::spawn(async move {
@@ -189,7 +204,9 @@ impl Ledger {
                 return Ok(Some(record.event.revision));
             }
             match page.last() {
-                Some(last) if last.event.revision.0 > 0 && page.len() == 64 => from = Revision(last.event.revision.0 - 1),
+                Some(last) if last.event.revision.0 > 0 && page.len() == 64 => {
+                    from = Revision(last.event.revision.0 - 1)
+                }
                 _ => return Ok(None),
             }
         }

@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::{AppendJob, AppendOutcome, AppendRequest, Appended, Expected, LedgerConfig, LedgerError};
 use crate::audit;
-use crate::domain::{self, EntityState, EventId, MemberCode, MemberState, Position, RecordedEvent, Revision, StreamName};
+use crate::domain::{
+    self, EntityState, EventId, MemberCode, MemberState, Position, RecordedEvent, Revision, StreamName,
+};
 use crate::store::{self, CommitBatch, Head, Store, StoreError};
 
 /// A stream's committed revision and folded state.
@@ -134,7 +136,11 @@ impl Writer {
                 self.durable.send_replace(head);
                 for (reply, answer) in answers {
                     let outcome = answer.map(|(events, already_committed)| AppendOutcome {
-                        recorded_at: if already_committed { recorded_at_of_replay(&self.store, &events) } else { recorded_at },
+                        recorded_at: if already_committed {
+                            recorded_at_of_replay(&self.store, &events)
+                        } else {
+                            recorded_at
+                        },
                         events,
                         already_committed,
                     });
@@ -181,7 +187,11 @@ impl Writer {
                 Expected::Exact(r) => current == Some(*r),
             };
             if !ok {
-                return Err(LedgerError::WrongRevision { stream: stream.clone(), expected: *expected, actual: current });
+                return Err(LedgerError::WrongRevision {
+                    stream: stream.clone(),
+                    expected: *expected,
+                    actual: current,
+                });
             }
         }
         let mut records = Vec::with_capacity(request.events.len());
@@ -198,10 +208,12 @@ impl Writer {
                 Some(EntityState::Member(m)) => Some::<MemberState>(m.clone()),
                 _ => None,
             };
-            domain::decide(&current.state, &proposed.data, &participants).map_err(|error| LedgerError::Rule { index, error })?;
+            domain::decide(&current.state, &proposed.data, &participants)
+                .map_err(|error| LedgerError::Rule { index, error })?;
             let revision = Revision(current.revision.map_or(0, |r| r.0 + 1));
             let position = Position(head.position.0 + 1 + index as u64);
-            let event = RecordedEvent { position, stream: stream.clone(), revision, recorded_at, event: proposed.clone() };
+            let event =
+                RecordedEvent { position, stream: stream.clone(), revision, recorded_at, event: proposed.clone() };
             let body = store::record::encode_event(&event);
             if body.len() > store::RECORD_BODY_BYTES_MAX {
                 return Err(LedgerError::EventTooLarge { index, bytes: body.len(), max: store::RECORD_BODY_BYTES_MAX });
@@ -255,9 +267,11 @@ impl Writer {
         }
         match (found.first(), first_new) {
             (None, _) => Ok(None),
-            (Some((index, record)), Some(_)) => {
-                Err(LedgerError::PartlyCommitted { index: *index, event_id: record.event.event_id, position: record.position })
-            }
+            (Some((index, record)), Some(_)) => Err(LedgerError::PartlyCommitted {
+                index: *index,
+                event_id: record.event.event_id,
+                position: record.position,
+            }),
             (Some(_), None) => Ok(Some(found.iter().map(|(_, record)| appended_of(record)).collect())),
         }
     }
@@ -311,7 +325,12 @@ impl Writer {
 }
 
 fn appended_of(event: &RecordedEvent) -> Appended {
-    Appended { event_id: event.event.event_id, stream: event.stream.clone(), revision: event.revision, position: event.position }
+    Appended {
+        event_id: event.event.event_id,
+        stream: event.stream.clone(),
+        revision: event.revision,
+        position: event.position,
+    }
 }
 
 fn recorded_at_of_replay(store: &Store, events: &[Appended]) -> DateTime<Utc> {

@@ -4,8 +4,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{
-    self, CommitmentId, EventData, EventId, FieldError, Jurisdiction, MemberCode, MemberKind, MemberRole, Metadata, Pillar,
-    ProjectId, ProjectStatus, ProposedEvent, RecordedEvent, RuleId, StreamName, Treatment,
+    self, CommitmentId, EventData, EventId, FieldError, Jurisdiction, MemberCode, MemberKind, MemberRole, Metadata,
+    Pillar, ProjectId, ProjectStatus, ProposedEvent, RecordedEvent, RuleId, StreamName, Treatment,
 };
 use crate::ledger::{Appended, Expected};
 use crate::proto::v1 as pb;
@@ -71,7 +71,8 @@ wire_enum!(treatment, treatment_pb, pb::Treatment, Treatment, "treatment", {
 
 /// Parses one event's data; `field` is its path (`events[0].data`).
 pub fn event_data(field: &str, data: Option<&pb::EventData>) -> Result<EventData> {
-    let kind = data.and_then(|d| d.kind.as_ref()).ok_or_else(|| FieldError::new(field, "must hold exactly one event"))?;
+    let kind =
+        data.and_then(|d| d.kind.as_ref()).ok_or_else(|| FieldError::new(field, "must hold exactly one event"))?;
     let at = |name: &str, sub: &str| format!("{field}.{name}.{sub}");
     let event = match kind {
         Kind::MemberJoined(e) => EventData::MemberJoined {
@@ -117,7 +118,11 @@ pub fn event_data(field: &str, data: Option<&pb::EventData>) -> Result<EventData
             member: MemberCode::parse(&at("commitment_made", "member"), &e.member)?,
             pillar: pillar(&at("commitment_made", "pillar"), e.pillar)?,
             description: e.description.clone(),
-            project_id: e.project_id.as_deref().map(|p| ProjectId::parse(&at("commitment_made", "project_id"), p)).transpose()?,
+            project_id: e
+                .project_id
+                .as_deref()
+                .map(|p| ProjectId::parse(&at("commitment_made", "project_id"), p))
+                .transpose()?,
             due_on: date(&at("commitment_made", "due_on"), &e.due_on)?,
         },
         Kind::CommitmentFulfilled(e) => EventData::CommitmentFulfilled {
@@ -177,7 +182,11 @@ pub fn proposed_event(field: &str, event: &pb::ProposedEvent) -> Result<Proposed
     Ok(ProposedEvent {
         event_id,
         data: event_data(&format!("{field}.data"), event.data.as_ref())?,
-        effective_at: event.effective_time.as_ref().map(|t| timestamp(&format!("{field}.effective_time"), t)).transpose()?,
+        effective_at: event
+            .effective_time
+            .as_ref()
+            .map(|t| timestamp(&format!("{field}.effective_time"), t))
+            .transpose()?,
         metadata: metadata(&format!("{field}.metadata"), event.metadata.as_ref())?,
     })
 }
@@ -191,7 +200,12 @@ pub fn expectation(field: &str, raw: &pb::StreamExpectation) -> Result<(StreamNa
             Ok(pb::ExpectedState::Any) => Expected::Any,
             Ok(pb::ExpectedState::NoStream) => Expected::NoStream,
             Ok(pb::ExpectedState::Exists) => Expected::Exists,
-            Err(_) => return Err(FieldError::new(format!("{field}.state"), format!("must be a known expected state, got {s}"))),
+            Err(_) => {
+                return Err(FieldError::new(
+                    format!("{field}.state"),
+                    format!("must be a known expected state, got {s}"),
+                ));
+            }
         },
     };
     Ok((stream, expected))
@@ -211,7 +225,9 @@ pub fn event_data_pb(data: &EventData) -> pb::EventData {
         EventData::MemberRoleChanged { code, role } => {
             Kind::MemberRoleChanged(pb::MemberRoleChanged { code: code.to_string(), role: member_role_pb(role) })
         }
-        EventData::MemberWithdrew { code, reason } => Kind::MemberWithdrew(pb::MemberWithdrew { code: code.to_string(), reason }),
+        EventData::MemberWithdrew { code, reason } => {
+            Kind::MemberWithdrew(pb::MemberWithdrew { code: code.to_string(), reason })
+        }
         EventData::ProjectIdentified { project_id, title, pillar, host, partners, companies, description } => {
             Kind::ProjectIdentified(pb::ProjectIdentified {
                 project_id: project_id.to_string(),
@@ -223,23 +239,32 @@ pub fn event_data_pb(data: &EventData) -> pb::EventData {
                 description,
             })
         }
-        EventData::ProjectStatusChanged { project_id, status, reason } => Kind::ProjectStatusChanged(pb::ProjectStatusChanged {
-            project_id: project_id.to_string(),
-            status: project_status_pb(status),
-            reason,
-        }),
-        EventData::ExportRuleChanged { rule_id, item, origin, destination, treatment, levy_bps, effective_from, authority } => {
-            Kind::ExportRuleChanged(pb::ExportRuleChanged {
-                rule_id: rule_id.to_string(),
-                item,
-                origin: origin.to_string(),
-                destination: destination.to_string(),
-                treatment: treatment_pb(treatment),
-                levy_bps,
-                effective_from: format_date(&effective_from),
-                authority,
+        EventData::ProjectStatusChanged { project_id, status, reason } => {
+            Kind::ProjectStatusChanged(pb::ProjectStatusChanged {
+                project_id: project_id.to_string(),
+                status: project_status_pb(status),
+                reason,
             })
         }
+        EventData::ExportRuleChanged {
+            rule_id,
+            item,
+            origin,
+            destination,
+            treatment,
+            levy_bps,
+            effective_from,
+            authority,
+        } => Kind::ExportRuleChanged(pb::ExportRuleChanged {
+            rule_id: rule_id.to_string(),
+            item,
+            origin: origin.to_string(),
+            destination: destination.to_string(),
+            treatment: treatment_pb(treatment),
+            levy_bps,
+            effective_from: format_date(&effective_from),
+            authority,
+        }),
         EventData::CommitmentMade { commitment_id, member, pillar, description, project_id, due_on } => {
             Kind::CommitmentMade(pb::CommitmentMade {
                 commitment_id: commitment_id.to_string(),
@@ -256,13 +281,15 @@ pub fn event_data_pb(data: &EventData) -> pb::EventData {
         EventData::CommitmentWithdrawn { commitment_id, reason } => {
             Kind::CommitmentWithdrawn(pb::CommitmentWithdrawn { commitment_id: commitment_id.to_string(), reason })
         }
-        EventData::SummitConvened { date, host, chair, participants, location } => Kind::SummitConvened(pb::SummitConvened {
-            date: format_date(&date),
-            host: host.to_string(),
-            chair,
-            participants: participants.iter().map(ToString::to_string).collect(),
-            location,
-        }),
+        EventData::SummitConvened { date, host, chair, participants, location } => {
+            Kind::SummitConvened(pb::SummitConvened {
+                date: format_date(&date),
+                host: host.to_string(),
+                chair,
+                participants: participants.iter().map(ToString::to_string).collect(),
+                location,
+            })
+        }
     };
     pb::EventData { kind: Some(kind) }
 }

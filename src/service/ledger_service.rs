@@ -8,8 +8,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{convert, page_token, status};
-use crate::domain::{EventId, FieldError, Position, Revision, StreamName, EVENT_TYPE_NAMES};
-use crate::ledger::{self, EventFilter, Ledger, SubscriptionItem, APPEND_EVENTS_MAX};
+use crate::domain::{EVENT_TYPE_NAMES, EventId, FieldError, Position, Revision, StreamName};
+use crate::ledger::{self, APPEND_EVENTS_MAX, EventFilter, Ledger, SubscriptionItem};
 use crate::proto::v1 as pb;
 
 /// Default page size of reads when the request leaves it at 0.
@@ -41,7 +41,9 @@ fn direction(field: &str, raw: i32) -> Result<bool, Status> {
     match pb::ReadDirection::try_from(raw) {
         Ok(pb::ReadDirection::Forward) => Ok(true),
         Ok(pb::ReadDirection::Backward) => Ok(false),
-        Err(_) => Err(status::invalid_argument(FieldError::new(field, format!("must be a known read direction, got {raw}")))),
+        Err(_) => {
+            Err(status::invalid_argument(FieldError::new(field, format!("must be a known read direction, got {raw}"))))
+        }
     }
 }
 
@@ -54,7 +56,10 @@ fn filter(prefixes: &[String], types: &[String], prefix_field: &str, type_field:
     }
     for (i, p) in prefixes.iter().enumerate() {
         if p.is_empty() || p.len() > crate::domain::STREAM_NAME_LEN_MAX {
-            return Err(status::invalid_argument(FieldError::new(format!("{prefix_field}[{i}]"), "must be a non-empty stream-name prefix")));
+            return Err(status::invalid_argument(FieldError::new(
+                format!("{prefix_field}[{i}]"),
+                "must be a non-empty stream-name prefix",
+            )));
         }
     }
     for (i, t) in types.iter().enumerate() {
@@ -93,7 +98,8 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
             .map_err(status::invalid_argument)?;
         let mut expectations = Vec::with_capacity(request.expectations.len());
         for (i, raw) in request.expectations.iter().enumerate() {
-            let (stream, expected) = convert::expectation(&format!("expectations[{i}]"), raw).map_err(status::invalid_argument)?;
+            let (stream, expected) =
+                convert::expectation(&format!("expectations[{i}]"), raw).map_err(status::invalid_argument)?;
             if expectations.iter().any(|(s, _)| *s == stream) {
                 return Err(status::invalid_argument(FieldError::new(
                     format!("expectations[{i}].stream"),
@@ -102,7 +108,8 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
             }
             expectations.push((stream, expected));
         }
-        let outcome = self.ledger.append(ledger::AppendRequest { events, expectations }).await.map_err(status::from_ledger)?;
+        let outcome =
+            self.ledger.append(ledger::AppendRequest { events, expectations }).await.map_err(status::from_ledger)?;
         Ok(Response::new(pb::AppendResponse {
             events: outcome.events.iter().map(convert::appended_pb).collect(),
             record_time: Some(convert::to_timestamp(&outcome.recorded_at)),
@@ -111,7 +118,10 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
     }
 
     #[tracing::instrument(skip_all, fields(stream = %request.get_ref().stream))]
-    async fn read_stream(&self, request: Request<pb::ReadStreamRequest>) -> Result<Response<pb::ReadStreamResponse>, Status> {
+    async fn read_stream(
+        &self,
+        request: Request<pb::ReadStreamRequest>,
+    ) -> Result<Response<pb::ReadStreamResponse>, Status> {
         let request = request.into_inner();
         let stream = StreamName::parse("stream", &request.stream).map_err(status::invalid_argument)?;
         let forward = direction("direction", request.direction)?;
@@ -159,13 +169,18 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
     type SubscribeStream = SubscribeStream;
 
     #[tracing::instrument(skip_all, fields(from = request.get_ref().from_position))]
-    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         let request = request.into_inner();
         let filter = filter(&request.stream_prefixes, &request.event_types, "stream_prefixes", "event_types")?;
         let items = self.ledger.subscribe(Position(request.from_position), filter);
         let stream = ReceiverStream::new(items).map(|item| {
             let message = match item.map_err(status::from_ledger)? {
-                SubscriptionItem::Event(event) => pb::subscribe_response::Message::Event(convert::recorded_event_pb(&event)),
+                SubscriptionItem::Event(event) => {
+                    pb::subscribe_response::Message::Event(convert::recorded_event_pb(&event))
+                }
                 SubscriptionItem::CaughtUp(position) => {
                     pb::subscribe_response::Message::CaughtUp(pb::CaughtUp { position: position.0 })
                 }

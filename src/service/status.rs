@@ -48,7 +48,11 @@ pub fn from_ledger(error: LedgerError) -> Status {
         LedgerError::Rule { index, error } => Status::with_error_details(
             Code::FailedPrecondition,
             message,
-            ErrorDetails::with_precondition_failure_violation("DOMAIN_RULE", format!("events[{index}]"), error.to_string()),
+            ErrorDetails::with_precondition_failure_violation(
+                "DOMAIN_RULE",
+                format!("events[{index}]"),
+                error.to_string(),
+            ),
         ),
         LedgerError::DifferentContent { position, .. } | LedgerError::PartlyCommitted { position, .. } => {
             let metadata = HashMap::from([("position".to_owned(), position.to_string())]);
@@ -83,7 +87,11 @@ mod tests {
     #[test]
     fn wrong_revision_carries_the_actual_revision() {
         let stream = StreamName::parse("stream", "member-JP").unwrap();
-        let status = from_ledger(LedgerError::WrongRevision { stream, expected: Expected::Exact(Revision(3)), actual: Some(Revision(5)) });
+        let status = from_ledger(LedgerError::WrongRevision {
+            stream,
+            expected: Expected::Exact(Revision(3)),
+            actual: Some(Revision(5)),
+        });
         assert_eq!(status.code(), Code::Aborted);
         assert!(status.message().contains("revision 5"), "{}", status.message());
         let info = status.get_details_error_info().expect("error info");

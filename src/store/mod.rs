@@ -31,14 +31,15 @@ pub const RECOVERY_TAIL_CHECK_MAX: u64 = 1024;
 /// A 32-byte digest (the chain hash, computed by `audit`).
 pub type Hash = [u8; 32];
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage engine: {0}")]
     Sled(#[from] sled::Error),
     #[error("storage i/o: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the database in {dir} has store format {found}, newer than this build reads ({supported}); use a newer pax-ledger")]
+    #[error(
+        "the database in {dir} has store format {found}, newer than this build reads ({supported}); use a newer pax-ledger"
+    )]
     NewerFormat { dir: PathBuf, found: u8, supported: u8 },
     #[error("stored data failed its check at {place}: {reason}")]
     Corrupt { place: String, reason: String },
@@ -207,7 +208,10 @@ impl Store {
     fn recover(&self) -> Result<Recovery, StoreError> {
         let head = self.head()?;
         let mut recovery = Recovery::default();
-        let beyond: Vec<_> = self.db.range(keys::log(Position(head.position.0 + 1))..keys::log(Position(u64::MAX))).collect::<Result<_, _>>()?;
+        let beyond: Vec<_> = self
+            .db
+            .range(keys::log(Position(head.position.0 + 1))..keys::log(Position(u64::MAX)))
+            .collect::<Result<_, _>>()?;
         if !beyond.is_empty() {
             let mut batch = sled::Batch::default();
             for (key, value) in &beyond {
@@ -222,7 +226,11 @@ impl Store {
             self.db.apply_batch(batch)?;
             self.sync()?;
             recovery.removed_tail_records = beyond.len() as u64;
-            tracing::warn!(removed = beyond.len(), head = head.position.0, "removed unacknowledged records past the log head");
+            tracing::warn!(
+                removed = beyond.len(),
+                head = head.position.0,
+                "removed unacknowledged records past the log head"
+            );
         }
         if head.position.0 == 0 {
             return Ok(recovery);
@@ -268,7 +276,10 @@ impl Store {
     pub fn event_position(&self, id: &EventId) -> Result<Option<Position>, StoreError> {
         self.db
             .get(keys::event_id(id))?
-            .map(|v| keys::decode_position(&v).ok_or_else(|| StoreError::corrupt(format!("event id {id}"), "malformed index entry")))
+            .map(|v| {
+                keys::decode_position(&v)
+                    .ok_or_else(|| StoreError::corrupt(format!("event id {id}"), "malformed index entry"))
+            })
             .transpose()
     }
 
@@ -309,7 +320,10 @@ impl Store {
                 .read_record(position)?
                 .ok_or_else(|| StoreError::corrupt(format!("position {position}"), "indexed record is missing"))?;
             if record.event.stream != *stream || Some(record.event.revision) != keys::stream_revision(&key) {
-                return Err(StoreError::corrupt(format!("position {position}"), "stream index disagrees with the record"));
+                return Err(StoreError::corrupt(
+                    format!("position {position}"),
+                    "stream index disagrees with the record",
+                ));
             }
             out.push(record);
         }
@@ -317,7 +331,11 @@ impl Store {
     }
 
     /// Records in log order from `from` (inclusive), forwards or backwards, lazily.
-    pub fn scan_log(&self, from: Position, forward: bool) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
+    pub fn scan_log(
+        &self,
+        from: Position,
+        forward: bool,
+    ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
         let iter = if forward {
             self.db.range(keys::log(from)..=keys::log(Position(u64::MAX)))
         } else {

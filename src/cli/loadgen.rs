@@ -1,0 +1,326 @@
+//! `pax-ledger loadgen`: N concurrent gRPC clients in one process append realistic domain
+//! events in batches for a duration (closed loop, as fast as acknowledgements come back) or
+//! at a fixed total rate (open loop, latency measured from each request's scheduled time so
+//! that a stall is not hidden), then print one summary. `--ack-log` writes every
+//! acknowledged event id and position, so that a later check can prove none is missing.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+
+use super::{ClientArgs, Output};
+use crate::proto::v1 as pb;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StreamMode {
+    /// Each client appends to its own streams: no contention between clients.
+    PerClient,
+    /// Every client appends to one export rule's stream: maximal contention on one stream.
+    Shared,
+    /// Each event goes to one of the clients' streams at random.
+    Random,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Concurrent clients (each with its own connection).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Events per append request.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch: u32,
+    /// How long to append, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Which streams the events go to.
+    #[arg(long, value_enum, default_value_t = StreamMode::PerClient)]
+    pub streams: StreamMode,
+    /// Approximate size of each event's data and metadata, in bytes.
+    #[arg(long, default_value_t = 200)]
+    pub event_bytes: usize,
+    /// A fixed total rate in events per second (open loop); default: as fast as possible.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Write one JSON line {"event_id", "stream", "revision", "position"} per acknowledged event.
+    #[arg(long)]
+    pub ack_log: Option<PathBuf>,
+}
+
+/// What one run measured.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub events_per_sec: f64,
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub acked: u64,
+    pub errors: u64,
+    pub clients: usize,
+    pub batch: u32,
+    pub seconds: f64,
+}
+
+struct Totals {
+    latencies_us: Histogram<u64>,
+    acked: u64,
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// The streams and the facts one client appends: it joins as a member first, then makes
+/// commitments and changes export rules.
+struct Workload {
+    run: String,
+    client: usize,
+    clients: usize,
+    mode: StreamMode,
+    padding: String,
+    sequence: u64,
+}
+
+impl Workload {
+    fn member_code(run: &str, client: usize) -> String {
+        // Codes are upper-case letters only: encode the client number in base 26.
+        let mut code = run.to_owned();
+        let mut n = client;
+        for _ in 0..3 {
+            code.push((b'A' + (n % 26) as u8) as char);
+            n /= 26;
+        }
+        code
+    }
+
+    fn rule_id(&self, client: usize) -> String {
+        match self.mode {
+            StreamMode::Shared => format!("loadgen-{}-shared", self.run.to_lowercase()),
+            _ => format!("loadgen-{}-{client}", self.run.to_lowercase()),
+        }
+    }
+
+    fn join(&self) -> pb::ProposedEvent {
+        let code = Self::member_code(&self.run, self.client);
+        self.event(pb::event_data::Kind::MemberJoined(pb::MemberJoined {
+            code: code.clone(),
+            name: format!("Load-test participant {code}"),
+            kind: pb::MemberKind::Organization as i32,
+            role: pb::MemberRole::Member as i32,
+        }))
+    }
+
+    fn next(&mut self, rng: &mut u64) -> pb::ProposedEvent {
+        self.sequence += 1;
+        let target = match self.mode {
+            StreamMode::Random => (xorshift(rng) % self.clients as u64) as usize,
+            _ => self.client,
+        };
+        if self.mode != StreamMode::Shared && self.sequence % 2 == 0 {
+            self.event(pb::event_data::Kind::CommitmentMade(pb::CommitmentMade {
+                commitment_id: uuid::Uuid::new_v4().to_string(),
+                member: Self::member_code(&self.run, target),
+                pillar: pb::Pillar::AiCompute as i32,
+                description: format!("Load-test commitment {} of client {}", self.sequence, self.client),
+                project_id: None,
+                due_on: "2027-06-30".into(),
+            }))
+        } else {
+            self.event(pb::event_data::Kind::ExportRuleChanged(pb::ExportRuleChanged {
+                rule_id: self.rule_id(target),
+                item: "Load-test accelerator".into(),
+                origin: "US".into(),
+                destination: "CN".into(),
+                treatment: pb::Treatment::AllowedWithLevy as i32,
+                levy_bps: Some((self.sequence % 10_001) as u32),
+                effective_from: "2026-01-01".into(),
+                authority: "Load test".into(),
+            }))
+        }
+    }
+
+    fn event(&self, kind: pb::event_data::Kind) -> pb::ProposedEvent {
+        pb::ProposedEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            data: Some(pb::EventData { kind: Some(kind) }),
+            effective_time: None,
+            metadata: Some(pb::EventMetadata {
+                actor: "loadgen".into(),
+                source: self.padding.clone(),
+                labels: [("illustrative".to_owned(), "true".to_owned())].into(),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// A run tag of four letters, so that runs against the same ledger do not collide.
+fn run_tag() -> String {
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64 | 1;
+    (0..4).map(|_| (b'A' + (xorshift(&mut seed) % 26) as u8) as char).collect()
+}
+
+pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
+    anyhow::ensure!(args.duration > 0.0, "--duration must be positive");
+    let run = run_tag();
+    // The event's fixed fields take about 120 bytes; the source pads it to the requested size.
+    let padding = "x".repeat(args.event_bytes.saturating_sub(120).clamp(1, 1000));
+    let totals = Arc::new(Mutex::new(Totals {
+        latencies_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        acked: 0,
+        requests: 0,
+        errors: 0,
+        first_error: None,
+    }));
+    let ack_log = match &args.ack_log {
+        Some(path) => Some(Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )))),
+        None => None,
+    };
+
+    // Prepare: every client's member joins first (commitments name them).
+    let mut clients = Vec::with_capacity(args.clients);
+    for client in 0..args.clients {
+        let mut grpc = super::client::connect(&args.client).await?;
+        let workload =
+            Workload { run: run.clone(), client, clients: args.clients, mode: args.streams, padding: padding.clone(), sequence: 0 };
+        grpc.append(pb::AppendRequest { events: vec![workload.join()], expectations: vec![] })
+            .await
+            .with_context(|| format!("preparing client {client}"))?;
+        clients.push((grpc, workload));
+    }
+
+    let duration = Duration::from_secs_f64(args.duration);
+    let per_client_interval = args.rate.map(|rate| Duration::from_secs_f64(args.clients as f64 * f64::from(args.batch) / rate));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (client_index, (grpc, workload)) in clients.into_iter().enumerate() {
+        let totals = totals.clone();
+        let ack_log = ack_log.clone();
+        let batch = args.batch;
+        tasks.push(tokio::spawn(drive(grpc, workload, client_index, batch, started, duration, per_client_interval, totals, ack_log)));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(log) = &ack_log {
+        log.lock().expect("ack log").flush()?;
+    }
+    let totals = totals.lock().await;
+    let ms = |q: f64| totals.latencies_us.value_at_quantile(q) as f64 / 1000.0;
+    let summary = Summary {
+        events_per_sec: totals.acked as f64 / seconds,
+        requests_per_sec: totals.requests as f64 / seconds,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        max_ms: totals.latencies_us.max() as f64 / 1000.0,
+        acked: totals.acked,
+        errors: totals.errors,
+        clients: args.clients,
+        batch: args.batch,
+        seconds,
+    };
+    if let Some(error) = &totals.first_error {
+        eprintln!("first error: {error}");
+    }
+    match args.client.output {
+        Output::Json => println!("{}", serde_json::to_string(&summary)?),
+        Output::Table => println!(
+            "{:.0} events/s  {:.0} requests/s  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  acked {}  errors {}  ({} clients, batch {}, {:.1} s)",
+            summary.events_per_sec,
+            summary.requests_per_sec,
+            summary.p50_ms,
+            summary.p99_ms,
+            summary.p999_ms,
+            summary.max_ms,
+            summary.acked,
+            summary.errors,
+            summary.clients,
+            summary.batch,
+            summary.seconds
+        ),
+    }
+    Ok(if totals.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    mut grpc: super::client::Client,
+    mut workload: Workload,
+    client_index: usize,
+    batch: u32,
+    started: Instant,
+    duration: Duration,
+    interval: Option<Duration>,
+    totals: Arc<Mutex<Totals>>,
+    ack_log: Option<Arc<std::sync::Mutex<std::io::BufWriter<std::fs::File>>>>,
+) {
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (client_index as u64 + 1);
+    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let (mut acked, mut requests, mut errors, mut first_error) = (0u64, 0u64, 0u64, None);
+    // Open loop: spread the clients' first sends over one interval.
+    let mut scheduled = started + interval.map_or(Duration::ZERO, |i| i.mul_f64(client_index as f64 / workload.clients as f64));
+    while started.elapsed() < duration {
+        if interval.is_some() {
+            tokio::time::sleep_until(scheduled.into()).await;
+        } else {
+            scheduled = Instant::now();
+        }
+        let events: Vec<_> = (0..batch).map(|_| workload.next(&mut rng)).collect();
+        let result = grpc.append(pb::AppendRequest { events, expectations: vec![] }).await;
+        let latency = scheduled.elapsed();
+        requests += 1;
+        match result {
+            Ok(response) => {
+                let response = response.into_inner();
+                acked += response.events.len() as u64;
+                let _ = local.record((latency.as_micros() as u64).max(1));
+                if let Some(log) = &ack_log {
+                    let mut log = log.lock().expect("ack log");
+                    for e in &response.events {
+                        let _ = writeln!(
+                            log,
+                            "{}",
+                            serde_json::json!({"event_id": e.event_id, "stream": e.stream, "revision": e.revision, "position": e.position})
+                        );
+                    }
+                }
+            }
+            Err(status) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("{:?}: {}", status.code(), status.message()));
+            }
+        }
+        if let Some(interval) = interval {
+            scheduled += interval;
+        }
+    }
+    let mut totals = totals.lock().await;
+    let _ = totals.latencies_us.add(&local);
+    totals.acked += acked;
+    totals.requests += requests;
+    totals.errors += errors;
+    if totals.first_error.is_none() {
+        totals.first_error = first_error;
+    }
+}
