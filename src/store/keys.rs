@@ -4,19 +4,19 @@
 //! | space | key | value |
 //! |---|---|---|
 //! | meta | `M` name | see [`META_FORMAT`], [`META_HEAD`] |
-//! | log | `L` position (u64) | a record (see `record`) |
-//! | stream index | `S` stream name, `0x00`, revision (u64) | position (u64) |
-//! | event-id index | `I` event id (16 bytes) | position (u64) |
+//! | log | `L` first position of a chunk (u64) | a chunk of consecutive records (see `chunk`) |
+//! | stream index | `S` stream name, `0x00`, first revision of a run (u64) | the positions of the run's consecutive revisions (u64 each) |
 //!
 //! Stream names are ASCII without `0x00`, so the separator keeps `member-J` and `member-JP`
-//! apart in prefix scans.
+//! apart in prefix scans. Several records share one log value and one commit group's events of
+//! a stream share one index value: sled's cost is per insert, so fewer inserts than events is
+//! what makes batched appends fast.
 
-use crate::domain::{EventId, Position, Revision, StreamName};
+use crate::domain::{Position, Revision, StreamName};
 
 pub const META: u8 = b'M';
 pub const LOG: u8 = b'L';
 pub const STREAM: u8 = b'S';
-pub const EVENT_ID: u8 = b'I';
 
 /// The store format version of the database (one byte).
 pub const META_FORMAT: &[u8] = b"Mformat";
@@ -55,20 +55,6 @@ pub fn stream(stream: &StreamName, revision: Revision) -> Vec<u8> {
 pub fn stream_revision(key: &[u8]) -> Option<Revision> {
     let tail = key.len().checked_sub(8)?;
     Some(Revision(u64::from_be_bytes(key[tail..].try_into().ok()?)))
-}
-
-pub fn event_id(id: &EventId) -> [u8; 17] {
-    let mut key = [EVENT_ID; 17];
-    key[1..].copy_from_slice(id.as_bytes());
-    key
-}
-
-pub fn encode_position(position: Position) -> [u8; 8] {
-    position.0.to_be_bytes()
-}
-
-pub fn decode_position(value: &[u8]) -> Option<Position> {
-    Some(Position(u64::from_be_bytes(value.try_into().ok()?)))
 }
 
 #[cfg(test)]

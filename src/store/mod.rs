@@ -1,29 +1,34 @@
 //! The store: the only module that imports sled. One tree, several key spaces (see [`keys`]),
 //! one durable atomic write per commit group (a sled `Batch`, then `flush`, then a real
-//! `fdatasync` of the database file), reads, and recovery on open.
+//! `fdatasync` of the database file), reads, and recovery on open. Records are stored in
+//! chunks of consecutive positions ([`chunk`]); the event-id index lives in memory and is
+//! rebuilt from the log on open.
 
+pub mod chunk;
 pub mod keys;
 pub mod record;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use chunk::{ChunkLayout, ChunkWriter};
 
 use crate::domain::{EventId, Position, RecordedEvent, Revision, StreamName};
 
 /// The store format this build writes and reads. A database written by a newer format is
 /// refused, never misread; an older one would be upgraded on open (there is none yet).
 pub const STORE_FORMAT: u8 = 1;
-/// The record (log value) format: `[RECORD_FORMAT][chain hash: 32 bytes][body]`, the body
-/// being [`record::encode_event`]'s canonical bytes.
-pub const RECORD_FORMAT: u8 = 1;
 /// sled's segment size. sled writes any log message larger than a quarter of a segment to a
 /// separate blob file that it never fsyncs, so this, with [`RECORD_BODY_BYTES_MAX`], keeps every
 /// acknowledged byte in the one database file that the durable write syncs. sled refuses to open
 /// a database with another segment size: this value is part of the store format.
 pub const SEGMENT_BYTES: usize = 2 * 1024 * 1024;
-/// Largest record body. A leaf page holds at most 17 entries, so 16 KiB records make pages of
-/// at most ≈280 KiB, well below the blob threshold of a quarter segment (512 KiB).
+/// Largest record body. A leaf page holds at most 17 entries, and a chunk is at most this plus
+/// [`chunk::CHUNK_BYTES_TARGET`], so pages stay well below the blob threshold of a quarter
+/// segment (512 KiB).
 pub const RECORD_BODY_BYTES_MAX: usize = 16 * 1024;
 /// How many records at the tail of the log are read back and decoded on open.
 pub const RECOVERY_TAIL_CHECK_MAX: u64 = 1024;
@@ -92,60 +97,51 @@ pub struct StoredRecord {
     pub event: RecordedEvent,
 }
 
+struct PendingRecord {
+    position: Position,
+    stream: StreamName,
+    revision: Revision,
+    event_id: EventId,
+    hash: Hash,
+    body: Vec<u8>,
+}
+
 /// The writes of one commit group, applied atomically by [`Store::commit`].
 #[derive(Default)]
 pub struct CommitBatch {
-    batch: sled::Batch,
-    records: usize,
+    records: Vec<PendingRecord>,
+    head: Option<Head>,
 }
 
 impl CommitBatch {
-    /// Adds one record (log entry, stream-index entry, event-id entry). `body` must be
-    /// [`record::encode_event`] of `event`, and `hash` its chain hash.
+    /// Adds one record. Records must come in position order, continuing the head; `body` must
+    /// be [`record::encode_event`] of `event`, and `hash` its chain hash.
     pub fn put_record(&mut self, event: &RecordedEvent, body: &[u8], hash: &Hash) {
-        let position = keys::encode_position(event.position);
-        self.batch.insert(&keys::log(event.position), frame_record(hash, body));
-        self.batch.insert(keys::stream(&event.stream, event.revision), &position);
-        self.batch.insert(&keys::event_id(&event.event.event_id), &position);
-        self.records += 1;
+        self.records.push(PendingRecord {
+            position: event.position,
+            stream: event.stream.clone(),
+            revision: event.revision,
+            event_id: event.event.event_id,
+            hash: *hash,
+            body: body.to_vec(),
+        });
     }
 
     /// Sets the log's head; every commit group ends with it.
     pub fn set_head(&mut self, head: &Head) {
-        let mut value = Vec::with_capacity(40);
-        value.extend_from_slice(&head.position.0.to_be_bytes());
-        value.extend_from_slice(&head.hash);
-        self.batch.insert(keys::META_HEAD, value);
+        self.head = Some(*head);
     }
 
     pub fn records(&self) -> usize {
-        self.records
+        self.records.len()
     }
 }
 
-fn frame_record(hash: &Hash, body: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(1 + 32 + body.len());
-    value.push(RECORD_FORMAT);
-    value.extend_from_slice(hash);
-    value.extend_from_slice(body);
+fn encode_head(head: &Head) -> Vec<u8> {
+    let mut value = Vec::with_capacity(40);
+    value.extend_from_slice(&head.position.0.to_be_bytes());
+    value.extend_from_slice(&head.hash);
     value
-}
-
-fn unframe_record(position: Position, value: &[u8]) -> Result<StoredRecord, StoreError> {
-    let place = || format!("position {position}");
-    let (&format, rest) = value.split_first().ok_or_else(|| StoreError::corrupt(place(), "empty record"))?;
-    if format != RECORD_FORMAT {
-        return Err(StoreError::corrupt(place(), format!("unknown record format {format}")));
-    }
-    if rest.len() < 32 {
-        return Err(StoreError::corrupt(place(), "record shorter than its hash"));
-    }
-    let (hash, body) = rest.split_at(32);
-    let event = record::decode_event(body).map_err(|e| StoreError::corrupt(place(), e.to_string()))?;
-    if event.position != position {
-        return Err(StoreError::corrupt(place(), format!("record claims position {}", event.position)));
-    }
-    Ok(StoredRecord { hash: hash.try_into().expect("split at 32"), body: body.to_vec(), event })
 }
 
 fn decode_head(value: &[u8]) -> Result<Head, StoreError> {
@@ -158,16 +154,61 @@ fn decode_head(value: &[u8]) -> Result<Head, StoreError> {
     })
 }
 
+/// A stream-index run: the positions of consecutive revisions.
+fn decode_run(stream: &StreamName, value: &[u8]) -> Result<Vec<Position>, StoreError> {
+    if value.is_empty() || value.len() % 8 != 0 {
+        return Err(StoreError::corrupt(format!("stream {stream}"), "malformed index entry"));
+    }
+    Ok(value.chunks_exact(8).map(|p| Position(u64::from_be_bytes(p.try_into().expect("8 bytes")))).collect())
+}
+
+/// A chunk fetched from the log, with its records located.
+struct LoadedChunk {
+    first: Position,
+    value: sled::IVec,
+    layout: ChunkLayout,
+}
+
+impl LoadedChunk {
+    fn load(key: &[u8], value: sled::IVec) -> Result<Self, StoreError> {
+        let first = keys::log_position(key).ok_or_else(|| StoreError::corrupt("log", "malformed key"))?;
+        let layout = ChunkLayout::parse(&value).map_err(|reason| StoreError::corrupt(format!("chunk at {first}"), reason))?;
+        Ok(Self { first, value, layout })
+    }
+
+    fn last(&self) -> Position {
+        Position(self.first.0 + self.layout.len() as u64 - 1)
+    }
+
+    fn contains(&self, position: Position) -> bool {
+        self.first <= position && position <= self.last()
+    }
+
+    fn record(&self, position: Position) -> Result<StoredRecord, StoreError> {
+        let place = || format!("position {position}");
+        let (hash, body) = self.layout.record(&self.value, (position.0 - self.first.0) as usize);
+        let event = record::decode_event(body).map_err(|e| StoreError::corrupt(place(), e.to_string()))?;
+        if event.position != position {
+            return Err(StoreError::corrupt(place(), format!("record claims position {}", event.position)));
+        }
+        Ok(StoredRecord { hash, body: body.to_vec(), event })
+    }
+}
+
 /// The embedded database.
 pub struct Store {
     db: sled::Db,
     /// A second handle on sled's database file, for the `fdatasync` that sled's `flush` lacks.
     db_file: File,
     syncs: AtomicU64,
+    /// Event id → position, for every committed event: rebuilt from the log on open, extended
+    /// after each durable commit. (A sled entry per event would cost one insert per event.)
+    ids: RwLock<HashMap<EventId, Position>>,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`, checks its format and recovers its tail.
+    /// Opens (or creates) the store in `dir`, checks its format, recovers its tail and rebuilds
+    /// the event-id index.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
         std::fs::create_dir_all(dir)?;
         let db = sled::Config::new()
@@ -179,9 +220,10 @@ impl Store {
         let db_file = File::open(dir.join("db"))?;
         // The database file's directory entry must itself be durable once.
         File::open(dir)?.sync_all()?;
-        let store = Self { db, db_file, syncs: AtomicU64::new(0) };
+        let store = Self { db, db_file, syncs: AtomicU64::new(0), ids: RwLock::new(HashMap::new()) };
         store.check_format(dir)?;
         let recovery = store.recover()?;
+        store.rebuild_id_index()?;
         Ok((store, recovery))
     }
 
@@ -201,47 +243,77 @@ impl Store {
         }
     }
 
-    /// Makes the tail consistent with the committed head: records past it (never acknowledged,
-    /// since the head is written in the same atomic batch) are removed; the last records are
-    /// read back and decoded, so that a torn tail is found before it is served. (Their chain
-    /// hashes are re-checked by the ledger, which owns the hash function through `audit`.)
+    /// Makes the tail consistent with the committed head: chunks past it (never acknowledged,
+    /// since the head is written in the same atomic batch) are removed with their index runs;
+    /// the last records are read back and decoded, so that a torn tail is found before it is
+    /// served. (Their chain hashes are re-checked by the ledger, which owns the hash function
+    /// through `audit`.)
     fn recover(&self) -> Result<Recovery, StoreError> {
         let head = self.head()?;
         let mut recovery = Recovery::default();
-        let beyond: Vec<_> = self
-            .db
-            .range(keys::log(Position(head.position.0 + 1))..keys::log(Position(u64::MAX)))
-            .collect::<Result<_, _>>()?;
+        let beyond: Vec<_> =
+            self.db.range(keys::log(Position(head.position.0 + 1))..=keys::log(Position(u64::MAX))).collect::<Result<_, _>>()?;
         if !beyond.is_empty() {
             let mut batch = sled::Batch::default();
-            for (key, value) in &beyond {
-                batch.remove(key);
-                let position = keys::log_position(key).ok_or_else(|| StoreError::corrupt("log", "malformed key"))?;
-                // Index entries of a half-written record are removed too, if it decodes at all.
-                if let Ok(record) = unframe_record(position, value) {
-                    batch.remove(keys::stream(&record.event.stream, record.event.revision));
-                    batch.remove(&keys::event_id(&record.event.event.event_id));
+            for (key, value) in beyond {
+                batch.remove(&key);
+                // Index runs of a chunk past the head go too, if the chunk decodes at all.
+                if let Ok(chunk) = LoadedChunk::load(&key, value) {
+                    for i in 0..chunk.layout.len() {
+                        let position = Position(chunk.first.0 + i as u64);
+                        if let Ok(record) = chunk.record(position) {
+                            batch.remove(keys::stream(&record.event.stream, record.event.revision));
+                        }
+                        recovery.removed_tail_records += 1;
+                    }
                 }
             }
             self.db.apply_batch(batch)?;
             self.sync()?;
-            recovery.removed_tail_records = beyond.len() as u64;
-            tracing::warn!(
-                removed = beyond.len(),
-                head = head.position.0,
-                "removed unacknowledged records past the log head"
-            );
+            tracing::warn!(removed = recovery.removed_tail_records, head = head.position.0, "removed unacknowledged records past the log head");
         }
         if head.position.0 == 0 {
             return Ok(recovery);
         }
         let first = head.position.0.saturating_sub(RECOVERY_TAIL_CHECK_MAX - 1).max(1);
-        for p in first..=head.position.0 {
-            self.read_record(Position(p))?
-                .ok_or_else(|| StoreError::corrupt(format!("position {p}"), "record missing below the log head"))?;
+        let mut expected = first;
+        for record in self.scan_log(Position(first), true) {
+            let record = record?;
+            if record.event.position.0 != expected {
+                return Err(StoreError::corrupt(format!("position {expected}"), "record missing below the log head"));
+            }
+            expected += 1;
             recovery.verified_tail_records += 1;
         }
+        if expected != head.position.0 + 1 {
+            return Err(StoreError::corrupt(format!("position {expected}"), "record missing below the log head"));
+        }
         Ok(recovery)
+    }
+
+    /// Scans every chunk once: checks that positions are dense from 1 and indexes event ids.
+    fn rebuild_id_index(&self) -> Result<(), StoreError> {
+        let mut ids = HashMap::new();
+        let mut next = Position(1);
+        for entry in self.db.scan_prefix([keys::LOG]) {
+            let (key, value) = entry?;
+            let chunk = LoadedChunk::load(&key, value)?;
+            if chunk.first != next {
+                return Err(StoreError::corrupt(format!("position {next}"), format!("the log jumps to {}", chunk.first)));
+            }
+            ids.reserve(chunk.layout.len());
+            for i in 0..chunk.layout.len() {
+                let position = Position(chunk.first.0 + i as u64);
+                let (_, body) = chunk.layout.record(&chunk.value, i);
+                let id = record::peek_event_id(body).map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
+                if let Some(earlier) = ids.insert(id, position) {
+                    return Err(StoreError::corrupt(format!("position {position}"), format!("event id {id} is also at {earlier}")));
+                }
+            }
+            next = Position(chunk.last().0 + 1);
+        }
+        *self.ids.write().expect("id index lock") = ids;
+        Ok(())
     }
 
     /// The log's last committed position and hash.
@@ -253,10 +325,35 @@ impl Store {
     }
 
     /// Applies `batch` atomically and returns only once it is durable: sled's `flush` writes
-    /// the log out, then `fdatasync` on the database file makes it survive power loss.
+    /// the log out, then `fdatasync` on the database file makes it survive power loss. The
+    /// records go into chunks, each stream's records into one index run.
     pub fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
-        self.db.apply_batch(batch.batch)?;
-        self.sync()
+        let mut write = sled::Batch::default();
+        let mut chunks = ChunkWriter::default();
+        let mut firsts = Vec::new();
+        let mut runs: HashMap<&StreamName, (Revision, Vec<u8>)> = HashMap::new();
+        for record in &batch.records {
+            if chunks.push(&record.hash, &record.body) {
+                firsts.push(record.position);
+            }
+            let run = runs.entry(&record.stream).or_insert_with(|| (record.revision, Vec::new()));
+            debug_assert_eq!(run.0.0 + (run.1.len() / 8) as u64, record.revision.0, "revisions of a stream are consecutive");
+            run.1.extend_from_slice(&record.position.0.to_be_bytes());
+        }
+        for (first, chunk) in firsts.into_iter().zip(chunks.finish()) {
+            write.insert(&keys::log(first), chunk);
+        }
+        for (stream, (first_revision, positions)) in runs {
+            write.insert(keys::stream(stream, first_revision), positions);
+        }
+        if let Some(head) = &batch.head {
+            write.insert(keys::META_HEAD, encode_head(head));
+        }
+        self.db.apply_batch(write)?;
+        self.sync()?;
+        let mut ids = self.ids.write().expect("id index lock");
+        ids.extend(batch.records.iter().map(|r| (r.event_id, r.position)));
+        Ok(())
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -272,28 +369,36 @@ impl Store {
         self.syncs.load(Ordering::Acquire)
     }
 
-    /// The position of a committed event, by its id.
+    /// The position of a durably committed event, by its id.
     pub fn event_position(&self, id: &EventId) -> Result<Option<Position>, StoreError> {
-        self.db
-            .get(keys::event_id(id))?
-            .map(|v| {
-                keys::decode_position(&v)
-                    .ok_or_else(|| StoreError::corrupt(format!("event id {id}"), "malformed index entry"))
-            })
-            .transpose()
+        Ok(self.ids.read().expect("id index lock").get(id).copied())
     }
 
     /// A stream's current revision (of its last event), or `None` if it has no event.
     pub fn stream_revision(&self, stream: &StreamName) -> Result<Option<Revision>, StoreError> {
         match self.db.scan_prefix(keys::stream_prefix(stream)).next_back().transpose()? {
-            Some((key, _)) => Ok(keys::stream_revision(&key)),
+            Some((key, value)) => {
+                let first = keys::stream_revision(&key).ok_or_else(|| StoreError::corrupt(format!("stream {stream}"), "malformed key"))?;
+                Ok(Some(Revision(first.0 + decode_run(stream, &value)?.len() as u64 - 1)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The chunk holding `position`, if any.
+    fn chunk_at(&self, position: Position) -> Result<Option<LoadedChunk>, StoreError> {
+        match self.db.range(keys::log(Position(0))..=keys::log(position)).next_back().transpose()? {
+            Some((key, value)) => {
+                let chunk = LoadedChunk::load(&key, value)?;
+                Ok(chunk.contains(position).then_some(chunk))
+            }
             None => Ok(None),
         }
     }
 
     /// One record by position.
     pub fn read_record(&self, position: Position) -> Result<Option<StoredRecord>, StoreError> {
-        self.db.get(keys::log(position))?.map(|v| unframe_record(position, &v)).transpose()
+        self.chunk_at(position)?.map(|chunk| chunk.record(position)).transpose()
     }
 
     /// Up to `limit` records of a stream from revision `from` (inclusive) in the given direction.
@@ -304,48 +409,73 @@ impl Store {
         forward: bool,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let range = if forward {
-            keys::stream(stream, from)..keys::stream(stream, Revision(u64::MAX))
-        } else {
-            keys::stream(stream, Revision(0))..keys::stream(stream, Revision(from.0.saturating_add(1)))
+        let prefix = keys::stream_prefix(stream);
+        // The run holding `from` starts at or before it.
+        let start = match self.db.range(prefix.clone()..=keys::stream(stream, from)).next_back().transpose()? {
+            Some((key, _)) => key.to_vec(),
+            None if forward => prefix.clone(),
+            None => return Ok(Vec::new()),
         };
-        let iter = self.db.range(range);
-        let entries: Box<dyn Iterator<Item = _>> = if forward { Box::new(iter) } else { Box::new(iter.rev()) };
+        let runs = if forward {
+            Box::new(self.db.range(start..keys::stream(stream, Revision(u64::MAX)))) as Box<dyn Iterator<Item = _>>
+        } else {
+            Box::new(self.db.range(prefix..=start).rev())
+        };
         let mut out = Vec::new();
-        for entry in entries.take(limit) {
-            let (key, value) = entry?;
-            let position = keys::decode_position(&value)
-                .ok_or_else(|| StoreError::corrupt(format!("stream {stream}"), "malformed index entry"))?;
-            let record = self
-                .read_record(position)?
-                .ok_or_else(|| StoreError::corrupt(format!("position {position}"), "indexed record is missing"))?;
-            if record.event.stream != *stream || Some(record.event.revision) != keys::stream_revision(&key) {
-                return Err(StoreError::corrupt(
-                    format!("position {position}"),
-                    "stream index disagrees with the record",
-                ));
+        let mut chunk: Option<LoadedChunk> = None;
+        for run in runs {
+            let (key, value) = run?;
+            let first = keys::stream_revision(&key).ok_or_else(|| StoreError::corrupt(format!("stream {stream}"), "malformed key"))?;
+            let positions = decode_run(stream, &value)?;
+            let revisions = (0..positions.len()).map(|i| (Revision(first.0 + i as u64), positions[i]));
+            let wanted: Box<dyn Iterator<Item = _>> = if forward {
+                Box::new(revisions.filter(|(r, _)| *r >= from))
+            } else {
+                Box::new(revisions.rev().filter(|(r, _)| *r <= from))
+            };
+            for (revision, position) in wanted {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                if !chunk.as_ref().is_some_and(|c| c.contains(position)) {
+                    chunk = Some(
+                        self.chunk_at(position)?
+                            .ok_or_else(|| StoreError::corrupt(format!("position {position}"), "indexed record is missing"))?,
+                    );
+                }
+                let record = chunk.as_ref().expect("loaded above").record(position)?;
+                if record.event.stream != *stream || record.event.revision != revision {
+                    return Err(StoreError::corrupt(format!("position {position}"), "stream index disagrees with the record"));
+                }
+                out.push(record);
             }
-            out.push(record);
         }
         Ok(out)
     }
 
     /// Records in log order from `from` (inclusive), forwards or backwards, lazily.
-    pub fn scan_log(
-        &self,
-        from: Position,
-        forward: bool,
-    ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
-        let iter = if forward {
-            self.db.range(keys::log(from)..=keys::log(Position(u64::MAX)))
-        } else {
-            self.db.range(keys::log(Position(0))..=keys::log(from))
+    pub fn scan_log(&self, from: Position, forward: bool) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
+        // Start at the chunk holding `from` (its key is at or before `from`).
+        let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back() {
+            Some(Ok((key, _))) => key.to_vec(),
+            _ => keys::log(if forward { Position(0) } else { from }).to_vec(),
         };
-        let iter: Box<dyn Iterator<Item = _>> = if forward { Box::new(iter) } else { Box::new(iter.rev()) };
-        iter.map(|entry| {
-            let (key, value) = entry?;
-            let position = keys::log_position(&key).ok_or_else(|| StoreError::corrupt("log", "malformed key"))?;
-            unframe_record(position, &value)
+        let chunks: Box<dyn Iterator<Item = _>> = if forward {
+            Box::new(self.db.range(start..=keys::log(Position(u64::MAX)).to_vec()))
+        } else {
+            Box::new(self.db.range(keys::log(Position(0)).to_vec()..=start).rev())
+        };
+        chunks.flat_map(move |entry| {
+            let records: Vec<Result<StoredRecord, StoreError>> = match entry.map_err(StoreError::from).and_then(|(k, v)| LoadedChunk::load(&k, v)) {
+                Err(e) => vec![Err(e)],
+                Ok(chunk) => {
+                    let positions = (chunk.first.0..=chunk.last().0).map(Position);
+                    let positions: Vec<_> =
+                        if forward { positions.filter(|p| *p >= from).collect() } else { positions.rev().filter(|p| *p <= from).collect() };
+                    positions.into_iter().map(|p| chunk.record(p)).collect()
+                }
+            };
+            records
         })
     }
 }

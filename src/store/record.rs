@@ -145,6 +145,21 @@ pub fn decode_event(bytes: &[u8]) -> Result<RecordedEvent, RecordError> {
     })
 }
 
+/// The event id of an encoded body, read without decoding the rest: what rebuilding the
+/// event-id index on open needs.
+pub fn peek_event_id(bytes: &[u8]) -> Result<EventId, RecordError> {
+    let mut r = Reader { bytes, offset: 0 };
+    let format = r.u8("body format")?;
+    if format != BODY_FORMAT {
+        return Err(RecordError::UnsupportedFormat { found: format });
+    }
+    r.take(16, "position and revision")?;
+    let stream_len = r.count("stream")?;
+    r.take(stream_len, "stream")?;
+    r.take(12, "recorded_at")?;
+    Ok(EventId::from_uuid(r.uuid("event_id")?))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Event data and metadata
 
