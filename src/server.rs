@@ -12,9 +12,16 @@ use crate::ledger::Ledger;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
 use crate::service::LedgerService;
 
-/// Largest request the server decodes: `APPEND_EVENTS_MAX` events at the largest record size,
-/// with room for the wire's own overhead.
+/// Largest request the ledger accepts (RESOURCE_EXHAUSTED beyond): `APPEND_EVENTS_MAX` events
+/// at the largest record size, with room for the wire's own overhead.
 pub const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest message the transport decodes. Above `REQUEST_BYTES_MAX` so that a request a little
+/// too large reaches the handler and gets RESOURCE_EXHAUSTED from `service::status`; tonic
+/// itself answers OUT_OF_RANGE beyond this.
+pub const DECODE_BYTES_MAX: usize = 4 * REQUEST_BYTES_MAX;
+/// How long a graceful stop waits for open connections (e.g. a subscriber that stopped
+/// reading) before it closes them.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -53,23 +60,37 @@ pub async fn run(
     });
 
     let ledger_service =
-        LedgerServiceServer::new(LedgerService::new(ledger.clone())).max_decoding_message_size(REQUEST_BYTES_MAX);
+        LedgerServiceServer::new(LedgerService::new(ledger.clone())).max_decoding_message_size(DECODE_BYTES_MAX);
     let closing = ledger.clone();
     let stop_health = health.clone();
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         shutdown.await;
+        stopping.send_replace(true);
         tracing::info!("shutting down: finishing in-flight appends");
         stop_health.set_not_serving::<LedgerServiceServer<LedgerService>>().await;
         stop_health.set_service_status("", ServingStatus::NotServing).await;
         closing.close();
     };
-    let result = tonic::transport::Server::builder()
+    let serve = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ledger_service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown);
+    // A graceful stop waits for open connections, and a client that stopped reading a stream
+    // would hold it forever: past the grace period, stop waiting.
+    let grace = async move {
+        let _ = stopped.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        result = serve => result,
+        () = grace => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
+            Ok(())
+        }
+    };
     fault_watch.abort();
     let joining = ledger.clone();
     let _ = tokio::task::spawn_blocking(move || joining.shutdown()).await;

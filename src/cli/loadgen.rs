@@ -125,7 +125,7 @@ impl Workload {
             StreamMode::Random => (xorshift(rng) % self.clients as u64) as usize,
             _ => self.client,
         };
-        if self.mode != StreamMode::Shared && self.sequence % 2 == 0 {
+        if self.mode != StreamMode::Shared && self.sequence.is_multiple_of(2) {
             self.event(pb::event_data::Kind::CommitmentMade(pb::CommitmentMade {
                 commitment_id: uuid::Uuid::new_v4().to_string(),
                 member: Self::member_code(&self.run, target),

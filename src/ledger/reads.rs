@@ -164,13 +164,13 @@ impl Ledger {
                     let page = match page {
                         Ok(page) => page,
                         Err(e) => {
-                            let _ = tx.send(Err(e)).await;
+                            let _ = deliver(&tx, Err(e), &mut shutdown).await;
                             return;
                         }
                     };
                     next = page.next_position.unwrap_or(Position(page.head_position.0 + 1));
                     for event in page.events {
-                        if tx.send(Ok(SubscriptionItem::Event(Box::new(event)))).await.is_err() {
+                        if !deliver(&tx, Ok(SubscriptionItem::Event(Box::new(event))), &mut shutdown).await {
                             return;
                         }
                     }
@@ -180,7 +180,7 @@ impl Ledger {
                 }
                 if !caught_up {
                     caught_up = true;
-                    if tx.send(Ok(SubscriptionItem::CaughtUp(Position(next.0 - 1)))).await.is_err() {
+                    if !deliver(&tx, Ok(SubscriptionItem::CaughtUp(head)), &mut shutdown).await {
                         return;
                     }
                 }
@@ -219,5 +219,18 @@ impl Ledger {
             self.record_fault(&error);
             error
         })
+    }
+}
+
+/// Sends one item to a subscriber, waiting for room in its channel unless the ledger shuts
+/// down first; false when the subscription is over.
+async fn deliver(
+    tx: &mpsc::Sender<Result<SubscriptionItem, LedgerError>>,
+    item: Result<SubscriptionItem, LedgerError>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(item) => sent.is_ok(),
+        _ = shutdown.wait_for(|stop| *stop) => false,
     }
 }

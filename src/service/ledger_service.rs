@@ -11,6 +11,7 @@ use super::{convert, page_token, status};
 use crate::domain::{EVENT_TYPE_NAMES, EventId, FieldError, Position, Revision, StreamName};
 use crate::ledger::{self, APPEND_EVENTS_MAX, EventFilter, Ledger, SubscriptionItem};
 use crate::proto::v1 as pb;
+use crate::server::REQUEST_BYTES_MAX;
 
 /// Default page size of reads when the request leaves it at 0.
 pub const READ_PAGE_DEFAULT: u32 = 100;
@@ -80,6 +81,10 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
     #[tracing::instrument(skip_all, fields(events = request.get_ref().events.len()))]
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
         let request = request.into_inner();
+        let bytes = prost::Message::encoded_len(&request);
+        if bytes > REQUEST_BYTES_MAX {
+            return Err(status::too_large(format!("the request is {bytes} bytes, more than the {REQUEST_BYTES_MAX} allowed")));
+        }
         if request.events.is_empty() {
             return Err(status::invalid_argument(FieldError::new("events", "must hold at least one event")));
         }
@@ -96,11 +101,18 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
             .map(|(i, e)| convert::proposed_event(&format!("events[{i}]"), e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(status::invalid_argument)?;
+        if request.expectations.len() > APPEND_EVENTS_MAX {
+            return Err(status::too_large(format!(
+                "expectations: {} in one request, more than the {APPEND_EVENTS_MAX} allowed",
+                request.expectations.len()
+            )));
+        }
         let mut expectations = Vec::with_capacity(request.expectations.len());
+        let mut named = std::collections::HashSet::with_capacity(request.expectations.len());
         for (i, raw) in request.expectations.iter().enumerate() {
             let (stream, expected) =
                 convert::expectation(&format!("expectations[{i}]"), raw).map_err(status::invalid_argument)?;
-            if expectations.iter().any(|(s, _)| *s == stream) {
+            if !named.insert(stream.clone()) {
                 return Err(status::invalid_argument(FieldError::new(
                     format!("expectations[{i}].stream"),
                     format!("stream {stream} has more than one expectation"),

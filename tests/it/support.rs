@@ -212,3 +212,103 @@ pub async fn read_all(client: &mut LedgerServiceClient<Channel>) -> Vec<pb::Reco
         token = page.next_page_token;
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// More builders, and helpers for the API tests (ledger_api, errors, concurrency, idempotency,
+// subscribe).
+
+pub fn member_role_changed(code: &str, role: pb::MemberRole) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::MemberRoleChanged(pb::MemberRoleChanged { code: code.into(), role: role as i32 }))
+}
+
+pub fn commitment_fulfilled(commitment_id: &str) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::CommitmentFulfilled(pb::CommitmentFulfilled {
+        commitment_id: commitment_id.into(),
+        evidence: "illustrative evidence".into(),
+    }))
+}
+
+pub fn commitment_withdrawn(commitment_id: &str) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::CommitmentWithdrawn(pb::CommitmentWithdrawn {
+        commitment_id: commitment_id.into(),
+        reason: "test".into(),
+    }))
+}
+
+pub fn summit_convened(date: &str, host: &str, participants: &[&str]) -> pb::ProposedEvent {
+    event(pb::event_data::Kind::SummitConvened(pb::SummitConvened {
+        date: date.into(),
+        host: host.into(),
+        chair: "Illustrative chair".into(),
+        participants: participants.iter().map(|p| p.to_string()).collect(),
+        location: "Washington, D.C.".into(),
+    }))
+}
+
+/// An append request of `events` with `expectations`.
+pub fn append_expecting(events: Vec<pb::ProposedEvent>, expectations: Vec<pb::StreamExpectation>) -> pb::AppendRequest {
+    pb::AppendRequest { events, expectations }
+}
+
+/// The log's head position, as `ReadAll` reports it.
+pub async fn head_position(client: &mut LedgerServiceClient<Channel>) -> u64 {
+    client
+        .read_all(pb::ReadAllRequest {
+            direction: pb::ReadDirection::Backward as i32,
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("read_all")
+        .into_inner()
+        .head_position
+}
+
+/// Reads one stream forwards, every page.
+pub async fn read_stream_all(
+    client: &mut LedgerServiceClient<Channel>,
+    stream: &str,
+) -> Result<Vec<pb::RecordedEvent>, tonic::Status> {
+    let mut events = Vec::new();
+    let mut from_revision = None;
+    loop {
+        let page = client
+            .read_stream(pb::ReadStreamRequest {
+                stream: stream.into(),
+                from_revision,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        events.extend(page.events);
+        match page.next_revision {
+            Some(next) => from_revision = Some(next),
+            None => return Ok(events),
+        }
+    }
+}
+
+/// The `ErrorInfo` metadata of a status (panics if it carries none).
+pub fn error_info_metadata(status: &tonic::Status) -> std::collections::HashMap<String, String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}")).metadata
+}
+
+/// The fields named by a status's `BadRequest` field violations (panics if it carries none).
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    let bad = status.get_details_bad_request().unwrap_or_else(|| panic!("no BadRequest in {status:?}"));
+    bad.field_violations.into_iter().map(|v| v.field).collect()
+}
+
+/// The next message of a subscription, within 10 s (panics on timeout, error or end).
+pub async fn next_message(stream: &mut tonic::Streaming<pb::SubscribeResponse>) -> pb::subscribe_response::Message {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a subscription message within 10 s")
+        .expect("subscription status")
+        .expect("subscription still open")
+        .message
+        .expect("a message")
+}
