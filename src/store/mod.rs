@@ -46,6 +46,24 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// An equal error, for answering several requests that failed on the same write (the
+    /// underlying I/O errors are not `Clone`): same variant, same OS error number.
+    pub fn duplicate(&self) -> Self {
+        fn same_io(e: &std::io::Error) -> std::io::Error {
+            e.raw_os_error()
+                .map_or_else(|| std::io::Error::new(e.kind(), e.to_string()), std::io::Error::from_raw_os_error)
+        }
+        match self {
+            Self::Io(e) => Self::Io(same_io(e)),
+            Self::Sled(sled::Error::Io(e)) => Self::Sled(sled::Error::Io(same_io(e))),
+            Self::Sled(other) => Self::Io(std::io::Error::other(other.to_string())),
+            Self::NewerFormat { dir, found, supported } => {
+                Self::NewerFormat { dir: dir.clone(), found: *found, supported: *supported }
+            }
+            Self::Corrupt { place, reason } => Self::Corrupt { place: place.clone(), reason: reason.clone() },
+        }
+    }
+
     fn corrupt(place: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Corrupt { place: place.into(), reason: reason.into() }
     }
@@ -158,6 +176,31 @@ fn decode_head(value: &[u8]) -> Result<Head, StoreError> {
     })
 }
 
+/// How long opening waits for another holder of the database's file lock to let go. sled's
+/// background flusher keeps a closed database's lock for a moment after the last handle is
+/// dropped, so an in-process restart (or a supervisor's quick one) would otherwise fail.
+pub const OPEN_LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_sled(dir: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_capacity_bytes)
+            .segment_size(SEGMENT_BYTES)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && started.elapsed() < OPEN_LOCK_WAIT_MAX =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// The embedded database.
 pub struct Store {
     db: sled::Db,
@@ -170,18 +213,17 @@ impl Store {
     /// Opens (or creates) the store in `dir`, checks its format and recovers its tail.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_capacity_bytes)
-            .segment_size(SEGMENT_BYTES)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_sled(dir, config)?;
         let db_file = File::open(dir.join("db"))?;
         // The database file's directory entry must itself be durable once.
         File::open(dir)?.sync_all()?;
         let store = Self { db, db_file, syncs: AtomicU64::new(0) };
         store.check_format(dir)?;
         let recovery = store.recover()?;
+        // What a killed process wrote but never synced may sit in the page cache; make it durable
+        // (data and metadata) before anything is served, since a retry may be answered from it.
+        store.db.flush()?;
+        store.db_file.sync_all()?;
         Ok((store, recovery))
     }
 
