@@ -14,8 +14,8 @@ use chrono::{NaiveDate, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use pax_ledger::audit;
 use pax_ledger::domain::{
-    self, EntityState, EventData, EventId, Jurisdiction, MemberCode, Metadata, Position, ProposedEvent, RecordedEvent, Revision, RuleId,
-    Treatment,
+    self, EntityState, EventData, EventId, Jurisdiction, MemberCode, Metadata, Position, ProposedEvent, RecordedEvent,
+    Revision, RuleId, Treatment,
 };
 use pax_ledger::store::{self, CommitBatch, Head, Store, StoreConfig};
 
@@ -106,7 +106,9 @@ fn per_event(c: &mut Criterion) {
     group.bench_function("chain_hash", |b| b.iter(|| audit::chain_hash(black_box(&[1; 32]), black_box(&body))));
     let state = domain::evolve(EntityState::Empty, &event.event.data);
     let nobody = |_: &MemberCode| None;
-    group.bench_function("decide", |b| b.iter(|| domain::decide(black_box(&state), black_box(&event.event.data), &nobody)));
+    group.bench_function("decide", |b| {
+        b.iter(|| domain::decide(black_box(&state), black_box(&event.event.data), &nobody))
+    });
     group.bench_function("evolve", |b| {
         b.iter_batched(|| state.clone(), |s| domain::evolve(s, black_box(&event.event.data)), BatchSize::SmallInput)
     });

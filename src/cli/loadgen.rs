@@ -172,7 +172,8 @@ fn xorshift(state: &mut u64) -> u64 {
 
 /// A run tag of four letters, so that runs against the same ledger do not collide.
 fn run_tag() -> String {
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64 | 1;
+    let mut seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64 | 1;
     (0..4).map(|_| (b'A' + (xorshift(&mut seed) % 26) as u8) as char).collect()
 }
 
@@ -200,8 +201,14 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let mut clients = Vec::with_capacity(args.clients);
     for client in 0..args.clients {
         let mut grpc = super::client::connect(&args.client).await?;
-        let workload =
-            Workload { run: run.clone(), client, clients: args.clients, mode: args.streams, padding: padding.clone(), sequence: 0 };
+        let workload = Workload {
+            run: run.clone(),
+            client,
+            clients: args.clients,
+            mode: args.streams,
+            padding: padding.clone(),
+            sequence: 0,
+        };
         grpc.append(pb::AppendRequest { events: vec![workload.join()], expectations: vec![] })
             .await
             .with_context(|| format!("preparing client {client}"))?;
@@ -209,14 +216,25 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     }
 
     let duration = Duration::from_secs_f64(args.duration);
-    let per_client_interval = args.rate.map(|rate| Duration::from_secs_f64(args.clients as f64 * f64::from(args.batch) / rate));
+    let per_client_interval =
+        args.rate.map(|rate| Duration::from_secs_f64(args.clients as f64 * f64::from(args.batch) / rate));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (client_index, (grpc, workload)) in clients.into_iter().enumerate() {
         let totals = totals.clone();
         let ack_log = ack_log.clone();
         let batch = args.batch;
-        tasks.push(tokio::spawn(drive(grpc, workload, client_index, batch, started, duration, per_client_interval, totals, ack_log)));
+        tasks.push(tokio::spawn(drive(
+            grpc,
+            workload,
+            client_index,
+            batch,
+            started,
+            duration,
+            per_client_interval,
+            totals,
+            ack_log,
+        )));
     }
     for task in tasks {
         task.await?;
@@ -279,7 +297,8 @@ async fn drive(
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
     let (mut acked, mut requests, mut errors, mut first_error) = (0u64, 0u64, 0u64, None);
     // Open loop: spread the clients' first sends over one interval.
-    let mut scheduled = started + interval.map_or(Duration::ZERO, |i| i.mul_f64(client_index as f64 / workload.clients as f64));
+    let mut scheduled =
+        started + interval.map_or(Duration::ZERO, |i| i.mul_f64(client_index as f64 / workload.clients as f64));
     while started.elapsed() < duration {
         if interval.is_some() {
             tokio::time::sleep_until(scheduled.into()).await;

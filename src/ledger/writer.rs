@@ -150,13 +150,12 @@ impl Writer {
             Err(error) => {
                 // After a failed write or fsync the state of the file is unknown: stop writing
                 // rather than acknowledge anything on top of it.
-                let reason = error.to_string();
-                tracing::error!(%reason, "durable write failed; refusing writes");
-                self.fault.send_replace(Some(format!("a durable write failed: {reason}")));
+                tracing::error!(%error, "durable write failed; refusing writes");
+                self.fault.send_replace(Some(format!("a durable write failed: {error}")));
                 self.cache.clear();
                 for (reply, answer) in answers {
                     let _ = reply.send(match answer {
-                        Ok(_) => Err(LedgerError::Store(StoreError::Io(std::io::Error::other(reason.clone())))),
+                        Ok(_) => Err(LedgerError::Store(error.duplicate())),
                         Err(e) => Err(e),
                     });
                 }

@@ -83,7 +83,9 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let request = request.into_inner();
         let bytes = prost::Message::encoded_len(&request);
         if bytes > REQUEST_BYTES_MAX {
-            return Err(status::too_large(format!("the request is {bytes} bytes, more than the {REQUEST_BYTES_MAX} allowed")));
+            return Err(status::too_large(format!(
+                "the request is {bytes} bytes, more than the {REQUEST_BYTES_MAX} allowed"
+            )));
         }
         if request.events.is_empty() {
             return Err(status::invalid_argument(FieldError::new("events", "must hold at least one event")));

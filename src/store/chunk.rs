@@ -81,7 +81,8 @@ impl ChunkLayout {
         let mut records = Vec::with_capacity(count as usize);
         let mut offset = HEADER_BYTES;
         for i in 0..count {
-            let len_bytes = value.get(offset..offset + 4).ok_or_else(|| format!("record {i} of the chunk is truncated"))?;
+            let len_bytes =
+                value.get(offset..offset + 4).ok_or_else(|| format!("record {i} of the chunk is truncated"))?;
             let len = u32::from_be_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
             let hash = offset + 4..offset + RECORD_HEADER_BYTES;
             let body = hash.end..hash.end + len;

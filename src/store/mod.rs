@@ -51,6 +51,24 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// An equal error, for answering several requests that failed on the same write (the
+    /// underlying I/O errors are not `Clone`): same variant, same OS error number.
+    pub fn duplicate(&self) -> Self {
+        fn same_io(e: &std::io::Error) -> std::io::Error {
+            e.raw_os_error()
+                .map_or_else(|| std::io::Error::new(e.kind(), e.to_string()), std::io::Error::from_raw_os_error)
+        }
+        match self {
+            Self::Io(e) => Self::Io(same_io(e)),
+            Self::Sled(sled::Error::Io(e)) => Self::Sled(sled::Error::Io(same_io(e))),
+            Self::Sled(other) => Self::Io(std::io::Error::other(other.to_string())),
+            Self::NewerFormat { dir, found, supported } => {
+                Self::NewerFormat { dir: dir.clone(), found: *found, supported: *supported }
+            }
+            Self::Corrupt { place, reason } => Self::Corrupt { place: place.clone(), reason: reason.clone() },
+        }
+    }
+
     fn corrupt(place: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Corrupt { place: place.into(), reason: reason.into() }
     }
@@ -156,7 +174,7 @@ fn decode_head(value: &[u8]) -> Result<Head, StoreError> {
 
 /// A stream-index run: the positions of consecutive revisions.
 fn decode_run(stream: &StreamName, value: &[u8]) -> Result<Vec<Position>, StoreError> {
-    if value.is_empty() || value.len() % 8 != 0 {
+    if value.is_empty() || !value.len().is_multiple_of(8) {
         return Err(StoreError::corrupt(format!("stream {stream}"), "malformed index entry"));
     }
     Ok(value.chunks_exact(8).map(|p| Position(u64::from_be_bytes(p.try_into().expect("8 bytes")))).collect())
@@ -172,7 +190,8 @@ struct LoadedChunk {
 impl LoadedChunk {
     fn load(key: &[u8], value: sled::IVec) -> Result<Self, StoreError> {
         let first = keys::log_position(key).ok_or_else(|| StoreError::corrupt("log", "malformed key"))?;
-        let layout = ChunkLayout::parse(&value).map_err(|reason| StoreError::corrupt(format!("chunk at {first}"), reason))?;
+        let layout =
+            ChunkLayout::parse(&value).map_err(|reason| StoreError::corrupt(format!("chunk at {first}"), reason))?;
         Ok(Self { first, value, layout })
     }
 
@@ -195,6 +214,31 @@ impl LoadedChunk {
     }
 }
 
+/// How long opening waits for another holder of the database's file lock to let go. sled's
+/// background flusher keeps a closed database's lock for a moment after the last handle is
+/// dropped, so an in-process restart (or a supervisor's quick one) would otherwise fail.
+pub const OPEN_LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_sled(dir: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_capacity_bytes)
+            .segment_size(SEGMENT_BYTES)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && started.elapsed() < OPEN_LOCK_WAIT_MAX =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// The embedded database.
 pub struct Store {
     db: sled::Db,
@@ -211,18 +255,17 @@ impl Store {
     /// the event-id index.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_capacity_bytes)
-            .segment_size(SEGMENT_BYTES)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_sled(dir, config)?;
         let db_file = File::open(dir.join("db"))?;
         // The database file's directory entry must itself be durable once.
         File::open(dir)?.sync_all()?;
         let store = Self { db, db_file, syncs: AtomicU64::new(0), ids: RwLock::new(HashMap::new()) };
         store.check_format(dir)?;
         let recovery = store.recover()?;
+        // What a killed process wrote but never synced may sit in the page cache; make it durable
+        // (data and metadata) before anything is served, since a retry may be answered from it.
+        store.db.flush()?;
+        store.db_file.sync_all()?;
         store.rebuild_id_index()?;
         Ok((store, recovery))
     }
@@ -251,8 +294,10 @@ impl Store {
     fn recover(&self) -> Result<Recovery, StoreError> {
         let head = self.head()?;
         let mut recovery = Recovery::default();
-        let beyond: Vec<_> =
-            self.db.range(keys::log(Position(head.position.0 + 1))..=keys::log(Position(u64::MAX))).collect::<Result<_, _>>()?;
+        let beyond: Vec<_> = self
+            .db
+            .range(keys::log(Position(head.position.0 + 1))..=keys::log(Position(u64::MAX)))
+            .collect::<Result<_, _>>()?;
         if !beyond.is_empty() {
             let mut batch = sled::Batch::default();
             for (key, value) in beyond {
@@ -270,7 +315,11 @@ impl Store {
             }
             self.db.apply_batch(batch)?;
             self.sync()?;
-            tracing::warn!(removed = recovery.removed_tail_records, head = head.position.0, "removed unacknowledged records past the log head");
+            tracing::warn!(
+                removed = recovery.removed_tail_records,
+                head = head.position.0,
+                "removed unacknowledged records past the log head"
+            );
         }
         if head.position.0 == 0 {
             return Ok(recovery);
@@ -299,15 +348,22 @@ impl Store {
             let (key, value) = entry?;
             let chunk = LoadedChunk::load(&key, value)?;
             if chunk.first != next {
-                return Err(StoreError::corrupt(format!("position {next}"), format!("the log jumps to {}", chunk.first)));
+                return Err(StoreError::corrupt(
+                    format!("position {next}"),
+                    format!("the log jumps to {}", chunk.first),
+                ));
             }
             ids.reserve(chunk.layout.len());
             for i in 0..chunk.layout.len() {
                 let position = Position(chunk.first.0 + i as u64);
                 let (_, body) = chunk.layout.record(&chunk.value, i);
-                let id = record::peek_event_id(body).map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
+                let id = record::peek_event_id(body)
+                    .map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
                 if let Some(earlier) = ids.insert(id, position) {
-                    return Err(StoreError::corrupt(format!("position {position}"), format!("event id {id} is also at {earlier}")));
+                    return Err(StoreError::corrupt(
+                        format!("position {position}"),
+                        format!("event id {id} is also at {earlier}"),
+                    ));
                 }
             }
             next = Position(chunk.last().0 + 1);
@@ -337,7 +393,11 @@ impl Store {
                 firsts.push(record.position);
             }
             let run = runs.entry(&record.stream).or_insert_with(|| (record.revision, Vec::new()));
-            debug_assert_eq!(run.0.0 + (run.1.len() / 8) as u64, record.revision.0, "revisions of a stream are consecutive");
+            debug_assert_eq!(
+                run.0.0 + (run.1.len() / 8) as u64,
+                record.revision.0,
+                "revisions of a stream are consecutive"
+            );
             run.1.extend_from_slice(&record.position.0.to_be_bytes());
         }
         for (first, chunk) in firsts.into_iter().zip(chunks.finish()) {
@@ -378,7 +438,8 @@ impl Store {
     pub fn stream_revision(&self, stream: &StreamName) -> Result<Option<Revision>, StoreError> {
         match self.db.scan_prefix(keys::stream_prefix(stream)).next_back().transpose()? {
             Some((key, value)) => {
-                let first = keys::stream_revision(&key).ok_or_else(|| StoreError::corrupt(format!("stream {stream}"), "malformed key"))?;
+                let first = keys::stream_revision(&key)
+                    .ok_or_else(|| StoreError::corrupt(format!("stream {stream}"), "malformed key"))?;
                 Ok(Some(Revision(first.0 + decode_run(stream, &value)?.len() as u64 - 1)))
             }
             None => Ok(None),
@@ -425,7 +486,8 @@ impl Store {
         let mut chunk: Option<LoadedChunk> = None;
         for run in runs {
             let (key, value) = run?;
-            let first = keys::stream_revision(&key).ok_or_else(|| StoreError::corrupt(format!("stream {stream}"), "malformed key"))?;
+            let first = keys::stream_revision(&key)
+                .ok_or_else(|| StoreError::corrupt(format!("stream {stream}"), "malformed key"))?;
             let positions = decode_run(stream, &value)?;
             let revisions = (0..positions.len()).map(|i| (Revision(first.0 + i as u64), positions[i]));
             let wanted: Box<dyn Iterator<Item = _>> = if forward {
@@ -438,14 +500,16 @@ impl Store {
                     return Ok(out);
                 }
                 if !chunk.as_ref().is_some_and(|c| c.contains(position)) {
-                    chunk = Some(
-                        self.chunk_at(position)?
-                            .ok_or_else(|| StoreError::corrupt(format!("position {position}"), "indexed record is missing"))?,
-                    );
+                    chunk = Some(self.chunk_at(position)?.ok_or_else(|| {
+                        StoreError::corrupt(format!("position {position}"), "indexed record is missing")
+                    })?);
                 }
                 let record = chunk.as_ref().expect("loaded above").record(position)?;
                 if record.event.stream != *stream || record.event.revision != revision {
-                    return Err(StoreError::corrupt(format!("position {position}"), "stream index disagrees with the record"));
+                    return Err(StoreError::corrupt(
+                        format!("position {position}"),
+                        "stream index disagrees with the record",
+                    ));
                 }
                 out.push(record);
             }
@@ -454,7 +518,11 @@ impl Store {
     }
 
     /// Records in log order from `from` (inclusive), forwards or backwards, lazily.
-    pub fn scan_log(&self, from: Position, forward: bool) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
+    pub fn scan_log(
+        &self,
+        from: Position,
+        forward: bool,
+    ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
         // Start at the chunk holding `from` (its key is at or before `from`).
         let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back() {
             Some(Ok((key, _))) => key.to_vec(),
@@ -466,15 +534,19 @@ impl Store {
             Box::new(self.db.range(keys::log(Position(0)).to_vec()..=start).rev())
         };
         chunks.flat_map(move |entry| {
-            let records: Vec<Result<StoredRecord, StoreError>> = match entry.map_err(StoreError::from).and_then(|(k, v)| LoadedChunk::load(&k, v)) {
-                Err(e) => vec![Err(e)],
-                Ok(chunk) => {
-                    let positions = (chunk.first.0..=chunk.last().0).map(Position);
-                    let positions: Vec<_> =
-                        if forward { positions.filter(|p| *p >= from).collect() } else { positions.rev().filter(|p| *p <= from).collect() };
-                    positions.into_iter().map(|p| chunk.record(p)).collect()
-                }
-            };
+            let records: Vec<Result<StoredRecord, StoreError>> =
+                match entry.map_err(StoreError::from).and_then(|(k, v)| LoadedChunk::load(&k, v)) {
+                    Err(e) => vec![Err(e)],
+                    Ok(chunk) => {
+                        let positions = (chunk.first.0..=chunk.last().0).map(Position);
+                        let positions: Vec<_> = if forward {
+                            positions.filter(|p| *p >= from).collect()
+                        } else {
+                            positions.rev().filter(|p| *p <= from).collect()
+                        };
+                        positions.into_iter().map(|p| chunk.record(p)).collect()
+                    }
+                };
             records
         })
     }

@@ -1,7 +1,14 @@
 //! Integration tests: one binary, a real server on 127.0.0.1:0 per test (crash tests spawn the
 //! real `pax-ledger` binary).
 
+mod concurrency;
+mod crash;
+mod durability;
+mod errors;
+mod idempotency;
+mod ledger_api;
 mod model;
 mod smoke;
 mod standard;
+mod subscribe;
 mod support;
