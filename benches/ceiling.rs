@@ -86,7 +86,7 @@ fn store_commit(c: &mut Criterion) {
                     let event = sample_event(head.position.0 + 1);
                     let body = store::record::encode_event(&event);
                     let hash = audit::chain_hash(&head.hash, &body);
-                    write.put_record(&event, &body, &hash);
+                    write.put_record(&event, body, &hash);
                     head = Head { position: event.position, hash };
                 }
                 write.set_head(&head);

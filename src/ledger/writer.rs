@@ -25,14 +25,28 @@ struct StreamHead {
     state: EntityState,
 }
 
-/// What a request wrote, pending the group's commit.
-struct Staged {
+/// What a request writes, pending the group's commit.
+struct Written {
     records: Vec<(RecordedEvent, Vec<u8>, store::Hash)>,
     heads: HashMap<StreamName, StreamHead>,
 }
 
+/// The events the requests before this one in the group wrote, by id (for idempotent retries
+/// that land in the same group as their original).
+#[derive(Default)]
+struct Staged {
+    records: Vec<RecordedEvent>,
+    ids: HashMap<EventId, usize>,
+}
+
+impl Staged {
+    fn get(&self, id: &EventId) -> Option<&RecordedEvent> {
+        self.ids.get(id).map(|&i| &self.records[i])
+    }
+}
+
 enum Verdict {
-    Write(Staged),
+    Write(Written),
     Replay(Vec<Appended>),
 }
 
@@ -99,28 +113,29 @@ impl Writer {
         }
         let recorded_at = Utc::now().max(self.last_recorded_at);
         let mut overlay: HashMap<StreamName, StreamHead> = HashMap::new();
-        let mut staged_ids: HashMap<EventId, RecordedEvent> = HashMap::new();
+        let mut staged = Staged::default();
         let mut batch = CommitBatch::default();
         let mut head = self.head;
         let mut answers = Vec::with_capacity(group.len());
-        for job in group {
-            let verdict = self.check(&job.request, &overlay, &staged_ids, head, recorded_at);
+        for AppendJob { request, reply } in group {
+            let verdict = self.check(request, &overlay, &staged, head, recorded_at);
             let answer = match verdict {
-                Ok(Verdict::Write(staged)) => {
-                    let mut appended = Vec::with_capacity(staged.records.len());
-                    for (event, body, hash) in &staged.records {
-                        batch.put_record(event, body, hash);
-                        staged_ids.insert(event.event.event_id, event.clone());
-                        appended.push(appended_of(event));
-                        head = Head { position: event.position, hash: *hash };
+                Ok(Verdict::Write(written)) => {
+                    let mut appended = Vec::with_capacity(written.records.len());
+                    for (event, body, hash) in written.records {
+                        batch.put_record(&event, body, &hash);
+                        appended.push(appended_of(&event));
+                        head = Head { position: event.position, hash };
+                        staged.ids.insert(event.event.event_id, staged.records.len());
+                        staged.records.push(event);
                     }
-                    overlay.extend(staged.heads);
+                    overlay.extend(written.heads);
                     Ok((appended, false))
                 }
                 Ok(Verdict::Replay(appended)) => Ok((appended, true)),
                 Err(e) => Err(e),
             };
-            answers.push((job.reply, answer));
+            answers.push((reply, answer));
         }
         let result = if batch.records() > 0 {
             batch.set_head(&head);
@@ -167,13 +182,13 @@ impl Writer {
     /// group staged). Writes nothing.
     fn check(
         &mut self,
-        request: &AppendRequest,
+        request: AppendRequest,
         overlay: &HashMap<StreamName, StreamHead>,
-        staged_ids: &HashMap<EventId, RecordedEvent>,
+        staged: &Staged,
         head: Head,
         recorded_at: DateTime<Utc>,
     ) -> Result<Verdict, LedgerError> {
-        if let Some(replay) = self.check_idempotency(request, staged_ids)? {
+        if let Some(replay) = self.check_idempotency(&request, staged)? {
             return Ok(Verdict::Replay(replay));
         }
         let mut local: HashMap<StreamName, StreamHead> = HashMap::new();
@@ -195,7 +210,7 @@ impl Writer {
         }
         let mut records = Vec::with_capacity(request.events.len());
         let mut prev_hash = head.hash;
-        for (index, proposed) in request.events.iter().enumerate() {
+        for (index, proposed) in request.events.into_iter().enumerate() {
             let stream = proposed.data.stream();
             for code in domain::referenced_participants(&proposed.data) {
                 let member_stream = StreamName::member(&code);
@@ -211,19 +226,18 @@ impl Writer {
                 .map_err(|error| LedgerError::Rule { index, error })?;
             let revision = Revision(current.revision.map_or(0, |r| r.0 + 1));
             let position = Position(head.position.0 + 1 + index as u64);
-            let event =
-                RecordedEvent { position, stream: stream.clone(), revision, recorded_at, event: proposed.clone() };
+            let state = domain::evolve(current.state, &proposed.data);
+            let event = RecordedEvent { position, stream: stream.clone(), revision, recorded_at, event: proposed };
             let body = store::record::encode_event(&event);
             if body.len() > store::RECORD_BODY_BYTES_MAX {
                 return Err(LedgerError::EventTooLarge { index, bytes: body.len(), max: store::RECORD_BODY_BYTES_MAX });
             }
             let hash = audit::chain_hash(&prev_hash, &body);
             prev_hash = hash;
-            let state = domain::evolve(current.state, &proposed.data);
             local.insert(stream, StreamHead { revision: Some(revision), state });
             records.push((event, body, hash));
         }
-        Ok(Verdict::Write(Staged { records, heads: local }))
+        Ok(Verdict::Write(Written { records, heads: local }))
     }
 
     /// `Some(positions)` when every event of the request is already committed (or staged in
@@ -231,7 +245,7 @@ impl Writer {
     fn check_idempotency(
         &self,
         request: &AppendRequest,
-        staged_ids: &HashMap<EventId, RecordedEvent>,
+        staged: &Staged,
     ) -> Result<Option<Vec<Appended>>, LedgerError> {
         let mut seen = HashSet::with_capacity(request.events.len());
         let mut found = Vec::new();
@@ -241,7 +255,7 @@ impl Writer {
             if !seen.insert(event_id) {
                 return Err(LedgerError::DuplicateInRequest { index, event_id });
             }
-            let existing = match staged_ids.get(&event_id) {
+            let existing = match staged.get(&event_id) {
                 Some(record) => Some(record.clone()),
                 None => match self.store.event_position(&event_id)? {
                     Some(position) => Some(
@@ -290,6 +304,12 @@ impl Writer {
             return Ok(h.clone());
         }
         let mut head = StreamHead::default();
+        // Most misses are streams that do not exist yet (each commitment is a new stream):
+        // one index seek answers those.
+        if self.store.stream_revision(stream)?.is_none() {
+            self.cache_insert(stream.clone(), head.clone());
+            return Ok(head);
+        }
         let mut from = Revision(0);
         loop {
             let page = self.store.read_stream(stream, from, true, 1024)?;

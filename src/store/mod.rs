@@ -134,14 +134,14 @@ pub struct CommitBatch {
 impl CommitBatch {
     /// Adds one record. Records must come in position order, continuing the head; `body` must
     /// be [`record::encode_event`] of `event`, and `hash` its chain hash.
-    pub fn put_record(&mut self, event: &RecordedEvent, body: &[u8], hash: &Hash) {
+    pub fn put_record(&mut self, event: &RecordedEvent, body: Vec<u8>, hash: &Hash) {
         self.records.push(PendingRecord {
             position: event.position,
             stream: event.stream.clone(),
             revision: event.revision,
             event_id: event.event.event_id,
             hash: *hash,
-            body: body.to_vec(),
+            body,
         });
     }
 
