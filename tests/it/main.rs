@@ -7,6 +7,7 @@ mod durability;
 mod errors;
 mod idempotency;
 mod ledger_api;
+mod loadgen;
 mod model;
 mod smoke;
 mod standard;

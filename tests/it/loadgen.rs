@@ -1,0 +1,75 @@
+//! The load generator and the history command, end to end: a short `loadgen` run against a
+//! real server writes an ack log, and `history --output json` must show every acknowledged
+//! event at the acknowledged place. (No timing is asserted: this keeps the tools from rotting.)
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use crate::support::*;
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pax-ledger"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_loadgen_acknowledges_is_in_history_at_its_place() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ack_log = dir.path().join("acks.jsonl");
+    let url = server.url.clone();
+    let log = ack_log.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        binary()
+            .args(["loadgen", "--addr", &url, "--clients", "4", "--batch", "5", "--duration", "1.5"])
+            .args(["--streams", "random", "--output", "json", "--ack-log"])
+            .arg(&log)
+            .output()
+            .expect("run loadgen")
+    })
+    .await
+    .unwrap();
+    assert!(run.status.success(), "loadgen failed: {}", String::from_utf8_lossy(&run.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).expect("one JSON summary line");
+    for key in ["events_per_sec", "requests_per_sec", "p50_ms", "p99_ms", "p999_ms", "acked", "errors"] {
+        assert!(summary.get(key).is_some_and(|v| v.is_number()), "summary lacks {key}: {summary}");
+    }
+    assert_eq!(summary["errors"], 0, "{summary}");
+    let acked = summary["acked"].as_u64().unwrap();
+    assert!(acked > 0, "{summary}");
+
+    let acks: Vec<serde_json::Value> = std::fs::read_to_string(&ack_log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("an ack-log line is JSON"))
+        .collect();
+    assert_eq!(acks.len() as u64, acked, "one ack-log line per acknowledged event");
+
+    let url = server.url.clone();
+    let history = tokio::task::spawn_blocking(move || {
+        binary().args(["history", "--addr", &url, "--output", "json"]).output().expect("run history")
+    })
+    .await
+    .unwrap();
+    assert!(history.status.success(), "history failed: {}", String::from_utf8_lossy(&history.stderr));
+    let logged: HashMap<String, serde_json::Value> = String::from_utf8(history.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).expect("a history line is JSON");
+            (event["event_id"].as_str().unwrap().to_owned(), event)
+        })
+        .collect();
+    for ack in &acks {
+        let event =
+            logged.get(ack["event_id"].as_str().unwrap()).unwrap_or_else(|| panic!("acknowledged but missing: {ack}"));
+        for key in ["position", "stream", "revision"] {
+            assert_eq!(event[key], ack[key], "{key} of {ack}");
+        }
+    }
+    // The members loadgen prepared are in the log too, and positions are dense.
+    let mut positions: Vec<u64> = logged.values().map(|e| e["position"].as_u64().unwrap()).collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=positions.len() as u64).collect::<Vec<_>>());
+    assert_eq!(positions.len() as u64, acked + 4, "the acknowledged events plus one join per client");
+    server.stop().await;
+}
