@@ -41,7 +41,7 @@ impl Default for LedgerConfig {
             store: StoreConfig::default(),
             append_queue_max: 4096,
             group_events_max: 10_000,
-            stream_cache_max: 100_000,
+            stream_cache_max: 16_384,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! requests cannot both pass a rule that only one may pass.
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -56,8 +57,9 @@ pub(super) struct Writer {
     last_recorded_at: DateTime<Utc>,
     durable: watch::Sender<Head>,
     fault: Arc<watch::Sender<Option<String>>>,
-    cache: HashMap<StreamName, StreamHead>,
-    stream_cache_max: usize,
+    /// Least recently used streams are evicted first: hot streams (a long-lived export rule, the
+    /// members that commitments name) stay, one-off streams (each commitment) pass through.
+    cache: lru::LruCache<StreamName, StreamHead>,
     group_events_max: usize,
 }
 
@@ -79,8 +81,7 @@ impl Writer {
             last_recorded_at,
             durable,
             fault,
-            cache: HashMap::new(),
-            stream_cache_max: config.stream_cache_max,
+            cache: lru::LruCache::new(NonZeroUsize::new(config.stream_cache_max.max(1)).expect("at least 1")),
             group_events_max: config.group_events_max,
         })
     }
@@ -331,15 +332,7 @@ impl Writer {
     }
 
     fn cache_insert(&mut self, stream: StreamName, head: StreamHead) {
-        if self.cache.len() >= self.stream_cache_max && !self.cache.contains_key(&stream) {
-            // Evict an arbitrary tenth: cheap, bounded, and any evicted stream is re-folded
-            // from the log on its next use.
-            let evict: Vec<_> = self.cache.keys().take(self.stream_cache_max / 10 + 1).cloned().collect();
-            for key in evict {
-                self.cache.remove(&key);
-            }
-        }
-        self.cache.insert(stream, head);
+        self.cache.put(stream, head);
     }
 }
 
