@@ -495,10 +495,16 @@ fn record_attempts(
                     Fate::Acked(placed_of(&attempt.request, response).map_err(|e| format!("client {client}: {e}"))?)
                 }
                 Err(status) => {
-                    let dying = matches!(
-                        status.code(),
-                        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-                    );
+                    // A request the client starts as the server's GOAWAY arrives fails in the
+                    // client's transport, which tonic reports as INTERNAL: its fate is unknown
+                    // like any other request cut off by the stop.
+                    let goaway =
+                        status.code() == tonic::Code::Internal && status.message().contains("h2 protocol error");
+                    let dying = goaway
+                        || matches!(
+                            status.code(),
+                            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                        );
                     if !dying || attempt.at < stopped_at {
                         return Err(format!(
                             "client {client}: append failed {} the server was stopped: {status:?}",
