@@ -21,9 +21,6 @@ pub use reads::{EventFilter, ReadAllPage, ReadStreamPage, SubscriptionItem};
 /// that one request cannot monopolise a commit group.
 pub const APPEND_EVENTS_MAX: usize = 1000;
 
-/// Commit groups the writer may have applied ahead of the syncer.
-pub const APPLIED_GROUPS_MAX: usize = 4;
-
 /// Sizes and knobs of the commit pipeline.
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
@@ -138,8 +135,7 @@ struct AppendJob {
 pub struct Ledger {
     store: Arc<Store>,
     jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
-    /// The writer, then the syncer: joined in that order on shutdown.
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     durable: watch::Receiver<Head>,
     fault: Arc<watch::Sender<Option<String>>>,
     shutdown: watch::Sender<bool>,
@@ -158,16 +154,8 @@ impl Ledger {
         let (durable_tx, durable) = watch::channel(head);
         let (jobs_tx, jobs_rx) = mpsc::channel(config.append_queue_max);
         let fault = Arc::new(watch::Sender::new(None));
-        // Applied groups waiting for their sync: a few, so that the writer can run ahead of
-        // the disk by that much and no more.
-        let (applied_tx, applied_rx) = std::sync::mpsc::sync_channel(APPLIED_GROUPS_MAX);
-        let writer = writer::Writer::new(store.clone(), head, applied_tx, fault.clone(), &config)?;
-        let syncer = writer::Syncer { store: store.clone(), durable: durable_tx, fault: fault.clone() };
-        let syncer = std::thread::Builder::new()
-            .name("ledger-sync".into())
-            .spawn(move || syncer.run(applied_rx))
-            .map_err(StoreError::Io)?;
-        let writer = std::thread::Builder::new()
+        let writer = writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), &config)?;
+        let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer.run(jobs_rx))
             .map_err(StoreError::Io)?;
@@ -175,7 +163,7 @@ impl Ledger {
         Ok(Arc::new(Self {
             store,
             jobs: Mutex::new(Some(jobs_tx)),
-            threads: Mutex::new(vec![writer, syncer]),
+            writer: Mutex::new(Some(handle)),
             durable,
             fault,
             shutdown: watch::Sender::new(false),
@@ -231,13 +219,11 @@ impl Ledger {
         self.jobs.lock().expect("jobs lock").take();
     }
 
-    /// [`close`](Self::close), then waits for the writer to drain the queue and the syncer to
-    /// answer everything. Blocks.
+    /// [`close`](Self::close), then waits for the writer to drain the queue and stop. Blocks.
     pub fn shutdown(&self) {
         self.close();
-        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
-        for thread in threads {
-            let _ = thread.join();
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
         }
     }
 

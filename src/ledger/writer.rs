@@ -1,17 +1,6 @@
-//! The group-commit pipeline, two threads:
-//!
-//! - the **writer** takes every queued append (up to a bound), checks each request on its own
-//!   against what is already applied plus the requests accepted before it in the same group,
-//!   and applies the accepted ones to the store in one atomic batch — without waiting for
-//!   durability — then hands the group's answers to the syncer and takes the next group;
-//! - the **syncer** takes every applied group waiting for it, makes them durable with one
-//!   `flush` + `fdatasync`, publishes the new durable head, and only then answers them, in
-//!   order.
-//!
-//! So the checks and the write of group N+1 overlap the fsync of group N. A group is checked
-//! against groups that are applied but not yet durable; if their sync fails, writes halt (the
-//! fault state), so every later group fails too and nothing is acknowledged on top of a write
-//! that did not become durable.
+//! The group-commit writer: one thread takes every queued append (up to a bound), checks each
+//! request on its own against committed state plus the requests accepted before it in the same
+//! group, writes the accepted ones in one atomic store batch, syncs once, then answers all.
 //!
 //! Because one writer checks every rule, including those that span streams, two racing
 //! requests cannot both pass a rule that only one may pass.
@@ -19,10 +8,9 @@
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::mpsc as std_mpsc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::{AppendJob, AppendOutcome, AppendRequest, Appended, Expected, LedgerConfig, LedgerError};
 use crate::audit;
@@ -65,10 +53,9 @@ enum Verdict {
 
 pub(super) struct Writer {
     store: Arc<Store>,
-    /// The applied head (durable once the syncer has synced it).
     head: Head,
     last_recorded_at: DateTime<Utc>,
-    applied: std_mpsc::SyncSender<AppliedGroup>,
+    durable: watch::Sender<Head>,
     fault: Arc<watch::Sender<Option<String>>>,
     /// Least recently used streams are evicted first: hot streams (a long-lived export rule, the
     /// members that commitments name) stay, one-off streams (each commitment) pass through.
@@ -80,7 +67,7 @@ impl Writer {
     pub(super) fn new(
         store: Arc<Store>,
         head: Head,
-        applied: std_mpsc::SyncSender<AppliedGroup>,
+        durable: watch::Sender<Head>,
         fault: Arc<watch::Sender<Option<String>>>,
         config: &LedgerConfig,
     ) -> Result<Self, LedgerError> {
@@ -92,7 +79,7 @@ impl Writer {
             store,
             head,
             last_recorded_at,
-            applied,
+            durable,
             fault,
             cache: lru::LruCache::new(NonZeroUsize::new(config.stream_cache_max.max(1)).expect("at least 1")),
             group_events_max: config.group_events_max,
@@ -151,10 +138,9 @@ impl Writer {
             };
             answers.push((reply, answer));
         }
-        let wrote = batch.records() > 0;
-        let result = if wrote {
+        let result = if batch.records() > 0 {
             batch.set_head(&head);
-            self.store.apply(batch)
+            self.store.commit(batch)
         } else {
             Ok(())
         };
@@ -163,18 +149,32 @@ impl Writer {
                 self.head = head;
                 self.last_recorded_at = recorded_at;
                 self.remember(overlay);
-                let group = AppliedGroup { head, wrote, recorded_at, answers };
-                if let Err(std_mpsc::SendError(group)) = self.applied.send(group) {
-                    group.fail(|| LedgerError::ShuttingDown);
+                self.durable.send_replace(head);
+                for (reply, answer) in answers {
+                    let outcome = answer.map(|(events, already_committed)| AppendOutcome {
+                        recorded_at: if already_committed {
+                            recorded_at_of_replay(&self.store, &events)
+                        } else {
+                            recorded_at
+                        },
+                        events,
+                        already_committed,
+                    });
+                    let _ = reply.send(outcome);
                 }
             }
             Err(error) => {
-                // After a failed write the state of the tree is unknown: stop writing rather
-                // than acknowledge anything on top of it.
-                tracing::error!(%error, "applying a commit group failed; refusing writes");
+                // After a failed write or fsync the state of the file is unknown: stop writing
+                // rather than acknowledge anything on top of it.
+                tracing::error!(%error, "durable write failed; refusing writes");
                 self.fault.send_replace(Some(format!("a durable write failed: {error}")));
                 self.cache.clear();
-                AppliedGroup { head, wrote, recorded_at, answers }.fail(|| LedgerError::Store(error.duplicate()));
+                for (reply, answer) in answers {
+                    let _ = reply.send(match answer {
+                        Ok(_) => Err(LedgerError::Store(error.duplicate())),
+                        Err(e) => Err(e),
+                    });
+                }
             }
         }
     }
@@ -333,88 +333,6 @@ impl Writer {
 
     fn cache_insert(&mut self, stream: StreamName, head: StreamHead) {
         self.cache.put(stream, head);
-    }
-}
-
-/// A request's verdict, sent once its group is durable: the places of its events and whether
-/// they were already committed, or why it was refused.
-type Answer = (oneshot::Sender<Result<AppendOutcome, LedgerError>>, Result<(Vec<Appended>, bool), LedgerError>);
-
-/// A commit group applied to the store, waiting for its sync.
-pub(super) struct AppliedGroup {
-    head: Head,
-    /// Whether the group wrote anything (a group of refusals and retries writes nothing, but is
-    /// still answered only after the groups before it are durable).
-    wrote: bool,
-    recorded_at: DateTime<Utc>,
-    answers: Vec<Answer>,
-}
-
-impl AppliedGroup {
-    /// Answers every request that would have been acknowledged with `error()`, the others
-    /// with their own refusal.
-    fn fail(self, error: impl Fn() -> LedgerError) {
-        for (reply, answer) in self.answers {
-            let _ = reply.send(match answer {
-                Ok(_) => Err(error()),
-                Err(e) => Err(e),
-            });
-        }
-    }
-
-    fn acknowledge(self, store: &Store) {
-        for (reply, answer) in self.answers {
-            let outcome = answer.map(|(events, already_committed)| AppendOutcome {
-                recorded_at: if already_committed { recorded_at_of_replay(store, &events) } else { self.recorded_at },
-                events,
-                already_committed,
-            });
-            let _ = reply.send(outcome);
-        }
-    }
-}
-
-/// The syncer: makes applied groups durable, publishes the durable head, answers.
-pub(super) struct Syncer {
-    pub(super) store: Arc<Store>,
-    pub(super) durable: watch::Sender<Head>,
-    pub(super) fault: Arc<watch::Sender<Option<String>>>,
-}
-
-impl Syncer {
-    /// Runs until the writer is gone and every applied group is answered.
-    pub(super) fn run(self, applied: std_mpsc::Receiver<AppliedGroup>) {
-        while let Ok(first) = applied.recv() {
-            let mut groups = vec![first];
-            groups.extend(applied.try_iter());
-            if let Some(reason) = self.fault.borrow().clone() {
-                // An earlier sync failed: these groups were applied on top of it.
-                for group in groups {
-                    group.fail(|| LedgerError::Halted(reason.clone()));
-                }
-                continue;
-            }
-            let result = if groups.iter().any(|g| g.wrote) { self.store.sync() } else { Ok(()) };
-            match result {
-                Ok(()) => {
-                    let head = groups.last().expect("at least one group").head;
-                    self.durable.send_replace(head);
-                    for group in groups {
-                        group.acknowledge(&self.store);
-                    }
-                }
-                Err(error) => {
-                    // After a failed fsync the state of the file is unknown: stop writing
-                    // rather than acknowledge anything on top of it.
-                    tracing::error!(%error, "durable write failed; refusing writes");
-                    self.fault.send_replace(Some(format!("a durable write failed: {error}")));
-                    for group in groups {
-                        group.fail(|| LedgerError::Store(error.duplicate()));
-                    }
-                }
-            }
-        }
-        tracing::debug!("ledger syncer stopped");
     }
 }
 

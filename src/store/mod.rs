@@ -380,18 +380,10 @@ impl Store {
         }
     }
 
-    /// Applies `batch` atomically and returns only once it is durable: [`apply`](Self::apply)
-    /// then [`sync`](Self::sync).
+    /// Applies `batch` atomically and returns only once it is durable: sled's `flush` writes
+    /// the log out, then `fdatasync` on the database file makes it survive power loss. The
+    /// records go into chunks, each stream's records into one index run.
     pub fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
-        self.apply(batch)?;
-        self.sync()
-    }
-
-    /// Applies `batch` atomically to the tree (and its event ids to the id index), without
-    /// waiting for durability: nothing of it may be acknowledged before a later
-    /// [`sync`](Self::sync) returns. The records go into chunks, each stream's records into one
-    /// index run.
-    pub fn apply(&self, batch: CommitBatch) -> Result<(), StoreError> {
         let mut write = sled::Batch::default();
         let mut chunks = ChunkWriter::default();
         let mut firsts = Vec::new();
@@ -418,14 +410,13 @@ impl Store {
             write.insert(keys::META_HEAD, encode_head(head));
         }
         self.db.apply_batch(write)?;
+        self.sync()?;
         let mut ids = self.ids.write().expect("id index lock");
         ids.extend(batch.records.iter().map(|r| (r.event_id, r.position)));
         Ok(())
     }
 
-    /// Makes everything applied so far durable: sled's `flush` writes its log out, then
-    /// `fdatasync` on the database file makes it survive power loss.
-    pub fn sync(&self) -> Result<(), StoreError> {
+    fn sync(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.db_file.sync_data()?;
         self.syncs.fetch_add(1, Ordering::Release);
@@ -438,8 +429,7 @@ impl Store {
         self.syncs.load(Ordering::Acquire)
     }
 
-    /// The position of an applied event, by its id. Applied is not yet durable: readers
-    /// compare the position with the durable head.
+    /// The position of a durably committed event, by its id.
     pub fn event_position(&self, id: &EventId) -> Result<Option<Position>, StoreError> {
         Ok(self.ids.read().expect("id index lock").get(id).copied())
     }
