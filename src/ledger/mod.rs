@@ -224,6 +224,14 @@ impl Ledger {
         self.close();
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let _ = handle.join();
+            // Nothing is written any more: a snapshot of the event-id index spares the next
+            // open a scan of the whole log. (Skipped while faulted: the tree may hold writes
+            // that never became durable.)
+            if self.fault.borrow().is_none()
+                && let Err(error) = self.store.save_id_snapshot()
+            {
+                tracing::warn!(%error, "could not save the event-id snapshot; the next start scans the log");
+            }
         }
     }
 

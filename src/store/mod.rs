@@ -5,6 +5,7 @@
 //! rebuilt from the log on open.
 
 pub mod chunk;
+mod id_snapshot;
 pub mod keys;
 pub mod record;
 
@@ -105,6 +106,10 @@ pub struct Recovery {
     pub removed_tail_records: u64,
     /// Records at the tail that were re-verified.
     pub verified_tail_records: u64,
+    /// The position up to which the event-id index came from its snapshot (0: none used).
+    pub id_snapshot_position: u64,
+    /// Records whose event id was read from the log to rebuild the index.
+    pub scanned_id_records: u64,
 }
 
 /// A committed record: the event, its chain hash and the canonical bytes that were hashed.
@@ -248,6 +253,7 @@ pub struct Store {
     /// Event id → position, for every committed event: rebuilt from the log on open, extended
     /// after each durable commit. (A sled entry per event would cost one insert per event.)
     ids: RwLock<HashMap<EventId, Position>>,
+    dir: PathBuf,
 }
 
 impl Store {
@@ -259,14 +265,15 @@ impl Store {
         let db_file = File::open(dir.join("db"))?;
         // The database file's directory entry must itself be durable once.
         File::open(dir)?.sync_all()?;
-        let store = Self { db, db_file, syncs: AtomicU64::new(0), ids: RwLock::new(HashMap::new()) };
+        let store =
+            Self { db, db_file, syncs: AtomicU64::new(0), ids: RwLock::new(HashMap::new()), dir: dir.to_owned() };
         store.check_format(dir)?;
-        let recovery = store.recover()?;
+        let mut recovery = store.recover()?;
         // What a killed process wrote but never synced may sit in the page cache; make it durable
         // (data and metadata) before anything is served, since a retry may be answered from it.
         store.db.flush()?;
         store.db_file.sync_all()?;
-        store.rebuild_id_index()?;
+        store.rebuild_id_index(&mut recovery)?;
         Ok((store, recovery))
     }
 
@@ -340,22 +347,48 @@ impl Store {
         Ok(recovery)
     }
 
-    /// Scans every chunk once: checks that positions are dense from 1 and indexes event ids.
-    fn rebuild_id_index(&self) -> Result<(), StoreError> {
-        let mut ids = HashMap::new();
-        let mut next = Position(1);
-        for entry in self.db.scan_prefix([keys::LOG]) {
+    /// Rebuilds the event-id index: from its snapshot if there is a valid one, then from the
+    /// chunks after it (from the start of the log otherwise), checking on the way that
+    /// positions are dense.
+    fn rebuild_id_index(&self, recovery: &mut Recovery) -> Result<(), StoreError> {
+        let head = self.head()?;
+        let snapshot = id_snapshot::load(&self.dir).filter(|snapshot| {
+            let valid = snapshot.position <= head.position
+                && (snapshot.position.0 == 0
+                    || matches!(self.read_record(snapshot.position), Ok(Some(r)) if r.hash == snapshot.hash));
+            if !valid {
+                tracing::warn!(position = snapshot.position.0, "ignoring an event-id snapshot the log does not extend");
+            }
+            valid
+        });
+        let (mut ids, from) = match snapshot {
+            Some(snapshot) => {
+                recovery.id_snapshot_position = snapshot.position.0;
+                (snapshot.ids, Position(snapshot.position.0 + 1))
+            }
+            None => (HashMap::new(), Position(1)),
+        };
+        let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back().transpose()? {
+            Some((key, _)) => key.to_vec(),
+            None => keys::log(Position(0)).to_vec(),
+        };
+        let mut next = None;
+        for entry in self.db.range(start..=keys::log(Position(u64::MAX)).to_vec()) {
             let (key, value) = entry?;
             let chunk = LoadedChunk::load(&key, value)?;
-            if chunk.first != next {
+            let expected = next.unwrap_or(if from.0 == 1 { Position(1) } else { chunk.first });
+            if chunk.first != expected {
                 return Err(StoreError::corrupt(
-                    format!("position {next}"),
+                    format!("position {expected}"),
                     format!("the log jumps to {}", chunk.first),
                 ));
             }
             ids.reserve(chunk.layout.len());
             for i in 0..chunk.layout.len() {
                 let position = Position(chunk.first.0 + i as u64);
+                if position < from {
+                    continue;
+                }
                 let (_, body) = chunk.layout.record(&chunk.value, i);
                 let id = record::peek_event_id(body)
                     .map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
@@ -365,11 +398,20 @@ impl Store {
                         format!("event id {id} is also at {earlier}"),
                     ));
                 }
+                recovery.scanned_id_records += 1;
             }
-            next = Position(chunk.last().0 + 1);
+            next = Some(Position(chunk.last().0 + 1));
         }
         *self.ids.write().expect("id index lock") = ids;
         Ok(())
+    }
+
+    /// Writes the snapshot of the event-id index at the durable head, so that the next open
+    /// scans only what comes after it. Called at a clean stop, once nothing more is written.
+    pub fn save_id_snapshot(&self) -> Result<(), StoreError> {
+        let head = self.head()?;
+        let ids = self.ids.read().expect("id index lock");
+        id_snapshot::save(&self.dir, head.position, &head.hash, &ids)
     }
 
     /// The log's last committed position and hash.
@@ -549,5 +591,99 @@ impl Store {
                 };
             records
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::{EventData, MemberCode, MemberKind, MemberRole, Metadata, ProposedEvent};
+
+    /// Commits `count` joins of fresh members after `head`, with chain hashes that are not the
+    /// real ones (the store does not compute them), and returns the new head and the ids.
+    fn commit_joins(store: &Store, head: Head, count: u64) -> (Head, Vec<EventId>) {
+        let mut batch = CommitBatch::default();
+        let mut ids = Vec::new();
+        let mut head = head;
+        for i in 0..count {
+            let position = Position(head.position.0 + 1);
+            let code = format!("Z{}", (b'A' + (position.0 % 26) as u8) as char)
+                + &((b'A' + ((position.0 / 26) % 26) as u8) as char).to_string();
+            let data = EventData::MemberJoined {
+                code: MemberCode::parse("code", &code).unwrap(),
+                name: format!("Participant {i}"),
+                kind: MemberKind::State,
+                role: MemberRole::Member,
+            };
+            let event = RecordedEvent {
+                position,
+                stream: data.stream(),
+                revision: Revision(0),
+                recorded_at: Utc::now(),
+                event: ProposedEvent {
+                    event_id: EventId::generate(),
+                    data,
+                    effective_at: None,
+                    metadata: Metadata::default(),
+                },
+            };
+            let hash = [position.0 as u8; 32];
+            ids.push(event.event.event_id);
+            batch.put_record(&event, record::encode_event(&event), &hash);
+            head = Head { position, hash };
+        }
+        batch.set_head(&head);
+        store.commit(batch).unwrap();
+        (head, ids)
+    }
+
+    fn reopen(dir: &Path) -> (Store, Recovery) {
+        Store::open(dir, &StoreConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn the_id_index_comes_from_its_snapshot_and_the_chunks_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (0, 0));
+        let (head, mut ids) = commit_joins(&store, Head::EMPTY, 40);
+        store.save_id_snapshot().unwrap();
+        drop(store);
+
+        // A clean stop: nothing to scan.
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (40, 0));
+        // More events, then a crash (no new snapshot): only those are scanned.
+        let (_, more) = commit_joins(&store, head, 25);
+        ids.extend(more);
+        drop(store);
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (40, 25));
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(store.event_position(id).unwrap(), Some(Position(i as u64 + 1)));
+        }
+    }
+
+    #[test]
+    fn a_snapshot_the_log_does_not_extend_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let (store, _) = reopen(dir.path());
+        let (_, ids) = commit_joins(&store, Head::EMPTY, 30);
+        drop(store);
+        // A snapshot of another ledger (same positions, other records) must not be used.
+        let (stranger, _) = reopen(other.path());
+        commit_joins(&stranger, Head::EMPTY, 30);
+        let mut forged = Head::EMPTY;
+        forged.position = Position(30);
+        forged.hash = [0xEE; 32];
+        id_snapshot::save(dir.path(), forged.position, &forged.hash, &stranger.ids.read().unwrap()).unwrap();
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (0, 30));
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(store.event_position(id).unwrap(), Some(Position(i as u64 + 1)));
+        }
     }
 }
