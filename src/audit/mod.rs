@@ -16,17 +16,52 @@ pub fn chain_hash(prev: &Hash, body: &[u8]) -> Hash {
     *hasher.finalize().as_bytes()
 }
 
-/// Checks that `records` (in log order, each `(hash, body)`) continue the chain from `prev`,
-/// and returns the index of the first record whose hash does not match.
-pub fn first_chain_break<'a>(prev: Hash, records: impl IntoIterator<Item = (&'a Hash, &'a [u8])>) -> Option<usize> {
-    let mut prev = prev;
-    for (i, (hash, body)) in records.into_iter().enumerate() {
-        if chain_hash(&prev, body) != *hash {
-            return Some(i);
-        }
-        prev = *hash;
+/// Checks records one by one, in log order, against the chain: each must sit at the next
+/// position and carry `chain_hash(previous hash, body)`.
+#[derive(Clone, Debug)]
+pub struct ChainVerifier {
+    prev: Hash,
+    next: u64,
+}
+
+/// Why a record does not continue the chain.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    #[error("expected position {expected}, found {found}: the log has a gap or is out of order")]
+    Position { expected: u64, found: u64 },
+    #[error("the chain hash does not match the record's bytes and the previous hash")]
+    Hash,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        Self { prev: GENESIS_HASH, next: 1 }
     }
-    None
+}
+
+impl ChainVerifier {
+    /// A verifier that continues a chain whose record at `position` has hash `hash`.
+    pub fn after(position: u64, hash: Hash) -> Self {
+        Self { prev: hash, next: position + 1 }
+    }
+
+    /// Accepts the record at `position` if it continues the chain.
+    pub fn check(&mut self, position: u64, hash: &Hash, body: &[u8]) -> Result<(), ChainBreak> {
+        if position != self.next {
+            return Err(ChainBreak::Position { expected: self.next, found: position });
+        }
+        if chain_hash(&self.prev, body) != *hash {
+            return Err(ChainBreak::Hash);
+        }
+        self.prev = *hash;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// The last accepted position (0 before the first) and its hash.
+    pub fn head(&self) -> (u64, Hash) {
+        (self.next - 1, self.prev)
+    }
 }
 
 #[cfg(test)]
@@ -42,11 +77,24 @@ mod tests {
             prev = chain_hash(&prev, body);
             hashes.push(prev);
         }
-        let ok = hashes.iter().zip(bodies);
-        assert_eq!(first_chain_break(GENESIS_HASH, ok), None);
-        let changed: [&[u8]; 3] = [b"one", b"tw0", b"three"];
-        assert_eq!(first_chain_break(GENESIS_HASH, hashes.iter().zip(changed)), Some(1));
-        let swapped = [(&hashes[1], bodies[1]), (&hashes[0], bodies[0])];
-        assert_eq!(first_chain_break(GENESIS_HASH, swapped), Some(0));
+        let verify = |records: &[(&Hash, &[u8])]| {
+            let mut verifier = ChainVerifier::default();
+            records.iter().enumerate().position(|(i, (hash, body))| verifier.check(i as u64 + 1, hash, body).is_err())
+        };
+        assert_eq!(verify(&[(&hashes[0], bodies[0]), (&hashes[1], bodies[1]), (&hashes[2], bodies[2])]), None);
+        assert_eq!(verify(&[(&hashes[0], bodies[0]), (&hashes[1], b"tw0"), (&hashes[2], bodies[2])]), Some(1));
+        assert_eq!(verify(&[(&hashes[1], bodies[1]), (&hashes[0], bodies[0])]), Some(0));
+    }
+
+    #[test]
+    fn the_verifier_follows_the_chain_and_names_the_break() {
+        let mut verifier = ChainVerifier::default();
+        let first = chain_hash(&GENESIS_HASH, b"one");
+        verifier.check(1, &first, b"one").unwrap();
+        assert_eq!(verifier.check(3, &[0; 32], b"two"), Err(ChainBreak::Position { expected: 2, found: 3 }));
+        let second = chain_hash(&first, b"two");
+        assert_eq!(verifier.check(2, &second, b"tw0"), Err(ChainBreak::Hash));
+        verifier.check(2, &second, b"two").unwrap();
+        assert_eq!(verifier.head(), (2, second));
     }
 }

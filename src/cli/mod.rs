@@ -38,6 +38,9 @@ pub enum Command {
     Tail(HistoryArgs),
     /// Drive a server with N concurrent appending clients and report throughput and latency.
     Loadgen(loadgen::LoadgenArgs),
+    /// Verify a stopped server's data directory: every record decodes, positions are dense and
+    /// the hash chain holds up to the head. Exits non-zero on a failed verification.
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +102,16 @@ pub struct HistoryArgs {
     pub from: Option<u64>,
 }
 
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The data directory of a stopped server.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// table for people, json for one JSON line.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
 /// Runs a parsed command line; the exit code is non-zero when anything was rejected.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -107,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => client::history(args, false).await,
         Command::Tail(args) => client::history(args, true).await,
         Command::Loadgen(args) => loadgen::run(args).await,
+        Command::Verify(args) => verify(args).await,
     }
 }
 
@@ -130,6 +144,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     crate::server::run(listener, ledger, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let data = args.data.clone();
+    let verdict =
+        tokio::task::spawn_blocking(move || crate::ledger::verify_store(&data, &crate::store::StoreConfig::default()))
+            .await?
+            .with_context(|| format!("verifying {}", args.data.display()))?;
+    let hash: String = verdict.head.1.iter().map(|b| format!("{b:02x}")).collect();
+    let rate = verdict.verified as f64 / verdict.seconds.max(1e-9);
+    match (&verdict.failure, args.output) {
+        (None, Output::Json) => println!(
+            "{}",
+            serde_json::json!({"verdict": "ok", "position": verdict.head.0, "head_hash": hash, "events_per_sec": rate.round()})
+        ),
+        (None, Output::Table) => {
+            println!(
+                "ok: {} events verified up to position {} (head hash {hash}), {rate:.0} events/s",
+                verdict.verified, verdict.head.0
+            )
+        }
+        (Some((place, reason)), Output::Json) => println!(
+            "{}",
+            serde_json::json!({"verdict": "failed", "at": place, "reason": reason, "verified_up_to": verdict.head.0})
+        ),
+        (Some((place, reason)), Output::Table) => {
+            println!("FAILED at {place}: {reason} ({} events verified before it)", verdict.verified)
+        }
+    }
+    Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -3,6 +3,7 @@
 //! visible only once its commit group has been fsynced.
 
 mod reads;
+mod verify;
 mod writer;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use crate::domain::{DomainError, EventId, Position, ProposedEvent, Revision, Str
 use crate::store::{Head, Recovery, Store, StoreConfig, StoreError};
 
 pub use reads::{EventFilter, ReadAllPage, ReadStreamPage, SubscriptionItem};
+pub use verify::{Verdict, verify_store};
 
 /// Most events in one append request: large enough for any real batch of facts, small enough
 /// that one request cannot monopolise a commit group.
@@ -275,18 +277,18 @@ fn verify_tail_chain(store: &Store, head: Head, count: u64) -> Result<(), Ledger
                 .hash
         }
     };
-    let records = store.scan_log(Position(first), true).take(count as usize).collect::<Result<Vec<_>, _>>()?;
-    if let Some(i) = audit::first_chain_break(prev, records.iter().map(|r| (&r.hash, r.body.as_slice()))) {
-        return Err(StoreError::Corrupt {
-            place: format!("position {}", records[i].event.position),
-            reason: "chain hash does not match the record".into(),
-        }
-        .into());
+    let mut chain = audit::ChainVerifier::after(first - 1, prev);
+    for record in store.scan_log(Position(first), true).take(count as usize) {
+        let record = record?;
+        chain.check(record.event.position.0, &record.hash, &record.body).map_err(|e| StoreError::Corrupt {
+            place: format!("position {}", record.event.position),
+            reason: e.to_string(),
+        })?;
     }
-    if records.last().map(|r| r.hash) != Some(head.hash) {
+    if chain.head() != (head.position.0, head.hash) {
         return Err(StoreError::Corrupt {
             place: "log head".into(),
-            reason: "head hash differs from the last record".into(),
+            reason: "the head differs from the last record".into(),
         }
         .into());
     }

@@ -13,3 +13,4 @@ mod smoke;
 mod standard;
 mod subscribe;
 mod support;
+mod verify;
