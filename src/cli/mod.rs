@@ -157,7 +157,10 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     match (&verdict.failure, args.output) {
         (None, Output::Json) => println!(
             "{}",
-            serde_json::json!({"verdict": "ok", "position": verdict.head.0, "head_hash": hash, "events_per_sec": rate.round()})
+            serde_json::json!({
+                "verdict": "ok", "position": verdict.head.0, "head_hash": hash,
+                "seconds": verdict.seconds, "events_per_sec": rate.round(),
+            })
         ),
         (None, Output::Table) => {
             println!(
