@@ -164,8 +164,8 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         ),
         (None, Output::Table) => {
             println!(
-                "ok: {} events verified up to position {} (head hash {hash}), {rate:.0} events/s",
-                verdict.verified, verdict.head.0
+                "ok: {} events verified up to position {} (head hash {hash}) in {:.2} s",
+                verdict.verified, verdict.head.0, verdict.seconds
             )
         }
         (Some((place, reason)), Output::Json) => println!(
