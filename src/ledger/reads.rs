@@ -6,8 +6,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{Ledger, LedgerError};
+use crate::audit;
 use crate::domain::{EventId, Position, RecordedEvent, Revision, StreamName};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredRecord};
 
 /// Most events a subscriber may have in flight before its reader waits for it. A slow
 /// subscriber holds at most this many; the rest stay on disk until it asks for them.
@@ -68,8 +69,10 @@ impl Ledger {
         limit: usize,
     ) -> Result<ReadStreamPage, LedgerError> {
         let head = self.durable_head().position;
-        let durable = |records: Vec<crate::store::StoredRecord>| {
-            records.into_iter().map(|r| r.event).filter(|e| e.position <= head).collect::<Vec<_>>()
+        let durable = |records: Vec<StoredRecord>| -> Result<Vec<RecordedEvent>, LedgerError> {
+            let records: Vec<_> = records.into_iter().filter(|r| r.event.position <= head).collect();
+            self.check_chain(&records)?;
+            Ok(records.into_iter().map(|r| r.event).collect())
         };
         let Some(stream_revision) = self.durable_stream_revision(stream, head)? else {
             return Err(LedgerError::NotFound(format!("stream {stream} has no event")));
@@ -78,7 +81,7 @@ impl Ledger {
         let mut events = if forward && from > stream_revision {
             Vec::new()
         } else {
-            durable(self.guard(self.store.read_stream(stream, from.min(stream_revision), forward, limit))?)
+            durable(self.guard(self.store.read_stream(stream, from.min(stream_revision), forward, limit))?)?
         };
         events.truncate(limit);
         let next_revision = match events.last() {
@@ -107,23 +110,26 @@ impl Ledger {
         let mut events = Vec::new();
         let mut next_position = None;
         if (forward && start <= head) || (!forward && start.0 >= 1) {
-            let mut scanned = 0;
+            let mut scanned = Vec::new();
+            let mut admitted = 0;
             for record in self.store.scan_log(start, forward) {
-                let event = self.guard(record)?.event;
-                if event.position > head {
+                let record = self.guard(record)?;
+                let position = record.event.position;
+                if position > head {
                     break;
                 }
-                scanned += 1;
-                let position = event.position;
-                if filter.admits(&event) {
-                    events.push(event);
-                }
+                admitted += usize::from(filter.admits(&record.event));
+                scanned.push(record);
                 let more = if forward { position < head } else { position.0 > 1 };
-                if (events.len() == limit || scanned == READ_ALL_SCAN_MAX) && more {
+                if (admitted == limit || scanned.len() == READ_ALL_SCAN_MAX) && more {
                     next_position = Some(Position(if forward { position.0 + 1 } else { position.0 - 1 }));
                     break;
                 }
             }
+            // Every scanned record is checked, not only those served: the scan is in order, so
+            // the chain costs one hash per record and one look-up before the first.
+            self.check_chain(&scanned)?;
+            events.extend(scanned.into_iter().map(|r| r.event).filter(|e| filter.admits(e)));
         }
         Ok(ReadAllPage { events, next_position, head_position: head })
     }
@@ -134,11 +140,12 @@ impl Ledger {
         let not_found = || LedgerError::NotFound(format!("event {id} not found"));
         let position = self.guard(self.store.event_position(id))?.filter(|p| *p <= head).ok_or_else(not_found)?;
         let record = self.guard(self.store.read_record(position))?;
-        let record = record.ok_or_else(|| StoreError::Corrupt {
+        let record = self.guard(record.ok_or_else(|| StoreError::Corrupt {
             place: format!("position {position}"),
             reason: format!("indexed by event id {id} but missing"),
-        });
-        Ok(self.guard(record)?.event)
+        }))?;
+        self.check_chain(std::slice::from_ref(&record))?;
+        Ok(record.event)
     }
 
     /// Delivers every event from `from` (inclusive) that passes `filter`, then
@@ -210,6 +217,36 @@ impl Ledger {
                 _ => return Ok(None),
             }
         }
+    }
+
+    /// Checks that each record continues the hash chain from the record before it (a neighbour
+    /// in `records`, or read from the store), so that bytes rewritten on disk are never served
+    /// as good: they answer DATA_LOSS and halt writes.
+    fn check_chain(&self, records: &[StoredRecord]) -> Result<(), LedgerError> {
+        let mut order: Vec<&StoredRecord> = records.iter().collect();
+        order.sort_unstable_by_key(|r| r.event.position);
+        let mut previous: Option<&StoredRecord> = None;
+        for record in order {
+            let position = record.event.position;
+            let prev_hash = match previous {
+                Some(prev) if prev.event.position.0 + 1 == position.0 => prev.hash,
+                _ if position.0 == 1 => audit::GENESIS_HASH,
+                _ => {
+                    let before = self.guard(self.store.read_record(Position(position.0 - 1)))?;
+                    self.guard(before.map(|r| r.hash).ok_or_else(|| StoreError::Corrupt {
+                        place: format!("position {}", position.0 - 1),
+                        reason: "record missing below the log head".into(),
+                    }))?
+                }
+            };
+            let mut chain = audit::ChainVerifier::after(position.0 - 1, prev_hash);
+            if let Err(e) = chain.check(position.0, &record.hash, &record.body) {
+                return self
+                    .guard(Err(StoreError::Corrupt { place: format!("position {position}"), reason: e.to_string() }));
+            }
+            previous = Some(record);
+        }
+        Ok(())
     }
 
     /// Passes a store result through, recording a fault when stored data failed its check.

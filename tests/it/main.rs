@@ -13,4 +13,5 @@ mod smoke;
 mod standard;
 mod subscribe;
 mod support;
+mod tamper;
 mod verify;
