@@ -312,3 +312,9 @@ pub async fn next_message(stream: &mut tonic::Streaming<pb::SubscribeResponse>) 
         .message
         .expect("a message")
 }
+
+/// A stopped ledger's sled database, opened as the store opens it (sled refuses another
+/// segment size), for tests that play an attacker with write access to the disk.
+pub fn open_sled(dir: &Path) -> sled::Db {
+    sled::Config::new().path(dir).segment_size(pax_ledger::store::SEGMENT_BYTES).open().unwrap()
+}

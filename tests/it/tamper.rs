@@ -34,7 +34,7 @@ async fn a_rewritten_record_answers_data_loss_and_halts_writes() {
 
     // Rewrite one byte of the member name at position TAMPERED, leaving its hash as it was.
     {
-        let db = sled::Config::new().path(&data).segment_size(pax_ledger::store::SEGMENT_BYTES).open().unwrap();
+        let db = open_sled(&data);
         let (key, value) = db
             .range(
                 b"L".to_vec()..={

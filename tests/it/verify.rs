@@ -33,11 +33,6 @@ async fn stopped_ledger() -> tempfile::TempDir {
     server.stop().await.expect("a temporary directory")
 }
 
-/// The store's database, opened as the store opens it (sled refuses another segment size).
-fn open_sled(dir: &Path) -> sled::Db {
-    sled::Config::new().path(dir).segment_size(pax_ledger::store::SEGMENT_BYTES).open().unwrap()
-}
-
 /// The records of a chunk value: (body start, body end) for each, in order.
 fn record_bodies(chunk: &[u8]) -> Vec<(usize, usize)> {
     let count = u32::from_be_bytes(chunk[1..5].try_into().unwrap()) as usize;
