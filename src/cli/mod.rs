@@ -148,10 +148,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.clone();
-    let verdict =
-        tokio::task::spawn_blocking(move || crate::ledger::verify_store(&data, &crate::store::StoreConfig::default()))
-            .await?
-            .with_context(|| format!("verifying {}", args.data.display()))?;
+    let verdict = tokio::task::spawn_blocking(move || {
+        crate::ledger::verify_store(&data, &crate::store::StoreConfig::default(), None)
+    })
+    .await?
+    .with_context(|| format!("verifying {}", args.data.display()))?;
     let hash: String = verdict.head.1.iter().map(|b| format!("{b:02x}")).collect();
     let rate = verdict.verified as f64 / verdict.seconds.max(1e-9);
     match (&verdict.failure, args.output) {

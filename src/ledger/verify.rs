@@ -29,8 +29,10 @@ impl Verdict {
 
 /// Verifies the ledger in `dir`, which no server may have open. Opening runs the store's usual
 /// recovery (it may remove records past the head that were never acknowledged). A failure of
-/// the data is a verdict; only a failure to read at all is an error.
-pub fn verify_store(dir: &Path, config: &StoreConfig) -> Result<Verdict, LedgerError> {
+/// the data is a verdict; only a failure to read at all is an error. `threads`: how many ranges
+/// to verify in parallel (default: one per core for large logs, one below
+/// [`PARALLEL_FROM`] events).
+pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) -> Result<Verdict, LedgerError> {
     if !dir.join("db").is_file() {
         return Err(LedgerError::NotFound(format!("no ledger in {}", dir.display())));
     }
@@ -41,24 +43,60 @@ pub fn verify_store(dir: &Path, config: &StoreConfig) -> Result<Verdict, LedgerE
         failure: Some((place, reason)),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let mut chain = ChainVerifier::default();
     let store = match Store::open(dir, config) {
         Ok((store, _)) => store,
-        Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &chain)),
+        Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &ChainVerifier::default())),
         Err(e) => return Err(e.into()),
     };
-    for record in store.scan_log(Position(1), true) {
-        let record = match record {
-            Ok(record) => record,
-            Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &chain)),
-            Err(e) => return Err(e.into()),
+    let head = store.head()?;
+    // The log is cut into one range per core; each range continues the chain from the stored
+    // hash of the record before it, and the ranges meet: range i ends on the very record whose
+    // hash range i+1 starts from.
+    let threads = match threads {
+        Some(n) => n.clamp(1, VERIFY_THREADS_MAX) as u64,
+        None if head.position.0 < PARALLEL_FROM => 1,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(VERIFY_THREADS_MAX) as u64,
+    };
+    let span = head.position.0.div_ceil(threads).max(1);
+    let mut ranges = Vec::new();
+    let mut first = 1;
+    while first <= head.position.0 {
+        let last = (first + span - 1).min(head.position.0);
+        let chain = match first {
+            1 => ChainVerifier::default(),
+            _ => match store.read_record(Position(first - 1)) {
+                Ok(Some(record)) => ChainVerifier::after(first - 1, record.hash),
+                Ok(None) => {
+                    let chain = ChainVerifier::default();
+                    return Ok(failed(
+                        format!("position {}", first - 1),
+                        "record missing below the log head".into(),
+                        &chain,
+                    ));
+                }
+                Err(StoreError::Corrupt { place, reason }) => {
+                    return Ok(failed(place, reason, &ChainVerifier::default()));
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
-        let position = record.event.position;
-        if let Err(e) = chain.check(position.0, &record.hash, &record.body) {
-            return Ok(failed(format!("position {position}"), e.to_string(), &chain));
+        ranges.push((chain, last));
+        first = last + 1;
+    }
+    let store = &store;
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            ranges.into_iter().map(|(chain, last)| scope.spawn(move || verify_range(store, chain, last))).collect();
+        workers.into_iter().map(|w| w.join().expect("a verification thread")).collect()
+    });
+    let mut chain = ChainVerifier::default();
+    for outcome in outcomes {
+        let (range, failure) = outcome?;
+        chain = range;
+        if let Some((place, reason)) = failure {
+            return Ok(failed(place, reason, &chain));
         }
     }
-    let head = store.head()?;
     if chain.head() != (head.position.0, head.hash) {
         let reason = format!("the head names position {} but the chain ends at {}", head.position, chain.head().0);
         return Ok(failed("log head".into(), reason, &chain));
@@ -69,4 +107,35 @@ pub fn verify_store(dir: &Path, config: &StoreConfig) -> Result<Verdict, LedgerE
         failure: None,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Below this many events, one thread verifies (threads would cost more than they save).
+pub const PARALLEL_FROM: u64 = 100_000;
+/// Most verification threads.
+const VERIFY_THREADS_MAX: usize = 8;
+
+/// Verifies the records after `chain`'s head up to `last`; returns where the chain got to and,
+/// if it stopped early, where and why.
+#[allow(clippy::type_complexity)]
+fn verify_range(
+    store: &Store,
+    mut chain: ChainVerifier,
+    last: u64,
+) -> Result<(ChainVerifier, Option<(String, String)>), LedgerError> {
+    let first = Position(chain.head().0 + 1);
+    for record in store.scan_log(first, true) {
+        let record = match record {
+            Ok(record) => record,
+            Err(StoreError::Corrupt { place, reason }) => return Ok((chain, Some((place, reason)))),
+            Err(e) => return Err(e.into()),
+        };
+        let position = record.event.position;
+        if position.0 > last {
+            break;
+        }
+        if let Err(e) = chain.check(position.0, &record.hash, &record.body) {
+            return Ok((chain, Some((format!("position {position}"), e.to_string()))));
+        }
+    }
+    Ok((chain, None))
 }

@@ -315,6 +315,17 @@ pub async fn next_message(stream: &mut tonic::Streaming<pb::SubscribeResponse>) 
 
 /// A stopped ledger's sled database, opened as the store opens it (sled refuses another
 /// segment size), for tests that play an attacker with write access to the disk.
+/// Like the store, it waits for a just-closed instance to release the file lock.
 pub fn open_sled(dir: &Path) -> sled::Db {
-    sled::Config::new().path(dir).segment_size(pax_ledger::store::SEGMENT_BYTES).open().unwrap()
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(dir).segment_size(pax_ledger::store::SEGMENT_BYTES).open() {
+            Err(e)
+                if e.to_string().contains("could not acquire lock") && started.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => return opened.expect("open the ledger's sled database"),
+        }
+    }
 }

@@ -121,3 +121,33 @@ fn verifying_a_directory_without_a_ledger_is_an_error() {
     );
     assert!(!dir.path().join("db").exists(), "verify must not create a ledger");
 }
+
+#[tokio::test]
+async fn ranges_verified_in_parallel_meet_and_report_a_break_in_a_middle_range() {
+    let dir = stopped_ledger().await;
+    let config = pax_ledger::store::StoreConfig::default();
+    for threads in [1, 2, 3, 7] {
+        let verdict = pax_ledger::ledger::verify_store(dir.path(), &config, Some(threads)).unwrap();
+        assert!(verdict.is_ok(), "{threads} threads: {verdict:?}");
+        assert_eq!(verdict.verified, 30);
+    }
+    // Rewrite position 15 (in the middle of three ranges of ten).
+    {
+        let db = open_sled(dir.path());
+        let mut key = b"L".to_vec();
+        key.extend_from_slice(&15u64.to_be_bytes());
+        let (key, value) = db.range(b"L".to_vec()..=key).next_back().unwrap().unwrap();
+        let first = u64::from_be_bytes(key[1..9].try_into().unwrap());
+        let mut chunk = value.to_vec();
+        let (start, end) = record_bodies(&chunk)[(15 - first) as usize];
+        let at = start + chunk[start..end].windows(11).position(|w| w == b"Participant").unwrap();
+        chunk[at] = b'Q';
+        db.insert(key, chunk).unwrap();
+        db.flush().unwrap();
+    }
+    let verdict = pax_ledger::ledger::verify_store(dir.path(), &config, Some(3)).unwrap();
+    let (place, reason) = verdict.failure.clone().expect("a failure");
+    assert_eq!(place, "position 15", "{verdict:?}");
+    assert!(reason.contains("chain hash"), "{verdict:?}");
+    assert_eq!(verdict.verified, 14);
+}
