@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod ledger;

@@ -58,12 +58,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use uuid::Uuid;
-
 use crate::domain::{
-    CommitmentId, EventData, EventId, FieldError, Jurisdiction, MemberCode, MemberKind, MemberRole, Metadata, Pillar,
-    Position, ProjectId, ProjectStatus, ProposedEvent, RecordedEvent, Revision, RuleId, Treatment,
+    CommitmentId, EventData, EventId, Jurisdiction, MemberCode, Metadata, Position, ProjectId, ProposedEvent,
+    RecordedEvent, Revision, RuleId,
 };
 
 /// The version of the body layout that [`encode_event`] writes and [`decode_event`] reads; the
@@ -71,29 +68,11 @@ use crate::domain::{
 pub const BODY_FORMAT: u8 = 1;
 
 /// Why bytes are not a record body this build can read.
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error("record body format {found} is not the one this build reads ({BODY_FORMAT}); use a matching pax-ledger")]
-    UnsupportedFormat { found: u8 },
-    #[error("record truncated: {what} needs {needed} bytes at offset {offset}, {available} left")]
-    Truncated { what: &'static str, offset: usize, needed: usize, available: usize },
-    #[error("record has {count} bytes after its end")]
-    TrailingBytes { count: usize },
-    #[error("record holds an unknown {what} tag {tag}")]
-    UnknownTag { what: &'static str, tag: u8 },
-    #[error("record's {what} is not valid UTF-8: {source}")]
-    BadText { what: &'static str, source: std::str::Utf8Error },
-    #[error("record's {what} is not a valid time ({seconds} s, {nanos} ns)")]
-    BadTime { what: &'static str, seconds: i64, nanos: u32 },
-    #[error("record's {what} is not a valid date ({days} days from the common era)")]
-    BadDate { what: &'static str, days: i32 },
-    #[error("record holds an invalid value: {0}")]
-    Invalid(FieldError),
-    #[error("record's labels are not in strictly increasing key order at {key:?}")]
-    LabelsOutOfOrder { key: String },
-    #[error("record is filed under stream {stored} but its event belongs to {derived}")]
-    StreamMismatch { stored: String, derived: String },
-}
+pub use crate::codec::DecodeError as RecordError;
+use crate::codec::{
+    Reader, Writer, read_member_kind, read_member_role, read_pillar, read_project_status, read_treatment,
+    write_member_kind, write_member_role, write_pillar, write_project_status, write_treatment,
+};
 
 /// Canonical bytes of an event record: deterministic (the same event gives the same bytes, always,
 /// on every machine), the bytes that are hashed. Layout in the module documentation.
@@ -118,10 +97,10 @@ pub fn encode_event(event: &RecordedEvent) -> Vec<u8> {
 
 /// Reads back what [`encode_event`] wrote, and only that (see the module documentation).
 pub fn decode_event(bytes: &[u8]) -> Result<RecordedEvent, RecordError> {
-    let mut r = Reader { bytes, offset: 0 };
+    let mut r = Reader::new(bytes);
     let format = r.u8("body format")?;
     if format != BODY_FORMAT {
-        return Err(RecordError::UnsupportedFormat { found: format });
+        return Err(RecordError::UnsupportedFormat { what: "record body", found: format, supported: BODY_FORMAT });
     }
     let position = Position(r.u64("position")?);
     let revision = Revision(r.u64("revision")?);
@@ -148,10 +127,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<RecordedEvent, RecordError> {
 /// The event id of an encoded body, read without decoding the rest: what rebuilding the
 /// event-id index on open needs.
 pub fn peek_event_id(bytes: &[u8]) -> Result<EventId, RecordError> {
-    let mut r = Reader { bytes, offset: 0 };
+    let mut r = Reader::new(bytes);
     let format = r.u8("body format")?;
     if format != BODY_FORMAT {
-        return Err(RecordError::UnsupportedFormat { found: format });
+        return Err(RecordError::UnsupportedFormat { what: "record body", found: format, supported: BODY_FORMAT });
     }
     r.take(16, "position and revision")?;
     let stream_len = r.count("stream")?;
@@ -345,200 +324,15 @@ fn read_commitment_id(r: &mut Reader<'_>) -> Result<CommitmentId, RecordError> {
     CommitmentId::parse(what, &r.uuid(what)?.to_string()).map_err(RecordError::Invalid)
 }
 
-/// Defines the writer and the reader of an enum's one-byte tag, side by side so that they
-/// cannot drift apart.
-macro_rules! enum_tags {
-    ($write:ident, $read:ident, $ty:ident, $what:literal, [$($variant:ident = $tag:literal),+ $(,)?]) => {
-        fn $write(w: &mut Writer, value: $ty) {
-            w.u8(match value {
-                $($ty::$variant => $tag,)+
-            });
-        }
-
-        fn $read(r: &mut Reader<'_>) -> Result<$ty, RecordError> {
-            match r.u8($what)? {
-                $($tag => Ok($ty::$variant),)+
-                tag => Err(RecordError::UnknownTag { what: $what, tag }),
-            }
-        }
-    };
-}
-
-enum_tags!(write_member_kind, read_member_kind, MemberKind, "member kind", [State = 0, Organization = 1]);
-enum_tags!(write_member_role, read_member_role, MemberRole, "member role", [Member = 0, Guest = 1]);
-enum_tags!(
-    write_pillar,
-    read_pillar,
-    Pillar,
-    "pillar",
-    [Semiconductors = 0, CriticalMinerals = 1, Energy = 2, AiCompute = 3, Networks = 4,]
-);
-enum_tags!(
-    write_project_status,
-    read_project_status,
-    ProjectStatus,
-    "project status",
-    [Identified = 0, Approved = 1, UnderWay = 2, Completed = 3, Cancelled = 4,]
-);
-enum_tags!(
-    write_treatment,
-    read_treatment,
-    Treatment,
-    "treatment",
-    [Allowed = 0, AllowedWithLevy = 1, LicenseRequired = 2, Prohibited = 3,]
-);
-
-// ---------------------------------------------------------------------------------------------
-// Building blocks
-
-#[derive(Default)]
-struct Writer {
-    bytes: Vec<u8>,
-}
-
-impl Writer {
-    fn u8(&mut self, value: u8) {
-        self.bytes.push(value);
-    }
-    fn u32(&mut self, value: u32) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
-    }
-    fn u64(&mut self, value: u64) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
-    }
-    fn i32(&mut self, value: i32) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
-    }
-    fn i64(&mut self, value: i64) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
-    }
-    fn count(&mut self, count: usize) {
-        self.u32(u32::try_from(count).expect("a record text or list longer than u32::MAX"));
-    }
-    fn str(&mut self, text: &str) {
-        self.count(text.len());
-        self.bytes.extend_from_slice(text.as_bytes());
-    }
-    fn uuid(&mut self, id: &Uuid) {
-        self.bytes.extend_from_slice(id.as_bytes());
-    }
-    fn time(&mut self, time: &DateTime<Utc>) {
-        self.i64(time.timestamp());
-        self.u32(time.timestamp_subsec_nanos());
-    }
-    fn date(&mut self, date: &NaiveDate) {
-        self.i32(date.num_days_from_ce());
-    }
-    fn option<T>(&mut self, value: Option<&T>, write: impl FnOnce(&mut Self, &T)) {
-        match value {
-            None => self.u8(0),
-            Some(value) => {
-                self.u8(1);
-                write(self, value);
-            }
-        }
-    }
-    fn list<T>(&mut self, items: &[T], mut write: impl FnMut(&mut Self, &T)) {
-        self.count(items.len());
-        for item in items {
-            write(self, item);
-        }
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, needed: usize, what: &'static str) -> Result<&'a [u8], RecordError> {
-        let available = self.bytes.len() - self.offset;
-        if needed > available {
-            return Err(RecordError::Truncated { what, offset: self.offset, needed, available });
-        }
-        let taken = &self.bytes[self.offset..self.offset + needed];
-        self.offset += needed;
-        Ok(taken)
-    }
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], RecordError> {
-        Ok(self.take(N, what)?.try_into().expect("take returns exactly N bytes"))
-    }
-    fn u8(&mut self, what: &'static str) -> Result<u8, RecordError> {
-        Ok(u8::from_be_bytes(self.array(what)?))
-    }
-    fn u32(&mut self, what: &'static str) -> Result<u32, RecordError> {
-        Ok(u32::from_be_bytes(self.array(what)?))
-    }
-    fn u64(&mut self, what: &'static str) -> Result<u64, RecordError> {
-        Ok(u64::from_be_bytes(self.array(what)?))
-    }
-    fn i32(&mut self, what: &'static str) -> Result<i32, RecordError> {
-        Ok(i32::from_be_bytes(self.array(what)?))
-    }
-    fn i64(&mut self, what: &'static str) -> Result<i64, RecordError> {
-        Ok(i64::from_be_bytes(self.array(what)?))
-    }
-    fn count(&mut self, what: &'static str) -> Result<usize, RecordError> {
-        Ok(usize::try_from(self.u32(what)?).expect("usize holds a u32"))
-    }
-    fn string(&mut self, what: &'static str) -> Result<String, RecordError> {
-        let len = self.count(what)?;
-        let bytes = self.take(len, what)?;
-        let text = std::str::from_utf8(bytes).map_err(|source| RecordError::BadText { what, source })?;
-        Ok(text.to_owned())
-    }
-    fn uuid(&mut self, what: &'static str) -> Result<Uuid, RecordError> {
-        Ok(Uuid::from_bytes(self.array(what)?))
-    }
-    fn time(&mut self, what: &'static str) -> Result<DateTime<Utc>, RecordError> {
-        let seconds = self.i64(what)?;
-        let nanos = self.u32(what)?;
-        DateTime::from_timestamp(seconds, nanos).ok_or(RecordError::BadTime { what, seconds, nanos })
-    }
-    fn date(&mut self, what: &'static str) -> Result<NaiveDate, RecordError> {
-        let days = self.i32(what)?;
-        NaiveDate::from_num_days_from_ce_opt(days).ok_or(RecordError::BadDate { what, days })
-    }
-    fn option<T>(
-        &mut self,
-        what: &'static str,
-        read: impl FnOnce(&mut Self) -> Result<T, RecordError>,
-    ) -> Result<Option<T>, RecordError> {
-        match self.u8(what)? {
-            0 => Ok(None),
-            1 => read(self).map(Some),
-            tag => Err(RecordError::UnknownTag { what, tag }),
-        }
-    }
-    fn list<T>(
-        &mut self,
-        what: &'static str,
-        mut read: impl FnMut(&mut Self) -> Result<T, RecordError>,
-    ) -> Result<Vec<T>, RecordError> {
-        let count = self.count(what)?;
-        // Every item takes at least one byte: a corrupt count cannot make us allocate more than
-        // the record's size.
-        let mut items = Vec::with_capacity(count.min(self.bytes.len() - self.offset));
-        for _ in 0..count {
-            items.push(read(self)?);
-        }
-        Ok(items)
-    }
-    fn finish(self) -> Result<(), RecordError> {
-        match self.bytes.len() - self.offset {
-            0 => Ok(()),
-            count => Err(RecordError::TrailingBytes { count }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
+    use chrono::{DateTime, Datelike, NaiveDate, Utc};
+    use uuid::Uuid;
+
     use super::*;
-    use crate::domain::{EVENT_TYPE_NAMES, StreamName};
+    use crate::domain::{EVENT_TYPE_NAMES, MemberKind, MemberRole, Pillar, ProjectStatus, StreamName, Treatment};
 
     const EVENT_ID: &str = "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a";
     const OTHER_ID: &str = "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6b";
@@ -730,7 +524,7 @@ mod tests {
 
     #[test]
     fn decoding_refuses_what_encoding_never_writes() {
-        check_refused(|b| b[0] = 2, "UnsupportedFormat { found: 2 }");
+        check_refused(|b| b[0] = 2, r#"UnsupportedFormat { what: "record body", found: 2, supported: 1 }"#);
         check_refused(|b| b.push(0), "TrailingBytes { count: 1 }");
         check_refused(|b| b[58] = 2, r#"UnknownTag { what: "effective_at", tag: 2 }"#);
         check_refused(|b| b[59] = 10, r#"UnknownTag { what: "event type", tag: 10 }"#);
