@@ -2,8 +2,11 @@
 //! that the services call. Reads never show an event past the durable head: an event becomes
 //! visible only once its commit group has been fsynced.
 
+mod projector;
 mod reads;
+mod rebuild;
 mod verify;
+mod views;
 mod writer;
 
 use std::path::Path;
@@ -16,8 +19,11 @@ use crate::audit;
 use crate::domain::{DomainError, EventId, Position, ProposedEvent, Revision, StreamName};
 use crate::store::{Head, Recovery, Store, StoreConfig, StoreError};
 
+pub use projector::{PROJECT_BATCH_EVENTS_MAX, VIEW_CACHE_MAX, ViewsSnapshot};
 pub use reads::{EventFilter, ReadAllPage, ReadStreamPage, SubscriptionItem};
+pub use rebuild::{RebuildOutcome, RebuildProgress};
 pub use verify::{Verdict, verify_store};
+pub use views::{AsOf, LIST_SCAN_MAX, ProjectionStatus, ViewPage, ViewsAt};
 
 /// Most events in one append request: large enough for any real batch of facts, small enough
 /// that one request cannot monopolise a commit group.
@@ -117,6 +123,12 @@ pub enum LedgerError {
     ShuttingDown,
     #[error("writes are halted until an operator acts: {0}")]
     Halted(String),
+    #[error("a rebuild of the views is already running (since {since}, {done} of {total} events); wait for it")]
+    RebuildRunning { since: DateTime<Utc>, done: u64, total: u64 },
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("the views reached position {reached}, not {wanted}, within {waited:?}")]
+    ViewsBehind { reached: Position, wanted: Position, waited: std::time::Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -138,7 +150,11 @@ pub struct Ledger {
     store: Arc<Store>,
     jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    projector: Mutex<Option<std::thread::JoinHandle<()>>>,
     durable: watch::Receiver<Head>,
+    views: watch::Receiver<ViewsSnapshot>,
+    swaps: mpsc::UnboundedSender<projector::Swap>,
+    rebuild: Mutex<rebuild::RebuildState>,
     fault: Arc<watch::Sender<Option<String>>>,
     shutdown: watch::Sender<bool>,
     append_queue_max: usize,
@@ -161,12 +177,25 @@ impl Ledger {
             .name("ledger-writer".into())
             .spawn(move || writer.run(jobs_rx))
             .map_err(StoreError::Io)?;
+        let (live, retired) = projector::open_views(&store, head)?;
+        let (views_tx, views) = watch::channel(live.clone());
+        let (swaps, swaps_rx) = mpsc::unbounded_channel();
+        let projector = projector::Projector::new(store.clone(), live, retired, views_tx, fault.clone())?;
+        let heads = durable.clone();
+        let projector = std::thread::Builder::new()
+            .name("ledger-projector".into())
+            .spawn(move || projector.run(heads, swaps_rx))
+            .map_err(StoreError::Io)?;
         tracing::info!(head = head.position.0, ?recovery, "ledger opened");
         Ok(Arc::new(Self {
             store,
             jobs: Mutex::new(Some(jobs_tx)),
             writer: Mutex::new(Some(handle)),
+            projector: Mutex::new(Some(projector)),
             durable,
+            views,
+            swaps,
+            rebuild: Mutex::default(),
             fault,
             shutdown: watch::Sender::new(false),
             append_queue_max: config.append_queue_max,
@@ -226,6 +255,10 @@ impl Ledger {
         self.close();
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let _ = handle.join();
+            // The writer's head channel is closed: the projector folds what is left and stops.
+            if let Some(projector) = self.projector.lock().expect("projector lock").take() {
+                let _ = projector.join();
+            }
             // Nothing is written any more: a snapshot of the event-id index spares the next
             // open a scan of the whole log. (Skipped while faulted: the tree may hold writes
             // that never became durable.)
@@ -239,18 +272,22 @@ impl Ledger {
 
     fn record_fault(&self, error: &LedgerError) {
         if error.is_data_loss() {
-            let reason = error.to_string();
-            tracing::error!(%reason, "stored data failed its check; refusing writes");
-            self.fault.send_if_modified(|f| {
-                if f.is_none() {
-                    *f = Some(reason);
-                    true
-                } else {
-                    false
-                }
-            });
+            raise_fault(&self.fault, &error.to_string());
         }
     }
+}
+
+/// Enters the fault state (writes refused, health NOT_SERVING) with the first reason given.
+fn raise_fault(fault: &watch::Sender<Option<String>>, reason: &str) {
+    tracing::error!(%reason, "stored data failed its check; refusing writes");
+    fault.send_if_modified(|f| {
+        if f.is_none() {
+            *f = Some(reason.to_owned());
+            true
+        } else {
+            false
+        }
+    });
 }
 
 impl Drop for Ledger {

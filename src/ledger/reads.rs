@@ -222,7 +222,7 @@ impl Ledger {
     /// Checks that each record continues the hash chain from the record before it (a neighbour
     /// in `records`, or read from the store), so that bytes rewritten on disk are never served
     /// as good: they answer DATA_LOSS and halt writes.
-    fn check_chain(&self, records: &[StoredRecord]) -> Result<(), LedgerError> {
+    pub(super) fn check_chain(&self, records: &[StoredRecord]) -> Result<(), LedgerError> {
         let mut order: Vec<&StoredRecord> = records.iter().collect();
         order.sort_unstable_by_key(|r| r.event.position);
         let mut previous: Option<&StoredRecord> = None;
@@ -250,7 +250,7 @@ impl Ledger {
     }
 
     /// Passes a store result through, recording a fault when stored data failed its check.
-    fn guard<T>(&self, result: Result<T, StoreError>) -> Result<T, LedgerError> {
+    pub(super) fn guard<T>(&self, result: Result<T, StoreError>) -> Result<T, LedgerError> {
         result.map_err(|e| {
             let error = LedgerError::Store(e);
             self.record_fault(&error);

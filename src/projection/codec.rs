@@ -162,10 +162,9 @@ pub fn decode_record(bytes: &[u8]) -> Result<ViewRecord, DecodeError> {
             member: code(&mut r, "member")?,
             pillar: read_pillar(&mut r)?,
             description: r.string("description")?,
-            project_id: r
-                .option("project_id", |r| {
-                    ProjectId::parse("project_id", &r.uuid("project_id")?.to_string()).map_err(DecodeError::Invalid)
-                })?,
+            project_id: r.option("project_id", |r| {
+                ProjectId::parse("project_id", &r.uuid("project_id")?.to_string()).map_err(DecodeError::Invalid)
+            })?,
             due_on: r.date("due_on")?,
             status: match r.u8("commitment status")? {
                 0 => CommitmentStatus::Open,

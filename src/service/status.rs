@@ -67,6 +67,28 @@ pub fn from_ledger(error: LedgerError) -> Status {
         }
         LedgerError::EventTooLarge { .. } | LedgerError::Overloaded(_) => Status::resource_exhausted(message),
         LedgerError::NotFound(_) => Status::not_found(message),
+        LedgerError::RebuildRunning { .. } => Status::with_error_details(
+            Code::FailedPrecondition,
+            message,
+            ErrorDetails::with_precondition_failure_violation(
+                "REBUILD_RUNNING",
+                "projections",
+                "a rebuild of the views is running",
+            ),
+        ),
+        // The position may exist later: OUT_OF_RANGE, not INVALID_ARGUMENT (gRPC's guidance).
+        LedgerError::OutOfRange(_) => Status::out_of_range(message),
+        LedgerError::ViewsBehind { reached, wanted, .. } => {
+            let metadata = HashMap::from([
+                ("views_position".to_owned(), reached.to_string()),
+                ("min_position".to_owned(), wanted.to_string()),
+            ]);
+            Status::with_error_details(
+                Code::DeadlineExceeded,
+                message,
+                ErrorDetails::with_error_info("VIEWS_BEHIND", ERROR_DOMAIN, metadata),
+            )
+        }
         LedgerError::ShuttingDown => Status::unavailable(message),
         LedgerError::Halted(_) => Status::unavailable(message),
         LedgerError::Store(StoreError::Corrupt { .. }) => Status::data_loss(message),

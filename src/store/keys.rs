@@ -6,6 +6,7 @@
 //! | meta | `M` name | see [`META_FORMAT`], [`META_HEAD`] |
 //! | log | `L` first position of a chunk (u64) | a chunk of consecutive records (see `chunk`) |
 //! | stream index | `S` stream name, `0x00`, first revision of a run (u64) | the positions of the run's consecutive revisions (u64 each) |
+//! | views | `V` generation (u32) … | view records, see `views` |
 //!
 //! Stream names are ASCII without `0x00`, so the separator keeps `member-J` and `member-JP`
 //! apart in prefix scans. Several records share one log value and one commit group's events of
@@ -17,6 +18,7 @@ use crate::domain::{Position, Revision, StreamName};
 pub const META: u8 = b'M';
 pub const LOG: u8 = b'L';
 pub const STREAM: u8 = b'S';
+pub const VIEWS: u8 = b'V';
 
 /// The store format version of the database (one byte).
 pub const META_FORMAT: &[u8] = b"Mformat";

@@ -8,6 +8,9 @@ pub mod chunk;
 mod id_snapshot;
 pub mod keys;
 pub mod record;
+mod views;
+
+pub use views::{ViewWrite, ViewsMeta};
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -70,7 +73,7 @@ impl StoreError {
         }
     }
 
-    fn corrupt(place: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn corrupt(place: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Corrupt { place: place.into(), reason: reason.into() }
     }
 }

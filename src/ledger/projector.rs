@@ -1,0 +1,300 @@
+//! The projector: one thread that folds every durable event into the live views, in batches,
+//! after the writer has acknowledged it. It records the position its views reflect in the same
+//! store batch as the views, so a restart catches up from there and never replays the log.
+//! It is also the only writer of views: a rebuild hands it a finished generation to bring up to
+//! the live position and switch to, in one batch.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{LedgerError, raise_fault};
+use crate::audit::{self, ChainVerifier};
+use crate::domain::{Position, StreamName};
+use crate::projection::codec::{VIEW_FORMAT, decode_record, encode_record, encode_summary};
+use crate::projection::{Summary, ViewBatch, ViewRecord};
+use crate::store::{Head, Store, StoreError, ViewWrite, ViewsMeta};
+
+/// Most events folded into one view batch.
+pub const PROJECT_BATCH_EVENTS_MAX: usize = 10_000;
+/// View records the projector keeps in memory (least recently used evicted first).
+pub const VIEW_CACHE_MAX: usize = 16_384;
+/// Keys of a retired generation removed per idle step.
+const CLEAR_STEP_KEYS: usize = 10_000;
+
+/// One complete set of views in the store. Readers hold an `Arc` while they read it; a retired
+/// generation's keys are removed only once no reader holds it.
+#[derive(Debug)]
+pub struct Generation {
+    pub id: u32,
+}
+
+/// What the live views are: the generation, the position it reflects, and its summary.
+#[derive(Clone, Debug)]
+pub struct ViewsSnapshot {
+    pub position: Position,
+    pub generation: Arc<Generation>,
+    pub summary: Arc<Summary>,
+}
+
+/// A rebuilt generation, complete up to `position`, to bring up to the live position and switch to.
+pub(super) struct Swap {
+    pub generation: Arc<Generation>,
+    pub position: Position,
+    pub summary: Summary,
+    pub reply: oneshot::Sender<Result<Position, LedgerError>>,
+}
+
+pub(super) struct Projector {
+    store: Arc<Store>,
+    live: ViewsSnapshot,
+    summary: Summary,
+    chain: ChainVerifier,
+    cache: lru::LruCache<StreamName, ViewRecord>,
+    published: watch::Sender<ViewsSnapshot>,
+    retired: Vec<Arc<Generation>>,
+    fault: Arc<watch::Sender<Option<String>>>,
+}
+
+/// Reads (or starts) the live generation; returns it with the generations to clear.
+pub(super) fn open_views(store: &Store, head: Head) -> Result<(ViewsSnapshot, Vec<Arc<Generation>>), StoreError> {
+    let existing = store.view_generations()?;
+    let meta = store.views_meta()?;
+    let current = match meta {
+        Some(meta) if meta.format == VIEW_FORMAT => match store.views_position(meta.generation)? {
+            Some((position, summary)) if position <= head.position => {
+                let summary = crate::projection::codec::decode_summary(&summary)
+                    .map_err(|e| StoreError::corrupt(format!("views generation {}", meta.generation), e.to_string()))?;
+                Some((meta.generation, position, summary))
+            }
+            Some((position, _)) => {
+                tracing::warn!(
+                    views = position.0,
+                    head = head.position.0,
+                    "views are ahead of the log; rebuilding them"
+                );
+                None
+            }
+            None => None,
+        },
+        Some(meta) => {
+            tracing::info!(found = meta.format, current = VIEW_FORMAT, "views have another format; rebuilding them");
+            None
+        }
+        None => None,
+    };
+    let (generation, position, summary) = match current {
+        Some(current) => current,
+        None => {
+            // A fresh generation at position 0: the projector folds the whole log into it.
+            let generation = existing.iter().chain(meta.as_ref().map(|m| &m.generation)).max().map_or(0, |g| g + 1);
+            store.write_views(ViewWrite {
+                generation,
+                records: Vec::new(),
+                position: Position(0),
+                summary: encode_summary(&Summary::default()),
+                activate: Some(ViewsMeta { generation, format: VIEW_FORMAT }),
+            })?;
+            (generation, Position(0), Summary::default())
+        }
+    };
+    let retired = existing.into_iter().filter(|g| *g != generation).map(|id| Arc::new(Generation { id })).collect();
+    let live =
+        ViewsSnapshot { position, generation: Arc::new(Generation { id: generation }), summary: Arc::new(summary) };
+    Ok((live, retired))
+}
+
+impl Projector {
+    pub(super) fn new(
+        store: Arc<Store>,
+        live: ViewsSnapshot,
+        retired: Vec<Arc<Generation>>,
+        published: watch::Sender<ViewsSnapshot>,
+        fault: Arc<watch::Sender<Option<String>>>,
+    ) -> Result<Self, StoreError> {
+        let chain = ChainVerifier::after(live.position.0, hash_at(&store, live.position)?);
+        Ok(Self {
+            store,
+            summary: (*live.summary).clone(),
+            live,
+            chain,
+            cache: lru::LruCache::new(NonZeroUsize::new(VIEW_CACHE_MAX).expect("non-zero")),
+            published,
+            retired,
+            fault,
+        })
+    }
+
+    /// Runs until the writer stops (its head channel closes) and every durable event is folded.
+    pub(super) fn run(mut self, mut heads: watch::Receiver<Head>, mut swaps: mpsc::UnboundedReceiver<Swap>) {
+        let mut writer_running = true;
+        loop {
+            let head = heads.borrow_and_update().position;
+            if self.live.position < head {
+                if let Err(error) = self.project(head) {
+                    self.halt(error);
+                    return;
+                }
+                continue;
+            }
+            if let Ok(swap) = swaps.try_recv() {
+                self.swap(swap);
+                continue;
+            }
+            if !writer_running {
+                break;
+            }
+            if self.clear_retired() {
+                continue;
+            }
+            futures::executor::block_on(async {
+                tokio::select! {
+                    changed = heads.changed() => writer_running = changed.is_ok(),
+                    swap = swaps.recv() => if let Some(swap) = swap { self.swap(swap) },
+                }
+            });
+        }
+        // A clean stop: the last view batch becomes durable with everything else.
+        if let Err(error) = self.store.sync_all() {
+            tracing::warn!(%error, "could not sync the views at stop; the next start catches up");
+        }
+    }
+
+    /// Folds the events after the live position, up to `head` and at most a batch, into the
+    /// live generation.
+    fn project(&mut self, head: Position) -> Result<(), LedgerError> {
+        let from = Position(self.live.position.0 + 1);
+        let until = Position(head.0.min(self.live.position.0 + PROJECT_BATCH_EVENTS_MAX as u64));
+        let generation = self.live.generation.id;
+        let mut batch = ViewBatch::default();
+        for record in self.store.scan_log(from, true) {
+            let record = record?;
+            if record.event.position > until {
+                break;
+            }
+            self.chain
+                .check(record.event.position.0, &record.hash, &record.body)
+                .map_err(|e| StoreError::corrupt(format!("position {}", record.event.position), e.to_string()))?;
+            let (store, cache) = (&self.store, &mut self.cache);
+            batch.apply(&record.event, |stream| match cache.pop(stream) {
+                Some(record) => Ok::<_, StoreError>(Some(record)),
+                None => load(store, generation, stream),
+            })?;
+        }
+        if self.chain.head().0 != until.0 {
+            return Err(StoreError::corrupt(
+                format!("position {}", self.chain.head().0 + 1),
+                "missing below the log head",
+            )
+            .into());
+        }
+        let records = batch.finish(&mut self.summary);
+        let mut write = ViewWrite {
+            generation,
+            records: Vec::with_capacity(records.len()),
+            position: until,
+            summary: encode_summary(&self.summary),
+            activate: None,
+        };
+        for record in records {
+            write.records.push((record.stream.as_str().to_owned(), encode_record(&record)));
+            self.cache.put(record.stream.clone(), record);
+        }
+        self.store.write_views(write)?;
+        self.publish(until);
+        Ok(())
+    }
+
+    /// Brings a rebuilt generation from its position up to the live one, and makes it live in
+    /// the same batch.
+    fn swap(&mut self, swap: Swap) {
+        let result = self.bring_up(&swap);
+        let _ = swap.reply.send(result);
+    }
+
+    fn bring_up(&mut self, swap: &Swap) -> Result<Position, LedgerError> {
+        // The rebuild stopped at a durable position, which the live views have reached or will
+        // reach first.
+        while self.live.position < swap.position {
+            let head = self.live.position.max(swap.position);
+            self.project(head)?;
+        }
+        let generation = swap.generation.id;
+        let mut summary = swap.summary.clone();
+        let mut batch = ViewBatch::default();
+        for record in self.store.scan_log(Position(swap.position.0 + 1), true) {
+            let record = record?;
+            if record.event.position > self.live.position {
+                break;
+            }
+            batch.apply(&record.event, |stream| load(&self.store, generation, stream))?;
+        }
+        let records = batch.finish(&mut summary);
+        self.store.write_views(ViewWrite {
+            generation,
+            records: records.iter().map(|r| (r.stream.as_str().to_owned(), encode_record(r))).collect(),
+            position: self.live.position,
+            summary: encode_summary(&summary),
+            activate: Some(ViewsMeta { generation, format: VIEW_FORMAT }),
+        })?;
+        let old = std::mem::replace(&mut self.live.generation, swap.generation.clone());
+        self.retired.push(old);
+        self.summary = summary;
+        self.cache.clear();
+        self.publish(self.live.position);
+        tracing::info!(generation, position = self.live.position.0, "rebuilt views are live");
+        Ok(self.live.position)
+    }
+
+    fn publish(&mut self, position: Position) {
+        self.live.position = position;
+        self.live.summary = Arc::new(self.summary.clone());
+        self.published.send_replace(self.live.clone());
+    }
+
+    /// Removes a step of keys of a retired generation no reader holds; true if it did work.
+    fn clear_retired(&mut self) -> bool {
+        let Some(index) = self.retired.iter().position(|g| Arc::strong_count(g) == 1) else { return false };
+        let id = self.retired[index].id;
+        match self.store.clear_views(id, CLEAR_STEP_KEYS) {
+            Ok(true) => {
+                self.retired.swap_remove(index);
+                tracing::info!(generation = id, "retired views removed");
+                true
+            }
+            Ok(false) => true,
+            Err(error) => {
+                tracing::warn!(%error, generation = id, "could not remove retired views; retrying at next start");
+                self.retired.swap_remove(index);
+                false
+            }
+        }
+    }
+
+    fn halt(&mut self, error: LedgerError) {
+        if error.is_data_loss() {
+            raise_fault(&self.fault, &error.to_string());
+        }
+        tracing::error!(%error, position = self.live.position.0, "the projector stopped; views stay where they are");
+    }
+}
+
+/// A stream's record in a generation.
+pub(super) fn load(store: &Store, generation: u32, stream: &StreamName) -> Result<Option<ViewRecord>, StoreError> {
+    store
+        .view(generation, stream.as_str())?
+        .map(|bytes| decode_record(&bytes).map_err(|e| StoreError::corrupt(format!("view of {stream}"), e.to_string())))
+        .transpose()
+}
+
+/// The chain hash of the record at `position` (the genesis hash at 0).
+pub(super) fn hash_at(store: &Store, position: Position) -> Result<audit::Hash, StoreError> {
+    match position.0 {
+        0 => Ok(audit::GENESIS_HASH),
+        _ => store
+            .read_record(position)?
+            .map(|r| r.hash)
+            .ok_or_else(|| StoreError::corrupt(format!("position {position}"), "record missing below the log head")),
+    }
+}

@@ -1,0 +1,154 @@
+//! Rebuilding the views: fold the whole log into a fresh generation while the live views keep
+//! answering (and keep following appends), then hand the new generation to the projector,
+//! which brings it up to the live position and switches to it in one batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use super::projector::{Generation, Swap, load};
+use super::{Ledger, LedgerError};
+use crate::audit::{ChainVerifier, Hash};
+use crate::domain::{Position, StreamName};
+use crate::projection::codec::{encode_record, encode_summary};
+use crate::projection::{Summary, ViewBatch, ViewRecord};
+use crate::store::{StoreError, ViewWrite};
+
+/// Events folded between two writes of the generation being rebuilt (and two progress reports).
+pub const REBUILD_BATCH_EVENTS: usize = 50_000;
+/// Records a rebuild keeps in memory; beyond this it forgets those already written and reads
+/// them back when their streams come up again.
+pub const REBUILD_CACHE_MAX: usize = 262_144;
+
+/// How far a rebuild has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RebuildProgress {
+    pub done: u64,
+    pub total: u64,
+    pub elapsed: Duration,
+}
+
+/// A finished rebuild.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RebuildOutcome {
+    pub generation: u32,
+    /// The position the new views reflect when they went live.
+    pub position: Position,
+    /// The view digest at `position`.
+    pub digest: Hash,
+    pub records: u64,
+    /// Events folded by the rebuild itself (the projector folds the few after them).
+    pub events: u64,
+    pub started_at: DateTime<Utc>,
+    pub elapsed: Duration,
+}
+
+/// The rebuild that is running, if any, and the last one that finished.
+#[derive(Debug, Default)]
+pub(super) struct RebuildState {
+    pub running: Option<(DateTime<Utc>, RebuildProgress)>,
+    pub last: Option<RebuildOutcome>,
+}
+
+impl Ledger {
+    /// Rebuilds the views from the log, calling `progress` after each batch; blocks until the
+    /// new views are live. A second rebuild while one runs is refused (`RebuildRunning`):
+    /// joining it would hide from its caller that it started before the caller asked.
+    pub fn rebuild_views(&self, mut progress: impl FnMut(RebuildProgress)) -> Result<RebuildOutcome, LedgerError> {
+        let started_at = Utc::now();
+        let total = self.durable_head().position;
+        {
+            let mut state = self.rebuild.lock().expect("rebuild lock");
+            if let Some((since, progress)) = state.running {
+                return Err(LedgerError::RebuildRunning { since, done: progress.done, total: progress.total });
+            }
+            state.running = Some((started_at, RebuildProgress { done: 0, total: total.0, elapsed: Duration::ZERO }));
+        }
+        let result = self.run_rebuild(total, started_at, &mut progress);
+        let mut state = self.rebuild.lock().expect("rebuild lock");
+        state.running = None;
+        if let Ok(outcome) = &result {
+            state.last = Some(outcome.clone());
+        }
+        result
+    }
+
+    fn run_rebuild(
+        &self,
+        total: Position,
+        started_at: DateTime<Utc>,
+        progress: &mut impl FnMut(RebuildProgress),
+    ) -> Result<RebuildOutcome, LedgerError> {
+        let clock = Instant::now();
+        let id =
+            self.guard(self.store.view_generations())?.into_iter().max().unwrap_or(0).max(self.views_generation()) + 1;
+        let generation = Arc::new(Generation { id });
+        let mut summary = Summary::default();
+        let mut cache: HashMap<StreamName, ViewRecord> = HashMap::new();
+        let mut chain = ChainVerifier::default();
+        let mut done = 0u64;
+        let mut records = self.store.scan_log(Position(1), true);
+        while done < total.0 {
+            let until = total.0.min(done + REBUILD_BATCH_EVENTS as u64);
+            let mut batch = ViewBatch::default();
+            while done < until {
+                let record = self.guard(records.next().unwrap_or_else(|| {
+                    Err(StoreError::corrupt(format!("position {}", done + 1), "record missing below the log head"))
+                }))?;
+                if let Err(e) = chain.check(record.event.position.0, &record.hash, &record.body) {
+                    return self
+                        .guard(Err(StoreError::corrupt(format!("position {}", record.event.position), e.to_string())));
+                }
+                let store = &self.store;
+                self.guard(batch.apply(&record.event, |stream| match cache.remove(stream) {
+                    Some(record) => Ok(Some(record)),
+                    None => load(store, id, stream),
+                }))?;
+                done += 1;
+            }
+            let written = batch.finish(&mut summary);
+            self.guard(self.store.write_views(ViewWrite {
+                generation: id,
+                records: written.iter().map(|r| (r.stream.as_str().to_owned(), encode_record(r))).collect(),
+                position: Position(done),
+                summary: encode_summary(&summary),
+                activate: None,
+            }))?;
+            if cache.len() + written.len() > REBUILD_CACHE_MAX {
+                cache.clear();
+            }
+            cache.extend(written.into_iter().map(|r| (r.stream.clone(), r)));
+            let step = RebuildProgress { done, total: total.0, elapsed: clock.elapsed() };
+            self.rebuild.lock().expect("rebuild lock").running = Some((started_at, step));
+            progress(step);
+        }
+        drop(records);
+        if total.0 == 0 {
+            self.guard(self.store.write_views(ViewWrite {
+                generation: id,
+                records: Vec::new(),
+                position: Position(0),
+                summary: encode_summary(&summary),
+                activate: None,
+            }))?;
+        }
+        let (reply, answer) = oneshot::channel();
+        let swap = Swap { generation: generation.clone(), position: total, summary, reply };
+        self.swaps.send(swap).map_err(|_| LedgerError::ShuttingDown)?;
+        let position = answer.blocking_recv().map_err(|_| LedgerError::ShuttingDown)??;
+        let at = self.views_at_position(position, generation);
+        let (digest, records) = self.views_digest(&at)?;
+        Ok(RebuildOutcome {
+            generation: id,
+            position,
+            digest,
+            records,
+            events: done,
+            started_at,
+            elapsed: clock.elapsed(),
+        })
+    }
+}

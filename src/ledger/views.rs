@@ -1,0 +1,264 @@
+//! Reading the views: at the live position, at least at a position (read-your-writes), or as
+//! of a past position or time. A view record newer than the position asked for is folded again
+//! from its stream's events up to that position, with the same fold as the live views, so that
+//! every answer reflects exactly one position of the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::projector::{Generation, ViewsSnapshot, load};
+use super::rebuild::{RebuildOutcome, RebuildProgress};
+use super::{Ledger, LedgerError};
+use crate::audit::Hash;
+use crate::domain::{Position, RecordedEvent, Revision, StreamName};
+use crate::projection::codec::{decode_record, encode_record};
+use crate::projection::{Category, Summary, ViewDigest, ViewRecord};
+use crate::store::StoreError;
+
+/// Most view records one list page looks at, so that a page with a rare filter returns in
+/// bounded time (with a token to continue).
+pub const LIST_SCAN_MAX: usize = 10_000;
+
+/// Which state of the log a query asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// What the views hold now.
+    Latest,
+    /// The views after the event at this position (0: before the first event).
+    Position(Position),
+    /// The views after the last event recorded at or before this time.
+    Time(DateTime<Utc>),
+}
+
+/// A position of the views to read at, with the generation that holds them.
+#[derive(Clone, Debug)]
+pub struct ViewsAt {
+    pub position: Position,
+    generation: Arc<Generation>,
+    /// The summary, when reading at the live position (otherwise it is added up).
+    summary: Option<Arc<Summary>>,
+}
+
+/// A page of a list.
+#[derive(Clone, Debug)]
+pub struct ViewPage {
+    pub records: Vec<ViewRecord>,
+    /// The stream to continue after, if the list may go on.
+    pub next_after: Option<String>,
+}
+
+/// What `GetProjectionStatus` reports.
+#[derive(Clone, Debug)]
+pub struct ProjectionStatus {
+    pub position: Position,
+    pub log_position: Position,
+    pub generation: u32,
+    pub digest: Hash,
+    pub records: u64,
+    pub rebuilding: Option<(DateTime<Utc>, RebuildProgress)>,
+    pub last_rebuild: Option<RebuildOutcome>,
+}
+
+impl Ledger {
+    /// The live views: their position, generation and summary.
+    pub fn views_snapshot(&self) -> ViewsSnapshot {
+        self.views.borrow().clone()
+    }
+
+    pub(super) fn views_generation(&self) -> u32 {
+        self.views.borrow().generation.id
+    }
+
+    pub(super) fn views_at_position(&self, position: Position, generation: Arc<Generation>) -> ViewsAt {
+        ViewsAt { position, generation, summary: None }
+    }
+
+    /// Resolves what a query reads: waits (at most `wait`) until the views reach `min_position`
+    /// and the as-of position, and maps an as-of time to the position of the last event
+    /// recorded by then. An as-of position past the durable log is `OutOfRange`; views that do
+    /// not get there in time are `ViewsBehind`.
+    pub async fn views_at(
+        &self,
+        as_of: AsOf,
+        min_position: Option<Position>,
+        wait: Duration,
+    ) -> Result<ViewsAt, LedgerError> {
+        let head = self.durable_head().position;
+        let as_of_position = match as_of {
+            AsOf::Latest => None,
+            AsOf::Position(position) if position > head => {
+                return Err(LedgerError::OutOfRange(format!(
+                    "as_of_position {position} is past the log's last position {head}"
+                )));
+            }
+            AsOf::Position(position) => Some(position),
+            AsOf::Time(time) => Some(self.position_at_time(time, head)?),
+        };
+        let wanted = min_position.unwrap_or(Position(0)).max(as_of_position.unwrap_or(Position(0)));
+        let mut views = self.views.clone();
+        let reached = views.borrow().position;
+        if reached < wanted {
+            let waited = tokio::time::timeout(wait, views.wait_for(|v| v.position >= wanted)).await;
+            if !matches!(waited, Ok(Ok(_))) {
+                drop(waited);
+                let reached = views.borrow().position;
+                return Err(LedgerError::ViewsBehind { reached, wanted, waited: wait });
+            }
+        }
+        let live = views.borrow().clone();
+        Ok(match as_of_position {
+            Some(position) if position < live.position => {
+                ViewsAt { position, generation: live.generation, summary: None }
+            }
+            _ => ViewsAt { position: live.position, generation: live.generation, summary: Some(live.summary) },
+        })
+    }
+
+    /// The position of the last event recorded at or before `time` (0 if none), found by
+    /// bisection: record times never go backwards in log order.
+    fn position_at_time(&self, time: DateTime<Utc>, head: Position) -> Result<Position, LedgerError> {
+        let recorded_at = |position: u64| -> Result<DateTime<Utc>, LedgerError> {
+            let record = self.guard(self.store.read_record(Position(position)))?;
+            let record = self.guard(record.ok_or_else(|| {
+                StoreError::corrupt(format!("position {position}"), "record missing below the log head")
+            }))?;
+            self.check_chain(std::slice::from_ref(&record))?;
+            Ok(record.event.recorded_at)
+        };
+        // Invariant: recorded_at(low) <= time (position 0 counts as the beginning of time) and
+        // recorded_at(high + 1) > time (past the head counts as the end of time).
+        let (mut low, mut high) = (0u64, head.0);
+        while low < high {
+            let middle = low + (high - low).div_ceil(2);
+            if recorded_at(middle)? <= time {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        Ok(Position(low))
+    }
+
+    /// One stream's view at `at`, or `None` if the stream had no event by then.
+    pub fn view(&self, at: &ViewsAt, stream: &StreamName) -> Result<Option<ViewRecord>, LedgerError> {
+        let record = self.guard(load(&self.store, at.generation.id, stream))?;
+        self.view_as_of(at, record)
+    }
+
+    /// Brings a record read from the views to the position `at` asks about.
+    fn view_as_of(&self, at: &ViewsAt, record: Option<ViewRecord>) -> Result<Option<ViewRecord>, LedgerError> {
+        match record {
+            None => Ok(None),
+            Some(record) if record.first_position > at.position => Ok(None),
+            Some(record) if record.last_position <= at.position => Ok(Some(record)),
+            Some(record) => Ok(ViewRecord::fold_all(&self.stream_events(&record.stream, at.position)?)),
+        }
+    }
+
+    /// A stream's events up to `until` (its history as known then), checked against the chain.
+    pub fn stream_events(&self, stream: &StreamName, until: Position) -> Result<Vec<RecordedEvent>, LedgerError> {
+        const PAGE: usize = 1024;
+        let mut events = Vec::new();
+        let mut from = Revision(0);
+        loop {
+            let page = self.guard(self.store.read_stream(stream, from, true, PAGE))?;
+            let full = page.len() == PAGE;
+            let records: Vec<_> = page.into_iter().take_while(|r| r.event.position <= until).collect();
+            let complete = records.len() < PAGE || !full;
+            self.check_chain(&records)?;
+            if let Some(last) = records.last() {
+                from = Revision(last.event.revision.0 + 1);
+            }
+            events.extend(records.into_iter().map(|r| r.event));
+            if complete {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// A page of one category's views at `at`, in stream-name order, after the stream `after`:
+    /// up to `limit` records that `admit` accepts, looking at no more than [`LIST_SCAN_MAX`].
+    pub fn list_views(
+        &self,
+        at: &ViewsAt,
+        category: Category,
+        after: Option<&str>,
+        limit: usize,
+        admit: &dyn Fn(&ViewRecord) -> bool,
+    ) -> Result<ViewPage, LedgerError> {
+        let mut records = Vec::new();
+        let mut scanned = 0;
+        for entry in self.store.views(at.generation.id, category.prefix(), after) {
+            let (stream, bytes) = self.guard(entry)?;
+            scanned += 1;
+            let record = self.guard(
+                decode_record(&bytes).map_err(|e| StoreError::corrupt(format!("view of {stream}"), e.to_string())),
+            )?;
+            if let Some(record) = self.view_as_of(at, Some(record))?
+                && admit(&record)
+            {
+                records.push(record);
+            }
+            if records.len() == limit || scanned == LIST_SCAN_MAX {
+                // There may be more; an empty next page is the price of not looking ahead.
+                return Ok(ViewPage { records, next_after: Some(stream) });
+            }
+        }
+        Ok(ViewPage { records, next_after: None })
+    }
+
+    /// The summary at `at`: the live one, or added up from every record as of `at`.
+    pub fn views_summary(&self, at: &ViewsAt) -> Result<Summary, LedgerError> {
+        if let Some(summary) = &at.summary {
+            return Ok((**summary).clone());
+        }
+        let mut summary = Summary::default();
+        self.for_each_view(at, |record, _| summary.add(record))?;
+        Ok(summary)
+    }
+
+    /// The view digest at `at` and how many records it covers.
+    pub fn views_digest(&self, at: &ViewsAt) -> Result<(Hash, u64), LedgerError> {
+        let mut digest = ViewDigest::new(at.position);
+        self.for_each_view(at, |_, bytes| digest.push(bytes))?;
+        let records = digest.records();
+        Ok((digest.finish(), records))
+    }
+
+    /// Every view record as of `at`, in stream-name order, with its canonical bytes.
+    fn for_each_view(&self, at: &ViewsAt, mut visit: impl FnMut(&ViewRecord, &[u8])) -> Result<(), LedgerError> {
+        for entry in self.store.views(at.generation.id, "", None) {
+            let (stream, bytes) = self.guard(entry)?;
+            let record = self.guard(
+                decode_record(&bytes).map_err(|e| StoreError::corrupt(format!("view of {stream}"), e.to_string())),
+            )?;
+            let unchanged = record.last_position <= at.position;
+            match self.view_as_of(at, Some(record))? {
+                Some(record) if unchanged => visit(&record, &bytes),
+                Some(record) => visit(&record, &encode_record(&record)),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the views stand: position, lag, digest, rebuilds.
+    pub fn projection_status(&self) -> Result<ProjectionStatus, LedgerError> {
+        let live = self.views_snapshot();
+        let log_position = self.durable_head().position;
+        let at = ViewsAt { position: live.position, generation: live.generation.clone(), summary: None };
+        let (digest, records) = self.views_digest(&at)?;
+        let rebuild = self.rebuild.lock().expect("rebuild lock");
+        Ok(ProjectionStatus {
+            position: live.position,
+            log_position,
+            generation: live.generation.id,
+            digest,
+            records,
+            rebuilding: rebuild.running,
+            last_rebuild: rebuild.last.clone(),
+        })
+    }
+}
