@@ -10,7 +10,9 @@ use tonic_health::ServingStatus;
 
 use crate::ledger::Ledger;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
-use crate::service::LedgerService;
+use crate::proto::v1::projection_service_server::ProjectionServiceServer;
+use crate::proto::v1::query_service_server::QueryServiceServer;
+use crate::service::{LedgerService, ProjectionService, QueryService};
 
 /// Largest request the ledger accepts (RESOURCE_EXHAUSTED beyond): `APPEND_EVENTS_MAX` events
 /// at the largest record size, with room for the wire's own overhead.
@@ -40,6 +42,8 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServiceServer<LedgerService>>().await;
+    health.set_serving::<QueryServiceServer<QueryService>>().await;
+    health.set_serving::<ProjectionServiceServer<ProjectionService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -55,6 +59,8 @@ pub async fn run(
     let fault_watch = tokio::spawn(async move {
         if fault.wait_for(Option::is_some).await.is_ok() {
             fault_health.set_not_serving::<LedgerServiceServer<LedgerService>>().await;
+            fault_health.set_not_serving::<QueryServiceServer<QueryService>>().await;
+            fault_health.set_not_serving::<ProjectionServiceServer<ProjectionService>>().await;
             fault_health.set_service_status("", ServingStatus::NotServing).await;
         }
     });
@@ -69,6 +75,8 @@ pub async fn run(
         stopping.send_replace(true);
         tracing::info!("shutting down: finishing in-flight appends");
         stop_health.set_not_serving::<LedgerServiceServer<LedgerService>>().await;
+        stop_health.set_not_serving::<QueryServiceServer<QueryService>>().await;
+        stop_health.set_not_serving::<ProjectionServiceServer<ProjectionService>>().await;
         stop_health.set_service_status("", ServingStatus::NotServing).await;
         closing.close();
     };
@@ -80,6 +88,8 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ledger_service)
+        .add_service(QueryServiceServer::new(QueryService::new(ledger.clone())))
+        .add_service(ProjectionServiceServer::new(ProjectionService::new(ledger.clone())))
         .serve_with_incoming_shutdown(incoming, shutdown);
     // A graceful stop waits for open connections, and a client that stopped reading a stream
     // would hold it forever: past the grace period, stop waiting.

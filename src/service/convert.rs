@@ -42,13 +42,13 @@ fn codes<T>(field: &str, raw: &[String], parse: fn(&str, &str) -> Result<T>) -> 
 
 macro_rules! wire_enum {
     ($from:ident, $to:ident, $pb:ty, $domain:ty, $name:literal, { $($pbv:ident => $dv:ident),+ $(,)? }) => {
-        fn $from(field: &str, raw: i32) -> Result<$domain> {
+        pub fn $from(field: &str, raw: i32) -> Result<$domain> {
             match <$pb>::try_from(raw) {
                 $(Ok(<$pb>::$pbv) => Ok(<$domain>::$dv),)+
                 _ => Err(FieldError::new(field, format!(concat!("must be a known ", $name, " (not unspecified), got {}"), raw))),
             }
         }
-        fn $to(value: $domain) -> i32 {
+        pub fn $to(value: $domain) -> i32 {
             match value { $(<$domain>::$dv => <$pb>::$pbv as i32,)+ }
         }
     };

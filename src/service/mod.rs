@@ -3,6 +3,9 @@
 pub mod convert;
 mod ledger_service;
 mod page_token;
+mod query_service;
 pub mod status;
+mod views_convert;
 
 pub use ledger_service::LedgerService;
+pub use query_service::{ProjectionService, QueryService};
