@@ -43,8 +43,8 @@ pub struct ViewsAt {
 
 /// A page of a list.
 #[derive(Clone, Debug)]
-pub struct ViewPage {
-    pub records: Vec<ViewRecord>,
+pub struct ViewPage<T> {
+    pub items: Vec<T>,
     /// The stream to continue after, if the list may go on.
     pub next_after: Option<String>,
 }
@@ -179,16 +179,17 @@ impl Ledger {
     }
 
     /// A page of one category's views at `at`, in stream-name order, after the stream `after`:
-    /// up to `limit` records that `admit` accepts, looking at no more than [`LIST_SCAN_MAX`].
-    pub fn list_views(
+    /// up to `limit` items that `select` makes of the records (`None`: left out), looking at no
+    /// more than [`LIST_SCAN_MAX`] records.
+    pub fn list_views<T>(
         &self,
         at: &ViewsAt,
         category: Category,
         after: Option<&str>,
         limit: usize,
-        admit: &dyn Fn(&ViewRecord) -> bool,
-    ) -> Result<ViewPage, LedgerError> {
-        let mut records = Vec::new();
+        mut select: impl FnMut(ViewRecord) -> Result<Option<T>, LedgerError>,
+    ) -> Result<ViewPage<T>, LedgerError> {
+        let mut items = Vec::new();
         let mut scanned = 0;
         for entry in self.store.views(at.generation.id, category.prefix(), after) {
             let (stream, bytes) = self.guard(entry)?;
@@ -197,16 +198,16 @@ impl Ledger {
                 decode_record(&bytes).map_err(|e| StoreError::corrupt(format!("view of {stream}"), e.to_string())),
             )?;
             if let Some(record) = self.view_as_of(at, Some(record))?
-                && admit(&record)
+                && let Some(item) = select(record)?
             {
-                records.push(record);
+                items.push(item);
             }
-            if records.len() == limit || scanned == LIST_SCAN_MAX {
+            if items.len() == limit || scanned == LIST_SCAN_MAX {
                 // There may be more; an empty next page is the price of not looking ahead.
-                return Ok(ViewPage { records, next_after: Some(stream) });
+                return Ok(ViewPage { items, next_after: Some(stream) });
             }
         }
-        Ok(ViewPage { records, next_after: None })
+        Ok(ViewPage { items, next_after: None })
     }
 
     /// The summary at `at`: the live one, or added up from every record as of `at`.

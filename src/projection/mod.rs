@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{EntityState, ExportRuleState, Position, RecordedEvent, Revision, StreamName, evolve};
 
-pub use summary::Summary;
+pub use summary::{COMMITMENT_STATUS_NAMES, PILLAR_NAMES, PROJECT_STATUS_NAMES, ROLE_NAMES, Summary, TREATMENT_NAMES};
 
 /// The kinds of entity, one per stream category.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

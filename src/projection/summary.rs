@@ -24,6 +24,13 @@ pub struct Summary {
     pub summits: u64,
 }
 
+/// The names of the counted values, in index order (lower snake_case, as on the wire).
+pub const ROLE_NAMES: [&str; 2] = ["member", "guest"];
+pub const PILLAR_NAMES: [&str; 5] = ["semiconductors", "critical_minerals", "energy", "ai_compute", "networks"];
+pub const PROJECT_STATUS_NAMES: [&str; 5] = ["identified", "approved", "under_way", "completed", "cancelled"];
+pub const COMMITMENT_STATUS_NAMES: [&str; 3] = ["open", "fulfilled", "withdrawn"];
+pub const TREATMENT_NAMES: [&str; 4] = ["allowed", "allowed_with_levy", "license_required", "prohibited"];
+
 pub fn role_index(role: MemberRole) -> usize {
     match role {
         MemberRole::Member => 0,
