@@ -52,7 +52,9 @@ fn page_size(raw: i32) -> Result<usize> {
     }
 }
 
-/// How long the call may wait: its `grpc-timeout`, at most [`VIEWS_WAIT_MAX`].
+/// How long the call may wait: most of its `grpc-timeout` (so that the answer, VIEWS_BEHIND
+/// with where the views stand, reaches the caller before its own deadline cuts the call), at
+/// most [`VIEWS_WAIT_MAX`].
 fn wait_budget(metadata: &tonic::metadata::MetadataMap) -> Duration {
     let timeout = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(|raw| {
         let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
@@ -67,7 +69,7 @@ fn wait_budget(metadata: &tonic::metadata::MetadataMap) -> Duration {
             _ => return None,
         })
     });
-    timeout.map_or(VIEWS_WAIT_MAX, |t| t.min(VIEWS_WAIT_MAX))
+    timeout.map_or(VIEWS_WAIT_MAX, |t| t.mul_f64(0.8).min(VIEWS_WAIT_MAX))
 }
 
 /// The consistency a request asks for, parsed.

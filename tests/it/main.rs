@@ -9,6 +9,7 @@ mod idempotency;
 mod ledger_api;
 mod loadgen;
 mod model;
+mod query;
 mod smoke;
 mod standard;
 mod subscribe;
