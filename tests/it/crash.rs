@@ -803,7 +803,53 @@ async fn check_after_restart(
     let (events, head) = read_whole_log(&mut client).await?;
     let found = check_log(model, &events, head)?;
     check_get_event(&client, model, get_event_ids(model, rng, all, round)).await?;
+    check_views(&server.url, &events, head, all).await?;
     Ok(found)
+}
+
+/// The views caught up with the log the kill left (a crash between a commit and its views is
+/// repaired on start), count what the log holds, and, when `rebuild`, equal a rebuild's.
+async fn check_views(url: &str, events: &[pb::RecordedEvent], head: u64, rebuild: bool) -> Result<(), String> {
+    use pax_ledger::proto::v1::projection_service_client::ProjectionServiceClient;
+    use pax_ledger::proto::v1::query_service_client::QueryServiceClient;
+    let channel = Channel::from_shared(url.to_owned()).unwrap().connect().await.map_err(|e| e.to_string())?;
+    let consistency = Some(pb::Consistency { min_position: head, ..Default::default() });
+    let summary = QueryServiceClient::new(channel.clone())
+        .get_summary(pb::GetSummaryRequest { consistency, ..Default::default() })
+        .await
+        .map_err(|e| format!("views after restart: {e}"))?
+        .into_inner();
+    let members: std::collections::HashSet<_> =
+        events.iter().filter(|e| e.stream.starts_with("member-")).map(|e| e.stream.as_str()).collect();
+    let counted = summary.members_by_role.iter().map(|c| c.count).sum::<u64>() + summary.members_withdrawn;
+    if (summary.position, counted) != (head, members.len() as u64) {
+        return Err(format!(
+            "views at {} count {counted} participants; the log holds {} at {head}",
+            summary.position,
+            members.len()
+        ));
+    }
+    if rebuild {
+        let mut projections = ProjectionServiceClient::new(channel);
+        let live =
+            projections.get_projection_status(pb::GetProjectionStatusRequest {}).await.map_err(|e| e.to_string())?;
+        let mut stream = projections
+            .rebuild_projections(pb::RebuildProjectionsRequest {})
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        let mut digest = None;
+        while let Some(message) = stream.message().await.map_err(|e| e.to_string())? {
+            if let Some(pb::rebuild_projections_response::Update::Result(result)) = message.update {
+                digest = Some((result.position, result.view_digest));
+            }
+        }
+        let live = live.into_inner();
+        if digest != Some((live.position, live.view_digest.clone())) {
+            return Err(format!("a rebuild gave {digest:?}, the live views {} at {}", live.view_digest, live.position));
+        }
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------
