@@ -1,5 +1,9 @@
-//! Tamper evidence over records: the hash chain. (Merkle tree, checkpoints and proofs build on
-//! it.) No sled: functions take record bytes and return hashes.
+//! Tamper evidence over records: the hash chain, the Merkle tree over record hashes and its
+//! proofs ([`merkle`]), signed checkpoints ([`checkpoint`]) and the signing key ([`keys`]). No
+//! sled, no store: functions take record bytes or hashes and return hashes, proofs and verdicts.
+//! `docs/AUDIT.md` specifies every byte for an independent verifier.
+
+pub mod merkle;
 
 /// A 32-byte BLAKE3 digest.
 pub type Hash = [u8; 32];
