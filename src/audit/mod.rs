@@ -3,6 +3,9 @@
 //! sled, no store: functions take record bytes or hashes and return hashes, proofs and verdicts.
 //! `docs/AUDIT.md` specifies every byte for an independent verifier.
 
+pub mod checkpoint;
+pub mod hex;
+pub mod keys;
 pub mod merkle;
 
 /// A 32-byte BLAKE3 digest.
