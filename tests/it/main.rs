@@ -17,3 +17,4 @@ mod subscribe;
 mod support;
 mod tamper;
 mod verify;
+mod views_model;

@@ -270,10 +270,10 @@ async fn filters_select_members_projects_and_commitments() {
     let ids = |list: Vec<pb::Commitment>| list.into_iter().map(|c| c.commitment_id).collect::<Vec<_>>();
     let mut client2 = client.clone();
     let mut list = async |request| ids(client2.list_commitments(request).await.unwrap().into_inner().commitments);
-    assert_eq!(list(commitments(pb::CommitmentStatus::Open, "")).await, [open.clone()]);
-    assert_eq!(list(commitments(pb::CommitmentStatus::Fulfilled, "")).await, [fulfilled.clone()]);
+    assert_eq!(list(commitments(pb::CommitmentStatus::Open, "")).await, std::slice::from_ref(&open));
+    assert_eq!(list(commitments(pb::CommitmentStatus::Fulfilled, "")).await, std::slice::from_ref(&fulfilled));
     assert!(list(commitments(pb::CommitmentStatus::Overdue, "2026-12-31")).await.is_empty(), "due that day");
-    assert_eq!(list(commitments(pb::CommitmentStatus::Overdue, "2027-01-01")).await, [open.clone()]);
+    assert_eq!(list(commitments(pb::CommitmentStatus::Overdue, "2027-01-01")).await, std::slice::from_ref(&open));
 
     let summary = client
         .get_summary(pb::GetSummaryRequest { consistency: at_least(head), on: "2027-01-01".into() })
