@@ -52,6 +52,14 @@ impl Interceptor for BearerToken {
 
 /// Connects to the server named by `--addr` (a bare `host:port` is taken as `http://host:port`).
 pub(super) async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+    Ok(LedgerServiceClient::new(connect_channel(args).await?)
+        .max_decoding_message_size(crate::server::REQUEST_BYTES_MAX)
+        .max_encoding_message_size(crate::server::REQUEST_BYTES_MAX))
+}
+
+/// A connection to the server named by `--addr` that sends the token with every request: what
+/// any service's client is built on.
+pub(super) async fn connect_channel(args: &ClientArgs) -> anyhow::Result<InterceptedService<Channel, BearerToken>> {
     let url = if args.addr.contains("://") { args.addr.clone() } else { format!("http://{}", args.addr) };
     let endpoint = Endpoint::from_shared(url.clone())
         .with_context(|| format!("--addr {:?} is not a valid URL (e.g. http://127.0.0.1:50051)", args.addr))?
@@ -65,9 +73,7 @@ pub(super) async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
                 .context("--token must be printable ASCII (it is sent as an HTTP header)")?,
         ),
     };
-    Ok(LedgerServiceClient::with_interceptor(channel, BearerToken(token))
-        .max_decoding_message_size(crate::server::REQUEST_BYTES_MAX)
-        .max_encoding_message_size(crate::server::REQUEST_BYTES_MAX))
+    Ok(InterceptedService::new(channel, BearerToken(token)))
 }
 
 /// The canonical name of a gRPC status code, as the gRPC specification spells it.

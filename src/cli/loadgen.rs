@@ -3,6 +3,8 @@
 //! at a fixed total rate (open loop, latency measured from each request's scheduled time so
 //! that a stall is not hidden), then print one summary. `--ack-log` writes every
 //! acknowledged event id and position, so that a later check can prove none is missing.
+//! `--query` mixes in (or, at 100 %, runs only) queries of the views, with their own latency
+//! histogram.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,6 +30,14 @@ pub enum StreamMode {
     Random,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum QueryMode {
+    /// `GetMember` of one of the prepared participants, at random (with its history).
+    GetMember,
+    /// `ListExportRules`: the first page (50) of the export rules.
+    ListExportRules,
+}
+
 #[derive(Debug, Args)]
 pub struct LoadgenArgs {
     #[command(flatten)]
@@ -47,12 +57,19 @@ pub struct LoadgenArgs {
     /// Approximate size of each event's data and metadata, in bytes.
     #[arg(long, default_value_t = 200)]
     pub event_bytes: usize,
-    /// A fixed total rate in events per second (open loop); default: as fast as possible.
+    /// A fixed total rate in events per second (open loop; a query counts as --batch events);
+    /// default: as fast as possible.
     #[arg(long)]
     pub rate: Option<f64>,
     /// Write one JSON line {"event_id", "stream", "revision", "position"} per acknowledged event.
     #[arg(long)]
     pub ack_log: Option<PathBuf>,
+    /// Query the views too: this share (--query-percent) of the requests are this query.
+    #[arg(long, value_enum)]
+    pub query: Option<QueryMode>,
+    /// With --query, the share of requests that are queries, in percent; the rest append.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub query_percent: u8,
 }
 
 /// What one run measured.
@@ -69,14 +86,26 @@ pub struct Summary {
     pub clients: usize,
     pub batch: u32,
     pub seconds: f64,
+    /// With --query: queries answered, and their latencies.
+    pub queries: u64,
+    pub queries_per_sec: f64,
+    pub query_p50_ms: f64,
+    pub query_p99_ms: f64,
+    pub query_p999_ms: f64,
 }
 
 struct Totals {
     latencies_us: Histogram<u64>,
+    query_latencies_us: Histogram<u64>,
     acked: u64,
     requests: u64,
+    queries: u64,
     errors: u64,
     first_error: Option<String>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
 /// The streams and the facts one client appends: it joins as a member first, then makes
@@ -184,9 +213,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     // The event's fixed fields take about 120 bytes; the source pads it to the requested size.
     let padding = "x".repeat(args.event_bytes.saturating_sub(120).clamp(1, 1000));
     let totals = Arc::new(Mutex::new(Totals {
-        latencies_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        latencies_us: histogram(),
+        query_latencies_us: histogram(),
         acked: 0,
         requests: 0,
+        queries: 0,
         errors: 0,
         first_error: None,
     }));
@@ -197,11 +228,14 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
-    // Prepare: every client's member joins first (commitments name them).
+    // Prepare: every client's member joins first (commitments name them), and its export rule
+    // gets a first change (so that queries find rules even when no client appends).
     let mut clients = Vec::with_capacity(args.clients);
+    let mut prepared = 0;
     for client in 0..args.clients {
-        let mut grpc = super::client::connect(&args.client).await?;
-        let workload = Workload {
+        let channel = super::client::connect_channel(&args.client).await?;
+        let mut grpc = pb::ledger_service_client::LedgerServiceClient::new(channel.clone());
+        let mut workload = Workload {
             run: run.clone(),
             client,
             clients: args.clients,
@@ -209,10 +243,27 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
             padding: padding.clone(),
             sequence: 0,
         };
-        grpc.append(pb::AppendRequest { events: vec![workload.join()], expectations: vec![] })
+        // The first event after the join is an export-rule change (odd sequence numbers are).
+        let events = vec![workload.join(), workload.next(&mut 1)];
+        let response = grpc
+            .append(pb::AppendRequest { events, expectations: vec![] })
             .await
             .with_context(|| format!("preparing client {client}"))?;
-        clients.push((grpc, workload));
+        prepared = response.into_inner().events.iter().map(|e| e.position).max().unwrap_or(prepared).max(prepared);
+        let query = args.query.filter(|_| args.query_percent > 0).map(|mode| Queries {
+            client: pb::query_service_client::QueryServiceClient::new(channel),
+            mode,
+            percent: args.query_percent,
+            min_position: 0,
+            run: run.clone(),
+            clients: args.clients,
+        });
+        clients.push((grpc, workload, query));
+    }
+    for (_, _, query) in &mut clients {
+        if let Some(query) = query {
+            query.min_position = prepared;
+        }
     }
 
     let duration = Duration::from_secs_f64(args.duration);
@@ -220,13 +271,14 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         args.rate.map(|rate| Duration::from_secs_f64(args.clients as f64 * f64::from(args.batch) / rate));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (client_index, (grpc, workload)) in clients.into_iter().enumerate() {
+    for (client_index, (grpc, workload, query)) in clients.into_iter().enumerate() {
         let totals = totals.clone();
         let ack_log = ack_log.clone();
         let batch = args.batch;
         tasks.push(tokio::spawn(drive(
             grpc,
             workload,
+            query,
             client_index,
             batch,
             started,
@@ -245,6 +297,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     }
     let totals = totals.lock().await;
     let ms = |q: f64| totals.latencies_us.value_at_quantile(q) as f64 / 1000.0;
+    let query_ms = |q: f64| totals.query_latencies_us.value_at_quantile(q) as f64 / 1000.0;
     let summary = Summary {
         events_per_sec: totals.acked as f64 / seconds,
         requests_per_sec: totals.requests as f64 / seconds,
@@ -257,6 +310,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         clients: args.clients,
         batch: args.batch,
         seconds,
+        queries: totals.queries,
+        queries_per_sec: totals.queries as f64 / seconds,
+        query_p50_ms: query_ms(0.5),
+        query_p99_ms: query_ms(0.99),
+        query_p999_ms: query_ms(0.999),
     };
     if let Some(error) = &totals.first_error {
         eprintln!("first error: {error}");
@@ -278,13 +336,52 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
             summary.seconds
         ),
     }
+    if args.client.output == Output::Table && summary.queries > 0 {
+        println!(
+            "{:.0} queries/s  p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  ({} queries)",
+            summary.queries_per_sec, summary.query_p50_ms, summary.query_p99_ms, summary.query_p999_ms, summary.queries
+        );
+    }
     Ok(if totals.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What one client asks of the views, and how often.
+struct Queries {
+    client: pb::query_service_client::QueryServiceClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, super::client::BearerToken>,
+    >,
+    mode: QueryMode,
+    percent: u8,
+    /// The position of the preparation: queries read at least there.
+    min_position: u64,
+    run: String,
+    clients: usize,
+}
+
+impl Queries {
+    async fn ask(&mut self, rng: &mut u64) -> Result<(), tonic::Status> {
+        let consistency = Some(pb::Consistency { min_position: self.min_position, ..Default::default() });
+        match self.mode {
+            QueryMode::GetMember => {
+                let code = Workload::member_code(&self.run, (xorshift(rng) % self.clients as u64) as usize);
+                self.client.get_member(pb::GetMemberRequest { code, consistency }).await.map(drop)
+            }
+            QueryMode::ListExportRules => self
+                .client
+                .list_export_rules(pb::ListExportRulesRequest { consistency, ..Default::default() })
+                .await
+                .map(drop),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn drive(
-    mut grpc: super::client::Client,
+    mut grpc: pb::ledger_service_client::LedgerServiceClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, super::client::BearerToken>,
+    >,
     mut workload: Workload,
+    mut queries: Option<Queries>,
     client_index: usize,
     batch: u32,
     started: Instant,
@@ -294,8 +391,9 @@ async fn drive(
     ack_log: Option<Arc<std::sync::Mutex<std::io::BufWriter<std::fs::File>>>>,
 ) {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (client_index as u64 + 1);
-    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-    let (mut acked, mut requests, mut errors, mut first_error) = (0u64, 0u64, 0u64, None);
+    let mut local = histogram();
+    let mut local_queries = histogram();
+    let (mut acked, mut requests, mut asked, mut errors, mut first_error) = (0u64, 0u64, 0u64, 0u64, None);
     // Open loop: spread the clients' first sends over one interval.
     let mut scheduled =
         started + interval.map_or(Duration::ZERO, |i| i.mul_f64(client_index as f64 / workload.clients as f64));
@@ -304,6 +402,24 @@ async fn drive(
             tokio::time::sleep_until(scheduled.into()).await;
         } else {
             scheduled = Instant::now();
+        }
+        if let Some(queries) = queries.as_mut().filter(|q| xorshift(&mut rng) % 100 < u64::from(q.percent)) {
+            let result = queries.ask(&mut rng).await;
+            let latency = scheduled.elapsed();
+            match result {
+                Ok(()) => {
+                    asked += 1;
+                    let _ = local_queries.record((latency.as_micros() as u64).max(1));
+                }
+                Err(status) => {
+                    errors += 1;
+                    first_error.get_or_insert_with(|| format!("{:?}: {}", status.code(), status.message()));
+                }
+            }
+            if let Some(interval) = interval {
+                scheduled += interval;
+            }
+            continue;
         }
         let events: Vec<_> = (0..batch).map(|_| workload.next(&mut rng)).collect();
         let result = grpc.append(pb::AppendRequest { events, expectations: vec![] }).await;
@@ -336,6 +452,8 @@ async fn drive(
     }
     let mut totals = totals.lock().await;
     let _ = totals.latencies_us.add(&local);
+    let _ = totals.query_latencies_us.add(&local_queries);
+    totals.queries += asked;
     totals.acked += acked;
     totals.requests += requests;
     totals.errors += errors;
