@@ -77,7 +77,7 @@ pub(super) async fn connect_channel(args: &ClientArgs) -> anyhow::Result<Interce
 }
 
 /// The canonical name of a gRPC status code, as the gRPC specification spells it.
-fn code_name(code: Code) -> &'static str {
+pub(super) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

@@ -2,8 +2,10 @@
 //! server; the client subcommands talk to one over gRPC and print tables or JSON Lines.
 
 mod client;
+mod demo;
 mod event_line;
 mod loadgen;
+mod query;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +43,22 @@ pub enum Command {
     /// Verify a stopped server's data directory: every record decodes, positions are dense and
     /// the hash chain holds up to the head. Exits non-zero on a failed verification.
     Verify(VerifyArgs),
+    /// List the participants (members and guests), or show one with its role history.
+    Members(query::MembersArgs),
+    /// List the projects, or show one with its status timeline.
+    Projects(query::ProjectsArgs),
+    /// List the export rules and the terms in force, or show one rule with its full timeline.
+    ExportRules(query::ExportRulesArgs),
+    /// List the commitments (open, fulfilled, withdrawn, overdue).
+    Commitments(query::CommitmentsArgs),
+    /// Count the participants, projects, commitments, export rules and summits.
+    Summary(query::SummaryArgs),
+    /// Where the views stand: their position, their lag behind the log, their digest, rebuilds.
+    Status(ClientArgs),
+    /// Rebuild the views from the whole log, switch to them, and print their view digest.
+    Rebuild(ClientArgs),
+    /// Load the Pax Silica facts of the article (and four illustrative projects); idempotent.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +139,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(args) => client::history(args, true).await,
         Command::Loadgen(args) => loadgen::run(args).await,
         Command::Verify(args) => verify(args).await,
+        Command::Members(args) => query::members(args).await,
+        Command::Projects(args) => query::projects(args).await,
+        Command::ExportRules(args) => query::export_rules(args).await,
+        Command::Commitments(args) => query::commitments(args).await,
+        Command::Summary(args) => query::summary(args).await,
+        Command::Status(args) => query::status(args).await,
+        Command::Rebuild(args) => query::rebuild(args).await,
+        Command::Demo(args) => demo::run(args).await,
     }
 }
 
