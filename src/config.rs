@@ -91,6 +91,7 @@ impl ServeConfig {
             append_queue_max: self.append_queue_max,
             group_events_max: self.group_events_max,
             stream_cache_max: self.stream_cache_max,
+            ..LedgerConfig::default()
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct LedgerConfig {
     /// Streams whose state the writer keeps in memory for its checks; beyond this, entries are
     /// evicted and re-read from the log when needed.
     pub stream_cache_max: usize,
+    /// Commit groups the writer hands to the projector in memory; beyond this (a projector
+    /// behind), the projector reads the events from the log instead.
+    pub projector_handoff_max: usize,
 }
 
 impl Default for LedgerConfig {
@@ -50,6 +53,7 @@ impl Default for LedgerConfig {
             append_queue_max: 4096,
             group_events_max: 10_000,
             stream_cache_max: 16_384,
+            projector_handoff_max: projector::COMMITTED_GROUPS_MAX,
         }
     }
 }
@@ -172,7 +176,8 @@ impl Ledger {
         let (durable_tx, durable) = watch::channel(head);
         let (jobs_tx, jobs_rx) = mpsc::channel(config.append_queue_max);
         let fault = Arc::new(watch::Sender::new(None));
-        let writer = writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), &config)?;
+        let (committed_tx, committed) = mpsc::channel(config.projector_handoff_max.max(1));
+        let writer = writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), committed_tx, &config)?;
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer.run(jobs_rx))
@@ -180,7 +185,7 @@ impl Ledger {
         let (live, retired) = projector::open_views(&store, head)?;
         let (views_tx, views) = watch::channel(live.clone());
         let (swaps, swaps_rx) = mpsc::unbounded_channel();
-        let projector = projector::Projector::new(store.clone(), live, retired, views_tx, fault.clone())?;
+        let projector = projector::Projector::new(store.clone(), live, retired, views_tx, fault.clone(), committed)?;
         let heads = durable.clone();
         let projector = std::thread::Builder::new()
             .name("ledger-projector".into())

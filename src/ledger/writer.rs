@@ -61,6 +61,9 @@ pub(super) struct Writer {
     /// members that commitments name) stay, one-off streams (each commitment) pass through.
     cache: lru::LruCache<StreamName, StreamHead>,
     group_events_max: usize,
+    /// Each durable group's events and hashes, for the projector (which reads the log instead
+    /// when it falls behind and this channel is full).
+    committed: mpsc::Sender<super::projector::Committed>,
 }
 
 impl Writer {
@@ -69,6 +72,7 @@ impl Writer {
         head: Head,
         durable: watch::Sender<Head>,
         fault: Arc<watch::Sender<Option<String>>>,
+        committed: mpsc::Sender<super::projector::Committed>,
         config: &LedgerConfig,
     ) -> Result<Self, LedgerError> {
         let last_recorded_at = match head.position.0 {
@@ -83,6 +87,7 @@ impl Writer {
             fault,
             cache: lru::LruCache::new(NonZeroUsize::new(config.stream_cache_max.max(1)).expect("at least 1")),
             group_events_max: config.group_events_max,
+            committed,
         })
     }
 
@@ -115,6 +120,7 @@ impl Writer {
         let recorded_at = Utc::now().max(self.last_recorded_at);
         let mut overlay: HashMap<StreamName, StreamHead> = HashMap::new();
         let mut staged = Staged::default();
+        let mut hashes = Vec::new();
         let mut batch = CommitBatch::default();
         let mut head = self.head;
         let mut answers = Vec::with_capacity(group.len());
@@ -127,6 +133,7 @@ impl Writer {
                         batch.put_record(&event, body, &hash);
                         appended.push(appended_of(&event));
                         head = Head { position: event.position, hash };
+                        hashes.push(hash);
                         staged.ids.insert(event.event.event_id, staged.records.len());
                         staged.records.push(event);
                     }
@@ -149,6 +156,10 @@ impl Writer {
                 self.head = head;
                 self.last_recorded_at = recorded_at;
                 self.remember(overlay);
+                if !hashes.is_empty() {
+                    // Before the head moves, so the projector finds the events when it wakes.
+                    let _ = self.committed.try_send(staged.records.into_iter().zip(hashes).collect());
+                }
                 self.durable.send_replace(head);
                 for (reply, answer) in answers {
                     let outcome = answer.map(|(events, already_committed)| AppendOutcome {

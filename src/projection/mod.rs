@@ -148,7 +148,9 @@ pub struct ViewBatch {
 
 impl ViewBatch {
     /// Applies `event`, loading its stream's record with `load` the first time the batch sees
-    /// the stream.
+    /// the stream — unless the event is its stream's first (revision 0), which has no record
+    /// before it: most streams (each commitment, each project) are new, and a look-up that
+    /// finds nothing costs as much as one that finds something.
     pub fn apply<E>(
         &mut self,
         event: &RecordedEvent,
@@ -157,7 +159,7 @@ impl ViewBatch {
         let entry = match self.touched.entry(event.stream.clone()) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => {
-                let before = load(&event.stream)?;
+                let before = if event.revision.0 == 0 { None } else { load(&event.stream)? };
                 entry.insert((before.clone(), before))
             }
         };

@@ -291,9 +291,12 @@ fn a_batch_loads_each_stream_once_and_folds_onto_what_it_loaded() {
             })
             .unwrap();
     }
+    // A stream's first event has nothing before it to load.
+    let other = log(vec![(joined("JP", MemberRole::Member), None)]);
+    batch.apply::<()>(&other[0], |_| panic!("a first event loads nothing")).unwrap();
     let records = batch.finish(&mut summary);
     assert_eq!(loads, 1);
-    assert_eq!(records[0].revision, Revision(2));
-    assert_eq!(summary.members_by_role, [0, 1], "guest → member → guest counts once, as a guest");
+    assert_eq!(records[1].revision, Revision(2));
+    assert_eq!(summary.members_by_role, [1, 1], "guest → member → guest counts once, as a guest");
     assert_eq!(summary, Summary::of(&records));
 }
