@@ -1,7 +1,7 @@
 //! `pax-ledger loadgen`: N concurrent gRPC clients in one process append realistic domain
 //! events in batches for a duration (closed loop, as fast as acknowledgements come back) or
-//! at a fixed total rate (open loop, latency measured from each request's scheduled time so
-//! that a stall is not hidden), then print one summary. `--ack-log` writes every
+//! at a fixed total rate (open loop, latency measured from each request's scheduled time when
+//! the previous answer was late for it, so that a stall is not hidden), then print one summary. `--ack-log` writes every
 //! acknowledged event id and position, so that a later check can prove none is missing.
 //! `--query` mixes in (or, at 100 %, runs only) queries of the views, with their own latency
 //! histogram.
@@ -51,6 +51,9 @@ pub struct LoadgenArgs {
     /// How long to append, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// Stop early once this many events are acknowledged (e.g. to fill a ledger to a size).
+    #[arg(long)]
+    pub events: Option<u64>,
     /// Which streams the events go to.
     #[arg(long, value_enum, default_value_t = StreamMode::PerClient)]
     pub streams: StreamMode,
@@ -270,19 +273,21 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let per_client_interval =
         args.rate.map(|rate| Duration::from_secs_f64(args.clients as f64 * f64::from(args.batch) / rate));
     let started = Instant::now();
+    let acked_so_far = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let events_max = args.events.unwrap_or(u64::MAX);
     let mut tasks = Vec::new();
     for (client_index, (grpc, workload, query)) in clients.into_iter().enumerate() {
         let totals = totals.clone();
         let ack_log = ack_log.clone();
         let batch = args.batch;
+        let stop = Stop { started, duration, acked: acked_so_far.clone(), events_max };
         tasks.push(tokio::spawn(drive(
             grpc,
             workload,
             query,
             client_index,
             batch,
-            started,
-            duration,
+            stop,
             per_client_interval,
             totals,
             ack_log,
@@ -375,6 +380,21 @@ impl Queries {
     }
 }
 
+/// When a run ends: after its duration, or once enough events are acknowledged.
+struct Stop {
+    started: Instant,
+    duration: Duration,
+    acked: Arc<std::sync::atomic::AtomicU64>,
+    events_max: u64,
+}
+
+impl Stop {
+    fn reached(&self) -> bool {
+        self.started.elapsed() >= self.duration
+            || self.acked.load(std::sync::atomic::Ordering::Relaxed) >= self.events_max
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     mut grpc: pb::ledger_service_client::LedgerServiceClient<
@@ -384,8 +404,7 @@ async fn drive(
     mut queries: Option<Queries>,
     client_index: usize,
     batch: u32,
-    started: Instant,
-    duration: Duration,
+    stop: Stop,
     interval: Option<Duration>,
     totals: Arc<Mutex<Totals>>,
     ack_log: Option<Arc<std::sync::Mutex<std::io::BufWriter<std::fs::File>>>>,
@@ -395,17 +414,25 @@ async fn drive(
     let mut local_queries = histogram();
     let (mut acked, mut requests, mut asked, mut errors, mut first_error) = (0u64, 0u64, 0u64, 0u64, None);
     // Open loop: spread the clients' first sends over one interval.
+    let started = stop.started;
+    let mut last_done = started;
     let mut scheduled =
         started + interval.map_or(Duration::ZERO, |i| i.mul_f64(client_index as f64 / workload.clients as f64));
-    while started.elapsed() < duration {
-        if interval.is_some() {
+    while !stop.reached() {
+        // Latency counts from the scheduled time when the previous answer came after it (the
+        // server held this request back: no coordinated omission), else from the actual send
+        // (the timer's millisecond granularity is the client's lateness, not the server's).
+        let from = if interval.is_some() {
             tokio::time::sleep_until(scheduled.into()).await;
+            if last_done > scheduled { scheduled } else { Instant::now() }
         } else {
             scheduled = Instant::now();
-        }
+            scheduled
+        };
         if let Some(queries) = queries.as_mut().filter(|q| xorshift(&mut rng) % 100 < u64::from(q.percent)) {
             let result = queries.ask(&mut rng).await;
-            let latency = scheduled.elapsed();
+            let latency = from.elapsed();
+            last_done = Instant::now();
             match result {
                 Ok(()) => {
                     asked += 1;
@@ -423,12 +450,14 @@ async fn drive(
         }
         let events: Vec<_> = (0..batch).map(|_| workload.next(&mut rng)).collect();
         let result = grpc.append(pb::AppendRequest { events, expectations: vec![] }).await;
-        let latency = scheduled.elapsed();
+        let latency = from.elapsed();
+        last_done = Instant::now();
         requests += 1;
         match result {
             Ok(response) => {
                 let response = response.into_inner();
                 acked += response.events.len() as u64;
+                stop.acked.fetch_add(response.events.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 let _ = local.record((latency.as_micros() as u64).max(1));
                 if let Some(log) = &ack_log {
                     let mut log = log.lock().expect("ack log");

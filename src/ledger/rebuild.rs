@@ -2,7 +2,6 @@
 //! answering (and keep following appends), then hand the new generation to the projector,
 //! which brings it up to the live position and switches to it in one batch.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,9 +18,9 @@ use crate::store::{StoreError, ViewWrite};
 
 /// Events folded between two writes of the generation being rebuilt (and two progress reports).
 pub const REBUILD_BATCH_EVENTS: usize = 50_000;
-/// Records a rebuild keeps in memory; beyond this it forgets those already written and reads
-/// them back when their streams come up again.
-pub const REBUILD_CACHE_MAX: usize = 262_144;
+/// Records a rebuild keeps in memory (least recently used evicted first; every record is
+/// written after its batch, and read back when its stream comes up again).
+pub const REBUILD_CACHE_MAX: usize = 65_536;
 
 /// How far a rebuild has come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +86,8 @@ impl Ledger {
             self.guard(self.store.view_generations())?.into_iter().max().unwrap_or(0).max(self.views_generation()) + 1;
         let generation = Arc::new(Generation { id });
         let mut summary = Summary::default();
-        let mut cache: HashMap<StreamName, ViewRecord> = HashMap::new();
+        let mut cache: lru::LruCache<StreamName, ViewRecord> =
+            lru::LruCache::new(std::num::NonZeroUsize::new(REBUILD_CACHE_MAX).expect("non-zero"));
         let mut chain = ChainVerifier::default();
         let mut done = 0u64;
         let mut records = self.store.scan_log(Position(1), true);
@@ -103,7 +103,7 @@ impl Ledger {
                         .guard(Err(StoreError::corrupt(format!("position {}", record.event.position), e.to_string())));
                 }
                 let store = &self.store;
-                self.guard(batch.apply(&record.event, |stream| match cache.remove(stream) {
+                self.guard(batch.apply(&record.event, |stream| match cache.pop(stream) {
                     Some(record) => Ok(Some(record)),
                     None => load(store, id, stream),
                 }))?;
@@ -117,10 +117,9 @@ impl Ledger {
                 summary: encode_summary(&summary),
                 activate: None,
             }))?;
-            if cache.len() + written.len() > REBUILD_CACHE_MAX {
-                cache.clear();
+            for record in written {
+                cache.put(record.stream.clone(), record);
             }
-            cache.extend(written.into_iter().map(|r| (r.stream.clone(), r)));
             let step = RebuildProgress { done, total: total.0, elapsed: clock.elapsed() };
             self.rebuild.lock().expect("rebuild lock").running = Some((started_at, step));
             progress(step);
