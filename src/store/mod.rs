@@ -4,12 +4,15 @@
 //! chunks of consecutive positions ([`chunk`]); the event-id index lives in memory and is
 //! rebuilt from the log on open.
 
+mod audit_keys;
 pub mod chunk;
+use audit_keys::batch_subtree;
 mod id_snapshot;
 pub mod keys;
 pub mod record;
 mod views;
 
+pub use audit_keys::SUBTREE_LEVEL_MIN;
 pub use views::{ViewWrite, ViewsMeta};
 
 use std::collections::HashMap;
@@ -137,6 +140,8 @@ struct PendingRecord {
 pub struct CommitBatch {
     records: Vec<PendingRecord>,
     head: Option<Head>,
+    /// Roots of aligned Merkle subtrees the batch completes (see `audit_keys`).
+    subtrees: Vec<(u8, u64, Hash)>,
 }
 
 impl CommitBatch {
@@ -453,6 +458,9 @@ impl Store {
         }
         if let Some(head) = &batch.head {
             write.insert(keys::META_HEAD, encode_head(head));
+        }
+        for (level, index, root) in &batch.subtrees {
+            batch_subtree(&mut write, *level, *index, root);
         }
         self.db.apply_batch(write)?;
         self.sync()?;
