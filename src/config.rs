@@ -29,6 +29,14 @@ pub struct ServeConfig {
     pub group_events_max: usize,
     /// Streams whose state the writer keeps in memory.
     pub stream_cache_max: usize,
+    /// The Ed25519 signing key of checkpoints [default: `<data>/signing.key`, generated on
+    /// first start with owner-only permissions].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<PathBuf>,
+    /// Issue a signed checkpoint every this many events…
+    pub checkpoint_every_events: u64,
+    /// …or every this many seconds, if the log grew.
+    pub checkpoint_every_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -42,6 +50,9 @@ impl Default for ServeConfig {
             append_queue_max: ledger.append_queue_max,
             group_events_max: ledger.group_events_max,
             stream_cache_max: ledger.stream_cache_max,
+            signing_key: None,
+            checkpoint_every_events: ledger.audit.checkpoint_every_events,
+            checkpoint_every_secs: ledger.audit.checkpoint_every.as_secs(),
         }
     }
 }
@@ -91,6 +102,11 @@ impl ServeConfig {
             append_queue_max: self.append_queue_max,
             group_events_max: self.group_events_max,
             stream_cache_max: self.stream_cache_max,
+            audit: crate::ledger::AuditConfig {
+                signing_key: self.signing_key.clone(),
+                checkpoint_every_events: self.checkpoint_every_events.max(1),
+                checkpoint_every: std::time::Duration::from_secs(self.checkpoint_every_secs.max(1)),
+            },
             ..LedgerConfig::default()
         }
     }

@@ -9,10 +9,11 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::ledger::Ledger;
+use crate::proto::v1::audit_service_server::AuditServiceServer;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
 use crate::proto::v1::projection_service_server::ProjectionServiceServer;
 use crate::proto::v1::query_service_server::QueryServiceServer;
-use crate::service::{LedgerService, ProjectionService, QueryService};
+use crate::service::{AuditService, LedgerService, ProjectionService, QueryService};
 
 /// Largest request the ledger accepts (RESOURCE_EXHAUSTED beyond): `APPEND_EVENTS_MAX` events
 /// at the largest record size, with room for the wire's own overhead.
@@ -44,6 +45,7 @@ pub async fn run(
     health.set_serving::<LedgerServiceServer<LedgerService>>().await;
     health.set_serving::<QueryServiceServer<QueryService>>().await;
     health.set_serving::<ProjectionServiceServer<ProjectionService>>().await;
+    health.set_serving::<AuditServiceServer<AuditService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -61,6 +63,7 @@ pub async fn run(
             fault_health.set_not_serving::<LedgerServiceServer<LedgerService>>().await;
             fault_health.set_not_serving::<QueryServiceServer<QueryService>>().await;
             fault_health.set_not_serving::<ProjectionServiceServer<ProjectionService>>().await;
+            fault_health.set_not_serving::<AuditServiceServer<AuditService>>().await;
             fault_health.set_service_status("", ServingStatus::NotServing).await;
         }
     });
@@ -77,6 +80,7 @@ pub async fn run(
         stop_health.set_not_serving::<LedgerServiceServer<LedgerService>>().await;
         stop_health.set_not_serving::<QueryServiceServer<QueryService>>().await;
         stop_health.set_not_serving::<ProjectionServiceServer<ProjectionService>>().await;
+        stop_health.set_not_serving::<AuditServiceServer<AuditService>>().await;
         stop_health.set_service_status("", ServingStatus::NotServing).await;
         closing.close();
     };
@@ -90,6 +94,7 @@ pub async fn run(
         .add_service(ledger_service)
         .add_service(QueryServiceServer::new(QueryService::new(ledger.clone())))
         .add_service(ProjectionServiceServer::new(ProjectionService::new(ledger.clone())))
+        .add_service(AuditServiceServer::new(AuditService::new(ledger.clone())))
         .serve_with_incoming_shutdown(incoming, shutdown);
     // A graceful stop waits for open connections, and a client that stopped reading a stream
     // would hold it forever: past the grace period, stop waiting.

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod hex;
 pub mod keys;
 pub mod merkle;
+pub mod tower;
 
 /// A 32-byte BLAKE3 digest.
 pub type Hash = [u8; 32];

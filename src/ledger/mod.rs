@@ -2,6 +2,7 @@
 //! that the services call. Reads never show an event past the durable head: an event becomes
 //! visible only once its commit group has been fsynced.
 
+mod evidence;
 mod projector;
 mod reads;
 mod rebuild;
@@ -19,6 +20,7 @@ use crate::audit;
 use crate::domain::{DomainError, EventId, Position, ProposedEvent, Revision, StreamName};
 use crate::store::{Head, Recovery, Store, StoreConfig, StoreError};
 
+pub use evidence::{AuditConfig, Consistency, Inclusion, LiveVerdict};
 pub use projector::{PROJECT_BATCH_EVENTS_MAX, VIEW_CACHE_MAX, ViewsSnapshot};
 pub use reads::{EventFilter, ReadAllPage, ReadStreamPage, SubscriptionItem};
 pub use rebuild::{RebuildOutcome, RebuildProgress};
@@ -44,6 +46,8 @@ pub struct LedgerConfig {
     /// Commit groups the writer hands to the projector in memory; beyond this (a projector
     /// behind), the projector reads the events from the log instead.
     pub projector_handoff_max: usize,
+    /// The signing key and when checkpoints are issued.
+    pub audit: AuditConfig,
 }
 
 impl Default for LedgerConfig {
@@ -54,6 +58,7 @@ impl Default for LedgerConfig {
             group_events_max: 10_000,
             stream_cache_max: 16_384,
             projector_handoff_max: projector::COMMITTED_GROUPS_MAX,
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -133,6 +138,8 @@ pub enum LedgerError {
     OutOfRange(String),
     #[error("the views reached position {reached}, not {wanted}, within {waited:?}")]
     ViewsBehind { reached: Position, wanted: Position, waited: std::time::Duration },
+    #[error("signing key {0}")]
+    Key(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -159,6 +166,9 @@ pub struct Ledger {
     views: watch::Receiver<ViewsSnapshot>,
     swaps: mpsc::UnboundedSender<projector::Swap>,
     rebuild: Mutex<rebuild::RebuildState>,
+    signing_key: ed25519_dalek::SigningKey,
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer_stop: Arc<std::sync::atomic::AtomicBool>,
     fault: Arc<watch::Sender<Option<String>>>,
     shutdown: watch::Sender<bool>,
     append_queue_max: usize,
@@ -173,11 +183,13 @@ impl Ledger {
         let store = Arc::new(store);
         let head = store.head()?;
         verify_tail_chain(&store, head, recovery.verified_tail_records)?;
+        let signing_key = evidence::signing_key(dir, &config.audit)?;
+        let tower = evidence::open_tower(&store, head)?;
         let (durable_tx, durable) = watch::channel(head);
         let (jobs_tx, jobs_rx) = mpsc::channel(config.append_queue_max);
         let fault = Arc::new(watch::Sender::new(None));
         let (committed_tx, committed) = mpsc::channel(config.projector_handoff_max.max(1));
-        let writer = writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), committed_tx, &config)?;
+        let writer = writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), committed_tx, tower, &config)?;
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer.run(jobs_rx))
@@ -192,7 +204,7 @@ impl Ledger {
             .spawn(move || projector.run(heads, swaps_rx))
             .map_err(StoreError::Io)?;
         tracing::info!(head = head.position.0, ?recovery, "ledger opened");
-        Ok(Arc::new(Self {
+        let ledger = Arc::new(Self {
             store,
             jobs: Mutex::new(Some(jobs_tx)),
             writer: Mutex::new(Some(handle)),
@@ -201,11 +213,22 @@ impl Ledger {
             views,
             swaps,
             rebuild: Mutex::default(),
+            signing_key,
+            checkpointer: Mutex::new(None),
+            checkpointer_stop: Arc::default(),
             fault,
             shutdown: watch::Sender::new(false),
             append_queue_max: config.append_queue_max,
             recovery,
-        }))
+        });
+        let (weak, stop, audit_config) =
+            (Arc::downgrade(&ledger), ledger.checkpointer_stop.clone(), config.audit.clone());
+        let checkpointer = std::thread::Builder::new()
+            .name("ledger-checkpoints".into())
+            .spawn(move || evidence::run_checkpointer(weak, audit_config, stop))
+            .map_err(StoreError::Io)?;
+        *ledger.checkpointer.lock().expect("checkpointer lock") = Some(checkpointer);
+        Ok(ledger)
     }
 
     /// Appends atomically and durably; see [`writer`] for the checks.
@@ -252,12 +275,21 @@ impl Ledger {
     /// and answered after their fsync. Does not block.
     pub fn close(&self) {
         self.shutdown.send_replace(true);
+        self.checkpointer_stop.store(true, std::sync::atomic::Ordering::Release);
         self.jobs.lock().expect("jobs lock").take();
     }
 
     /// [`close`](Self::close), then waits for the writer to drain the queue and stop. Blocks.
     pub fn shutdown(&self) {
         self.close();
+        if let Some(checkpointer) = self.checkpointer.lock().expect("checkpointer lock").take() {
+            // The checkpointer may hold the last reference for a moment, and then stop the
+            // ledger from its own thread: it must not wait for itself.
+            if checkpointer.thread().id() != std::thread::current().id() {
+                checkpointer.thread().unpark();
+                let _ = checkpointer.join();
+            }
+        }
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let _ = handle.join();
             // The writer's head channel is closed: the projector folds what is left and stops.

@@ -64,6 +64,8 @@ pub(super) struct Writer {
     /// Each durable group's events and hashes, for the projector (which reads the log instead
     /// when it falls behind and this channel is full).
     committed: mpsc::Sender<super::projector::Committed>,
+    /// The Merkle tree's large subtrees: their roots go into the batch that completes them.
+    tower: crate::audit::tower::SubtreeTower,
 }
 
 impl Writer {
@@ -73,6 +75,7 @@ impl Writer {
         durable: watch::Sender<Head>,
         fault: Arc<watch::Sender<Option<String>>>,
         committed: mpsc::Sender<super::projector::Committed>,
+        tower: crate::audit::tower::SubtreeTower,
         config: &LedgerConfig,
     ) -> Result<Self, LedgerError> {
         let last_recorded_at = match head.position.0 {
@@ -88,6 +91,7 @@ impl Writer {
             cache: lru::LruCache::new(NonZeroUsize::new(config.stream_cache_max.max(1)).expect("at least 1")),
             group_events_max: config.group_events_max,
             committed,
+            tower,
         })
     }
 
@@ -145,8 +149,16 @@ impl Writer {
             };
             answers.push((reply, answer));
         }
+        let tower_before = self.tower.clone();
         let result = if batch.records() > 0 {
             batch.set_head(&head);
+            let mut completed = Vec::new();
+            for hash in &hashes {
+                self.tower.append(hash, &mut completed);
+            }
+            for (level, index, root) in completed {
+                batch.put_subtree(level, index, root);
+            }
             self.store.commit(batch)
         } else {
             Ok(())
@@ -180,6 +192,7 @@ impl Writer {
                 tracing::error!(%error, "durable write failed; refusing writes");
                 self.fault.send_replace(Some(format!("a durable write failed: {error}")));
                 self.cache.clear();
+                self.tower = tower_before;
                 for (reply, answer) in answers {
                     let _ = reply.send(match answer {
                         Ok(_) => Err(LedgerError::Store(error.duplicate())),

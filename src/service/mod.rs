@@ -1,5 +1,6 @@
 //! The gRPC services: thin handlers that convert, call the ledger, and convert back.
 
+mod audit_service;
 pub mod convert;
 mod ledger_service;
 mod page_token;
@@ -7,5 +8,6 @@ mod query_service;
 pub mod status;
 mod views_convert;
 
+pub use audit_service::AuditService;
 pub use ledger_service::LedgerService;
 pub use query_service::{ProjectionService, QueryService};

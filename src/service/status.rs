@@ -93,7 +93,7 @@ pub fn from_ledger(error: LedgerError) -> Status {
         LedgerError::Halted(_) => Status::unavailable(message),
         LedgerError::Store(StoreError::Corrupt { .. }) => Status::data_loss(message),
         LedgerError::Store(StoreError::NewerFormat { .. }) => Status::failed_precondition(message),
-        LedgerError::Store(StoreError::Sled(_) | StoreError::Io(_)) => {
+        LedgerError::Store(StoreError::Sled(_) | StoreError::Io(_)) | LedgerError::Key(_) => {
             tracing::error!(error = %message, "storage failure");
             Status::internal(message)
         }

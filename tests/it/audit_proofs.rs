@@ -18,17 +18,17 @@ type Hash = [u8; 32];
 // The verifier, from docs/AUDIT.md §3–5
 
 /// §3: `leaf_hash(h) = BLAKE3(0x00 ‖ h)`.
-fn leaf(record_hash: &Hash) -> Hash {
+pub(crate) fn leaf(record_hash: &Hash) -> Hash {
     *blake3::hash(&[&[0x00][..], record_hash].concat()).as_bytes()
 }
 
 /// §3: `node_hash(l, r) = BLAKE3(0x01 ‖ l ‖ r)`.
-fn node(left: &Hash, right: &Hash) -> Hash {
+pub(crate) fn node(left: &Hash, right: &Hash) -> Hash {
     *blake3::hash(&[&[0x01][..], left, right].concat()).as_bytes()
 }
 
 /// §3: MTH, as the definition reads.
-fn mth(records: &[Hash]) -> Hash {
+pub(crate) fn mth(records: &[Hash]) -> Hash {
     match records.len() {
         0 => *blake3::hash(b"").as_bytes(),
         1 => leaf(&records[0]),
@@ -43,7 +43,7 @@ fn mth(records: &[Hash]) -> Hash {
 }
 
 /// §4, step by step.
-fn inclusion_holds(index: u64, size: u64, record_hash: &Hash, proof: &[Hash], root: &Hash) -> bool {
+pub(crate) fn inclusion_holds(index: u64, size: u64, record_hash: &Hash, proof: &[Hash], root: &Hash) -> bool {
     if index >= size {
         return false;
     }
@@ -71,7 +71,13 @@ fn inclusion_holds(index: u64, size: u64, record_hash: &Hash, proof: &[Hash], ro
 }
 
 /// §5, step by step.
-fn consistency_holds(old_size: u64, new_size: u64, old_root: &Hash, new_root: &Hash, proof: &[Hash]) -> bool {
+pub(crate) fn consistency_holds(
+    old_size: u64,
+    new_size: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> bool {
     if old_size > new_size {
         return false;
     }
@@ -274,7 +280,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // Checkpoints, from docs/AUDIT.md §6
 
-fn unhex<const N: usize>(text: &str) -> [u8; N] {
+pub(crate) fn unhex<const N: usize>(text: &str) -> [u8; N] {
     assert_eq!(text.len(), 2 * N, "{text}");
     let mut bytes = [0; N];
     for (i, byte) in bytes.iter_mut().enumerate() {
@@ -284,7 +290,7 @@ fn unhex<const N: usize>(text: &str) -> [u8; N] {
 }
 
 /// The 110-byte message of §6, rebuilt from the fields of a checkpoint file.
-fn signing_message(file: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn signing_message(file: &serde_json::Value) -> Vec<u8> {
     let time = DateTime::parse_from_rfc3339(file["time"].as_str().unwrap()).unwrap();
     let mut message = b"pax-ledger checkpoint v1\n".to_vec();
     message.extend(file["position"].as_u64().unwrap().to_be_bytes());

@@ -2,6 +2,7 @@
 //! real `pax-ledger` binary).
 
 mod audit_proofs;
+mod audit_server;
 mod cli_views;
 mod concurrency;
 mod crash;

@@ -1,0 +1,430 @@
+//! Tamper evidence of a running ledger: the Merkle tree over the log's chain hashes (its large
+//! subtrees' roots are kept by the writer, see `store::audit_keys`), proofs, signed checkpoints
+//! (issued every N events or T seconds, and on request) and the live verification.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ed25519_dalek::SigningKey;
+
+use super::{Ledger, LedgerError, ViewsAt};
+use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
+use crate::audit::merkle::{self, NodeSource, node_hash};
+use crate::audit::tower::{SubtreeRoot, SubtreeTower, decomposition, perfect_root};
+use crate::audit::{ChainVerifier, Hash, keys};
+use crate::domain::{EventId, Position};
+use crate::store::{Head, SUBTREE_LEVEL_MIN, Store, StoreError};
+
+/// Chain hashes read per step when subtree roots are computed after the fact.
+const CATCH_UP_STEP: u64 = 1 << 16;
+/// Longest a checkpoint waits for the views to reach its position before it is signed without
+/// a view digest.
+const CHECKPOINT_VIEWS_WAIT: Duration = Duration::from_secs(10);
+
+/// When checkpoints are issued, and with which key.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// The Ed25519 signing key file; default `<data dir>/signing.key`, generated on first start.
+    pub signing_key: Option<PathBuf>,
+    /// Issue a checkpoint once the log has grown by this many events since the last one…
+    pub checkpoint_every_events: u64,
+    /// …or once this long has passed since the last one and the log has grown at all.
+    pub checkpoint_every: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { signing_key: None, checkpoint_every_events: 100_000, checkpoint_every: Duration::from_secs(300) }
+    }
+}
+
+/// The writer's tower after `head`: the stored roots of the large subtrees covering the log and
+/// the chain hashes of the incomplete block after them. Roots missing (a store imported from a
+/// bundle, or written before they were kept) are computed from the log first, once.
+pub(super) fn open_tower(store: &Store, head: Head) -> Result<SubtreeTower, StoreError> {
+    let size = head.position.0;
+    let full = size - size % (1 << SUBTREE_LEVEL_MIN);
+    let large: Vec<(u8, u64)> = decomposition(full);
+    let mut upper = Vec::with_capacity(large.len());
+    for (level, start) in &large {
+        match store.subtree(*level, start >> level)? {
+            Some(root) => upper.push((*level, root)),
+            None => {
+                catch_up_subtrees(store, full)?;
+                return open_tower(store, head);
+            }
+        }
+    }
+    let tail = store.chain_hashes(Position(full + 1), head.position)?;
+    Ok(SubtreeTower::restore(SUBTREE_LEVEL_MIN, size, upper, &tail))
+}
+
+/// Computes and stores every large subtree root of the first `full` leaves.
+fn catch_up_subtrees(store: &Store, full: u64) -> Result<(), StoreError> {
+    tracing::info!(leaves = full, "computing the Merkle tree's subtree roots from the log");
+    let started = Instant::now();
+    let mut tower = SubtreeTower::new(SUBTREE_LEVEL_MIN);
+    let mut completed: Vec<SubtreeRoot> = Vec::new();
+    let mut next = 1;
+    while next <= full {
+        let to = full.min(next + CATCH_UP_STEP - 1);
+        for hash in store.chain_hashes(Position(next), Position(to))? {
+            tower.append(&hash, &mut completed);
+        }
+        store.put_subtrees(&completed)?;
+        completed.clear();
+        next = to + 1;
+    }
+    tracing::info!(leaves = full, elapsed = ?started.elapsed(), "subtree roots computed");
+    Ok(())
+}
+
+/// Subtree hashes of the log's tree of `size` leaves, from the stored roots of large subtrees
+/// and, below them, from the chain hashes of one block (read once, then kept).
+struct StoreNodes<'s> {
+    store: &'s Store,
+    size: u64,
+    block: RefCell<Option<(u64, Vec<Hash>)>>,
+}
+
+impl<'s> StoreNodes<'s> {
+    fn new(store: &'s Store, size: u64) -> Self {
+        Self { store, size, block: RefCell::new(None) }
+    }
+}
+
+impl NodeSource for StoreNodes<'_> {
+    type Error = StoreError;
+
+    fn subtree_hash(&self, start: u64, end: u64) -> Result<Hash, StoreError> {
+        let width = end - start;
+        let level = width.trailing_zeros() as u8;
+        if level >= SUBTREE_LEVEL_MIN {
+            if let Some(root) = self.store.subtree(level, start >> level)? {
+                return Ok(root);
+            }
+            let middle = start + width / 2;
+            return Ok(node_hash(&self.subtree_hash(start, middle)?, &self.subtree_hash(middle, end)?));
+        }
+        let block_start = start - start % (1 << SUBTREE_LEVEL_MIN);
+        let mut block = self.block.borrow_mut();
+        if block.as_ref().is_none_or(|(cached, _)| *cached != block_start) {
+            let last = self.size.min(block_start + (1 << SUBTREE_LEVEL_MIN));
+            let hashes = self.store.chain_hashes(Position(block_start + 1), Position(last))?;
+            *block = Some((block_start, hashes.iter().map(merkle::leaf_hash).collect()));
+        }
+        let (_, leaves) = block.as_ref().expect("loaded above");
+        let from = (start - block_start) as usize;
+        let leaves = leaves
+            .get(from..from + width as usize)
+            .ok_or_else(|| StoreError::corrupt(format!("position {}", start + 1), "a Merkle leaf beyond the log"))?;
+        Ok(perfect_root(leaves.to_vec()))
+    }
+}
+
+/// What an inclusion proof answers.
+#[derive(Clone, Debug)]
+pub struct Inclusion {
+    pub position: Position,
+    pub tree_size: u64,
+    pub record_hash: Hash,
+    pub previous_hash: Hash,
+    pub record_body: Vec<u8>,
+    pub proof: Vec<Hash>,
+    pub root: Hash,
+    pub checkpoint: SignedCheckpoint,
+}
+
+/// What a consistency proof answers.
+#[derive(Clone, Debug)]
+pub struct Consistency {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub old_root: Hash,
+    pub new_root: Hash,
+    pub proof: Vec<Hash>,
+    pub checkpoint: SignedCheckpoint,
+}
+
+/// The outcome of a live verification.
+#[derive(Clone, Debug, Default)]
+pub struct LiveVerdict {
+    pub position: u64,
+    pub head_hash: Hash,
+    pub root: Hash,
+    /// `(first bad position or 0, reason)`.
+    pub failure: Option<(u64, String)>,
+    pub checkpoints_verified: u64,
+    pub seconds: f64,
+}
+
+fn proof_error(error: merkle::ProofRequestError<StoreError>) -> LedgerError {
+    match error {
+        merkle::ProofRequestError::Source(e) => LedgerError::Store(e),
+        other => LedgerError::OutOfRange(other.to_string()),
+    }
+}
+
+impl Ledger {
+    /// The public half of the signing key.
+    pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.signing_key.verifying_key()
+    }
+
+    /// The Merkle root of the first `size` records.
+    pub fn merkle_root(&self, size: u64) -> Result<Hash, LedgerError> {
+        self.check_size(size)?;
+        self.guard(merkle::tree_root(size, &StoreNodes::new(&self.store, size)))
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), LedgerError> {
+        let head = self.durable_head().position.0;
+        if size > head {
+            return Err(LedgerError::OutOfRange(format!("tree size {size} is past the log's last position {head}")));
+        }
+        Ok(())
+    }
+
+    /// The checkpoint stored at `position`, or a new one signed there (with the root of the
+    /// first `position` records and, when the views reach it in time, their digest).
+    pub fn checkpoint_at(&self, position: Position) -> Result<SignedCheckpoint, LedgerError> {
+        self.check_size(position.0)?;
+        if let Some(bytes) = self.guard(self.store.checkpoint(position))? {
+            return self.decode_checkpoint(position, &bytes);
+        }
+        let root = self.merkle_root(position.0)?;
+        let view_digest = self.view_digest_at(position)?;
+        let checkpoint = Checkpoint { position: position.0, root, view_digest, time: Utc::now() };
+        let signed = checkpoint.sign(&self.signing_key);
+        self.guard(self.store.put_checkpoint(position, signed.to_json().as_bytes()))?;
+        tracing::info!(position = position.0, "checkpoint signed");
+        Ok(signed)
+    }
+
+    /// The positions of the stored checkpoints, in order.
+    pub fn checkpoint_positions(&self) -> Result<Vec<Position>, LedgerError> {
+        self.store.checkpoints().map(|entry| self.guard(entry.map(|(position, _)| position))).collect()
+    }
+
+    /// The latest stored checkpoint, or one signed at the durable head if there is none.
+    pub fn latest_checkpoint(&self) -> Result<SignedCheckpoint, LedgerError> {
+        match self.guard(self.store.latest_checkpoint())? {
+            Some((position, bytes)) => self.decode_checkpoint(position, &bytes),
+            None => self.checkpoint_at(self.durable_head().position),
+        }
+    }
+
+    fn decode_checkpoint(&self, position: Position, bytes: &[u8]) -> Result<SignedCheckpoint, LedgerError> {
+        let place = || format!("checkpoint at {position}");
+        let text = std::str::from_utf8(bytes).map_err(|e| StoreError::corrupt(place(), e.to_string()));
+        let text = self.guard(text)?;
+        self.guard(SignedCheckpoint::from_json(text).map_err(|e| StoreError::corrupt(place(), e.to_string())))
+    }
+
+    /// The view digest at `position`, if the views get there within [`CHECKPOINT_VIEWS_WAIT`].
+    fn view_digest_at(&self, position: Position) -> Result<Option<Hash>, LedgerError> {
+        let mut views = self.views.clone();
+        let reached = futures::executor::block_on(async {
+            tokio::select! {
+                reached = views.wait_for(|v| v.position >= position) => reached.is_ok(),
+                () = futures_timer(CHECKPOINT_VIEWS_WAIT) => false,
+            }
+        });
+        if !reached {
+            tracing::warn!(
+                position = position.0,
+                "the views did not reach the checkpoint in time; signing without a view digest"
+            );
+            return Ok(None);
+        }
+        let generation = self.views.borrow().generation.clone();
+        let at: ViewsAt = self.views_at_position(position, generation);
+        Ok(Some(self.views_digest(&at)?.0))
+    }
+
+    /// The proof that the record at `position` (or with `event_id`) is in the tree of
+    /// `tree_size` records (default: the latest checkpoint's).
+    pub fn inclusion_proof(
+        &self,
+        target: Result<Position, EventId>,
+        tree_size: Option<u64>,
+    ) -> Result<Inclusion, LedgerError> {
+        let position = match target {
+            Ok(position) => position,
+            Err(id) => self.get_event(&id)?.position,
+        };
+        let checkpoint = match tree_size {
+            Some(size) => self.checkpoint_at(Position(size))?,
+            None => self.latest_checkpoint()?,
+        };
+        let size = checkpoint.checkpoint.position;
+        if position.0 == 0 || position.0 > size {
+            return Err(LedgerError::OutOfRange(format!("position {position} is not in the tree of {size} records")));
+        }
+        let nodes = StoreNodes::new(&self.store, size);
+        let proof = merkle::inclusion_proof(position.0 - 1, size, &nodes).map_err(proof_error)?;
+        let record = self.guard(self.store.read_record(position))?;
+        let record =
+            self.guard(record.ok_or_else(|| StoreError::corrupt(format!("position {position}"), "missing")))?;
+        self.check_chain(std::slice::from_ref(&record))?;
+        let previous_hash = self.guard(super::projector::hash_at(&self.store, Position(position.0 - 1)))?;
+        Ok(Inclusion {
+            position,
+            tree_size: size,
+            record_hash: record.hash,
+            previous_hash,
+            record_body: record.body,
+            proof,
+            root: checkpoint.checkpoint.root,
+            checkpoint,
+        })
+    }
+
+    /// The proof that the tree of `old_size` records is a prefix of the tree of `new_size`
+    /// (default: the latest checkpoint's).
+    pub fn consistency_proof(&self, old_size: u64, new_size: Option<u64>) -> Result<Consistency, LedgerError> {
+        let checkpoint = match new_size {
+            Some(size) => self.checkpoint_at(Position(size))?,
+            None => self.latest_checkpoint()?,
+        };
+        let new_size = checkpoint.checkpoint.position;
+        if old_size > new_size {
+            return Err(LedgerError::OutOfRange(format!(
+                "old size {old_size} is past the new size {new_size}: a later checkpoint is needed"
+            )));
+        }
+        let nodes = StoreNodes::new(&self.store, new_size);
+        let proof = merkle::consistency_proof(old_size, new_size, &nodes).map_err(proof_error)?;
+        let old_root = self.guard(merkle::tree_root(old_size, &StoreNodes::new(&self.store, old_size)))?;
+        Ok(Consistency { old_size, new_size, old_root, new_root: checkpoint.checkpoint.root, proof, checkpoint })
+    }
+
+    /// Re-checks the log up to the durable head: each record decodes and continues the chain,
+    /// the stored subtree roots equal the recomputed ones, and each stored checkpoint's root and
+    /// signature hold. Calls `progress(verified, total)` every `step` records.
+    pub fn verify_live(&self, step: u64, mut progress: impl FnMut(u64, u64)) -> Result<LiveVerdict, LedgerError> {
+        let started = Instant::now();
+        let head = self.durable_head().position.0;
+        let mut verdict = LiveVerdict::default();
+        let mut checkpoints: Vec<(Position, Vec<u8>)> = Vec::new();
+        for entry in self.store.checkpoints() {
+            checkpoints.push(self.guard(entry)?);
+        }
+        let mut checkpoints = checkpoints.into_iter().filter(|(p, _)| p.0 <= head).peekable();
+        let mut chain = ChainVerifier::default();
+        let mut tower = SubtreeTower::new(SUBTREE_LEVEL_MIN);
+        let mut frontier = merkle::MerkleFrontier::new();
+        let mut completed = Vec::new();
+        let fail = |verdict: &mut LiveVerdict, at: u64, reason: String| {
+            verdict.failure = Some((at, reason));
+        };
+        let public_key = self.public_key();
+        for record in self.store.scan_log(Position(1), true) {
+            let record = match record {
+                Ok(record) => record,
+                Err(StoreError::Corrupt { place, reason }) => {
+                    fail(&mut verdict, chain.head().0 + 1, format!("{place}: {reason}"));
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let position = record.event.position.0;
+            if position > head {
+                break;
+            }
+            if let Err(e) = chain.check(position, &record.hash, &record.body) {
+                fail(&mut verdict, position, e.to_string());
+                break;
+            }
+            frontier.append(&record.hash);
+            tower.append(&record.hash, &mut completed);
+            for (level, index, root) in completed.drain(..) {
+                if self.guard(self.store.subtree(level, index))? != Some(root) {
+                    fail(
+                        &mut verdict,
+                        position,
+                        format!("the stored Merkle subtree {level}/{index} differs from the log"),
+                    );
+                }
+            }
+            while let Some((at, bytes)) = checkpoints.next_if(|(p, _)| p.0 == position) {
+                match self.decode_checkpoint(at, &bytes) {
+                    Ok(signed) if signed.checkpoint.root != frontier.root() => fail(
+                        &mut verdict,
+                        position,
+                        format!("the checkpoint at {at} signed another Merkle root than the log's"),
+                    ),
+                    Ok(signed) => match signed.verify(&public_key) {
+                        Ok(()) => verdict.checkpoints_verified += 1,
+                        Err(e) => fail(&mut verdict, position, format!("the checkpoint at {at}: {e}")),
+                    },
+                    Err(e) => fail(&mut verdict, position, e.to_string()),
+                }
+            }
+            if verdict.failure.is_some() {
+                break;
+            }
+            if position % step == 0 {
+                progress(position, head);
+            }
+        }
+        let (position, hash) = chain.head();
+        verdict.position = position;
+        verdict.head_hash = hash;
+        verdict.root = frontier.root();
+        if verdict.failure.is_none() && position != head {
+            verdict.failure = Some((position + 1, format!("the log ends at {position}, its head says {head}")));
+        }
+        verdict.seconds = started.elapsed().as_secs_f64();
+        progress(position, head);
+        Ok(verdict)
+    }
+}
+
+/// Resolves after `duration`, without a runtime's timer (the checkpointer and blocking callers
+/// run outside tokio).
+async fn futures_timer(duration: Duration) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(duration);
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+}
+
+/// Loads the signing key (generated on first start).
+pub(super) fn signing_key(dir: &std::path::Path, config: &AuditConfig) -> Result<SigningKey, LedgerError> {
+    let path = config.signing_key.clone().unwrap_or_else(|| dir.join("signing.key"));
+    keys::load_or_generate(&path).map_err(|e| LedgerError::Key(format!("{}: {e}", path.display())))
+}
+
+/// Issues a checkpoint every `checkpoint_every_events` events or `checkpoint_every` (if the
+/// log grew), until the ledger stops.
+pub(super) fn run_checkpointer(
+    ledger: std::sync::Weak<Ledger>,
+    config: AuditConfig,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut last_at = Instant::now();
+    let mut last_position = match ledger.upgrade().map(|l| l.store.latest_checkpoint()) {
+        Some(Ok(Some((position, _)))) => position.0,
+        _ => 0,
+    };
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::park_timeout(Duration::from_millis(500));
+        let Some(ledger) = ledger.upgrade() else { return };
+        let head = ledger.durable_head().position.0;
+        let due = head > last_position
+            && (head - last_position >= config.checkpoint_every_events || last_at.elapsed() >= config.checkpoint_every);
+        if due && ledger.watch_fault().borrow().is_none() {
+            match ledger.checkpoint_at(Position(head)) {
+                Ok(_) => last_position = head,
+                Err(error) => tracing::warn!(%error, "could not issue a checkpoint"),
+            }
+            last_at = Instant::now();
+        }
+    }
+}

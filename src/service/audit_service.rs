@@ -1,0 +1,168 @@
+//! `pax.ledger.v1.AuditService`: signed checkpoints, inclusion and consistency proofs, and the
+//! live verification. Convert → call the ledger (off the async threads) → convert.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{convert, status};
+use crate::audit::checkpoint::SignedCheckpoint;
+use crate::audit::hex;
+use crate::domain::{EventId, FieldError, Position};
+use crate::ledger::Ledger;
+use crate::proto::v1 as pb;
+
+/// Records between two progress messages of `VerifyLedger`.
+pub const VERIFY_PROGRESS_STEP: u64 = 100_000;
+
+pub struct AuditService {
+    ledger: Arc<Ledger>,
+}
+
+impl AuditService {
+    pub fn new(ledger: Arc<Ledger>) -> Self {
+        Self { ledger }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Ledger) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || work(&ledger)).await.map_err(|e| Status::internal(e.to_string()))?
+    }
+}
+
+pub fn checkpoint_pb(signed: &SignedCheckpoint) -> pb::SignedCheckpoint {
+    let checkpoint = &signed.checkpoint;
+    pb::SignedCheckpoint {
+        position: checkpoint.position,
+        root: checkpoint.root.to_vec(),
+        view_digest: checkpoint.view_digest.map(|d| d.to_vec()).unwrap_or_default(),
+        time: Some(convert::to_timestamp(&checkpoint.time)),
+        public_key: signed.public_key.to_bytes().to_vec(),
+        key_id: signed.key_id(),
+        signature: signed.signature.to_bytes().to_vec(),
+        json: signed.to_json(),
+    }
+}
+
+type VerifyStream = Pin<Box<dyn Stream<Item = Result<pb::VerifyLedgerResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::audit_service_server::AuditService for AuditService {
+    #[tracing::instrument(skip_all)]
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let request = request.into_inner();
+        if request.fresh && request.position.is_some() {
+            return Err(status::invalid_argument(FieldError::new("fresh", "give position or fresh, not both")));
+        }
+        self.blocking(move |ledger| {
+            let signed = match (request.position, request.fresh) {
+                (Some(position), _) => ledger.checkpoint_at(Position(position)),
+                (None, true) => ledger.checkpoint_at(ledger.durable_head().position),
+                (None, false) => ledger.latest_checkpoint(),
+            }
+            .map_err(status::from_ledger)?;
+            Ok(Response::new(checkpoint_pb(&signed)))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let request = request.into_inner();
+        let target = match request.target {
+            Some(pb::get_inclusion_proof_request::Target::EventId(id)) => {
+                Err(EventId::parse("event_id", &id).map_err(status::invalid_argument)?)
+            }
+            Some(pb::get_inclusion_proof_request::Target::Position(0)) | None => {
+                return Err(status::invalid_argument(FieldError::new(
+                    "target",
+                    "name the record: an event_id or a position (from 1)",
+                )));
+            }
+            Some(pb::get_inclusion_proof_request::Target::Position(position)) => Ok(Position(position)),
+        };
+        let tree_size = (request.tree_size > 0).then_some(request.tree_size);
+        self.blocking(move |ledger| {
+            let proof = ledger.inclusion_proof(target, tree_size).map_err(status::from_ledger)?;
+            Ok(Response::new(pb::InclusionProof {
+                position: proof.position.0,
+                leaf_index: proof.position.0 - 1,
+                tree_size: proof.tree_size,
+                record_hash: proof.record_hash.to_vec(),
+                previous_hash: proof.previous_hash.to_vec(),
+                record_body: proof.record_body,
+                proof: proof.proof.iter().map(|h| h.to_vec()).collect(),
+                root: proof.root.to_vec(),
+                checkpoint: Some(checkpoint_pb(&proof.checkpoint)),
+            }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let request = request.into_inner();
+        let new_size = (request.new_size > 0).then_some(request.new_size);
+        self.blocking(move |ledger| {
+            let proof = ledger.consistency_proof(request.old_size, new_size).map_err(status::from_ledger)?;
+            Ok(Response::new(pb::ConsistencyProof {
+                old_size: proof.old_size,
+                new_size: proof.new_size,
+                old_root: proof.old_root.to_vec(),
+                new_root: proof.new_root.to_vec(),
+                proof: proof.proof.iter().map(|h| h.to_vec()).collect(),
+                checkpoint: Some(checkpoint_pb(&proof.checkpoint)),
+            }))
+        })
+        .await
+    }
+
+    type VerifyLedgerStream = VerifyStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn verify_ledger(
+        &self,
+        _request: Request<pb::VerifyLedgerRequest>,
+    ) -> Result<Response<Self::VerifyLedgerStream>, Status> {
+        use pb::verify_ledger_response::Update;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || {
+            let progress = |verified, total| {
+                let update = Update::Progress(pb::VerifyProgress { verified, total });
+                let _ = tx.try_send(Ok(pb::VerifyLedgerResponse { update: Some(update) }));
+            };
+            let last = ledger.verify_live(VERIFY_PROGRESS_STEP, progress).map_err(status::from_ledger).map(|v| {
+                let (first_bad_position, reason) = v.failure.clone().unwrap_or_default();
+                let verdict = pb::VerifyVerdict {
+                    ok: v.failure.is_none(),
+                    position: v.position,
+                    head_hash: hex::encode(&v.head_hash),
+                    root: hex::encode(&v.root),
+                    first_bad_position,
+                    reason,
+                    checkpoints_verified: v.checkpoints_verified,
+                    seconds: v.seconds,
+                };
+                pb::VerifyLedgerResponse { update: Some(Update::Verdict(verdict)) }
+            });
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(ReceiverStream::new(rx).boxed()))
+    }
+}
