@@ -11,6 +11,7 @@ use std::fs::File;
 use std::hint::black_box;
 
 use chrono::{NaiveDate, Utc};
+use pax_ledger::audit::tower::SubtreeTower;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use pax_ledger::audit;
 use pax_ledger::domain::{
@@ -74,25 +75,38 @@ fn sled_raw(c: &mut Criterion) {
 fn store_commit(c: &mut Criterion) {
     let mut group = c.benchmark_group("store_commit");
     group.sample_size(20);
+    // With the tamper evidence the writer adds (chain hash, Merkle tower, subtree roots) and
+    // without it (a constant hash), side by side: its cost on the commit path.
     for batch in [1u64, 100, 1000] {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let mut head = Head::EMPTY;
-        group.throughput(Throughput::Elements(batch));
-        group.bench_function(format!("batch_{batch}"), |b| {
-            b.iter(|| {
-                let mut write = CommitBatch::default();
-                for _ in 0..batch {
-                    let event = sample_event(head.position.0 + 1);
-                    let body = store::record::encode_event(&event);
-                    let hash = audit::chain_hash(&head.hash, &body);
-                    write.put_record(&event, body, &hash);
-                    head = Head { position: event.position, hash };
-                }
-                write.set_head(&head);
-                store.commit(write).unwrap();
-            })
-        });
+        for evidence in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, _) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+            let mut head = Head::EMPTY;
+            let mut tower = SubtreeTower::new(store::SUBTREE_LEVEL_MIN);
+            let mut completed = Vec::new();
+            group.throughput(Throughput::Elements(batch));
+            let name = if evidence { format!("batch_{batch}") } else { format!("batch_{batch}_without_hash_and_merkle") };
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    let mut write = CommitBatch::default();
+                    for _ in 0..batch {
+                        let event = sample_event(head.position.0 + 1);
+                        let body = store::record::encode_event(&event);
+                        let hash = if evidence { audit::chain_hash(&head.hash, &body) } else { [7; 32] };
+                        if evidence {
+                            tower.append(&hash, &mut completed);
+                        }
+                        write.put_record(&event, body, &hash);
+                        head = Head { position: event.position, hash };
+                    }
+                    for (level, index, root) in completed.drain(..) {
+                        write.put_subtree(level, index, root);
+                    }
+                    write.set_head(&head);
+                    store.commit(write).unwrap();
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -104,6 +118,14 @@ fn per_event(c: &mut Criterion) {
     group.bench_function("encode", |b| b.iter(|| store::record::encode_event(black_box(&event))));
     group.bench_function("decode", |b| b.iter(|| store::record::decode_event(black_box(&body)).unwrap()));
     group.bench_function("chain_hash", |b| b.iter(|| audit::chain_hash(black_box(&[1; 32]), black_box(&body))));
+    let mut tower = SubtreeTower::new(store::SUBTREE_LEVEL_MIN);
+    let mut completed = Vec::new();
+    group.bench_function("merkle_append", |b| {
+        b.iter(|| {
+            tower.append(black_box(&[3; 32]), &mut completed);
+            completed.clear();
+        })
+    });
     let state = domain::evolve(EntityState::Empty, &event.event.data);
     let nobody = |_: &MemberCode| None;
     group.bench_function("decide", |b| {
