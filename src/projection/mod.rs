@@ -118,6 +118,24 @@ pub fn versions(events: &[RecordedEvent]) -> Vec<Version> {
     out
 }
 
+/// The history of an entity with one event (revision 0), which its record alone holds: no
+/// need to read its stream. `None` when it has more.
+pub fn sole_version(record: &ViewRecord) -> Option<Version> {
+    if record.revision.0 != 0 {
+        return None;
+    }
+    // Each kind of entity has one event that starts its stream.
+    let event_type = match record.state {
+        EntityState::Empty => return None,
+        EntityState::Member(_) => "member_joined",
+        EntityState::Project(_) => "project_identified",
+        EntityState::ExportRule(_) => "export_rule_changed",
+        EntityState::Commitment(_) => "commitment_made",
+        EntityState::Summit(_) => "summit_convened",
+    };
+    Some(Version { event_type, record: record.clone() })
+}
+
 /// The terms of an export rule in force on `date`, as the given timeline (the versions of its
 /// stream) knows them: the change with the latest `effective_from` on or before `date`; of two
 /// changes effective the same day, the one recorded later. `None` if no change is in force yet.

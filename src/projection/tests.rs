@@ -90,6 +90,9 @@ fn a_member_view_has_its_role_history_and_its_times() {
     assert!(member.withdrawn);
     assert_eq!((record.first_position, record.last_position, record.revision), (Position(1), Position(3), Revision(2)));
     assert_eq!(record.effective_at, time("2025-12-11T00:00:00Z"), "joined when it took effect");
+    assert_eq!(sole_version(record), None, "three events: the stream holds the history");
+    let joined_only = fold(&events[..1]).0.remove(0);
+    assert_eq!(sole_version(&joined_only), versions(&events[..1]).pop(), "one event: the record is the history");
     assert_eq!(record.created_at, time("2025-12-01T00:00:00Z"), "recorded when the ledger got it");
     assert_eq!(record.last_effective_at, time("2025-12-03T00:00:00Z"), "no effective time: the recorded one");
     assert_eq!(summary.members_withdrawn, 1);

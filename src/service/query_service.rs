@@ -212,8 +212,13 @@ impl QueryService {
 }
 
 /// The versions of a stream up to the position `at` reads at.
-fn history(ledger: &Ledger, at: &ViewsAt, stream: &StreamName) -> Result<Vec<projection::Version>> {
-    let events = ledger.stream_events(stream, at.position).map_err(status::from_ledger)?;
+/// The versions of `record`'s stream up to the position `at` reads at: the record alone when it
+/// has one event (most entities), else its stream's events folded again.
+fn history(ledger: &Ledger, at: &ViewsAt, record: &ViewRecord) -> Result<Vec<projection::Version>> {
+    if let Some(version) = projection::sole_version(record) {
+        return Ok(vec![version]);
+    }
+    let events = ledger.stream_events(&record.stream, at.position).map_err(status::from_ledger)?;
     Ok(projection::versions(&events))
 }
 
@@ -256,7 +261,7 @@ impl pb::query_service_server::QueryService for QueryService {
             let stream = StreamName::member(&code);
             let record = ledger.view(&at, &stream).map_err(status::from_ledger)?;
             let record = record.ok_or_else(|| not_found(format!("member {code} not found"), &at))?;
-            let versions = history(ledger, &at, &stream)?;
+            let versions = history(ledger, &at, &record)?;
             Ok(Response::new(pb::GetMemberResponse {
                 member: views_convert::member(&record, &versions),
                 position: at.position.0,
@@ -312,7 +317,7 @@ impl pb::query_service_server::QueryService for QueryService {
             let stream = StreamName::project(&id);
             let record = ledger.view(&at, &stream).map_err(status::from_ledger)?;
             let record = record.ok_or_else(|| not_found(format!("project {id} not found"), &at))?;
-            let versions = history(ledger, &at, &stream)?;
+            let versions = history(ledger, &at, &record)?;
             Ok(Response::new(pb::GetProjectResponse {
                 project: views_convert::project(&record, &versions),
                 position: at.position.0,
@@ -372,7 +377,7 @@ impl pb::query_service_server::QueryService for QueryService {
             let stream = StreamName::export_rule(&id);
             let record = ledger.view(&at, &stream).map_err(status::from_ledger)?;
             let record = record.ok_or_else(|| not_found(format!("export rule {id} not found"), &at))?;
-            let timeline = history(ledger, &at, &stream)?;
+            let timeline = history(ledger, &at, &record)?;
             let terms =
                 match effective_on {
                     None => timeline.last(),
