@@ -11,9 +11,9 @@ use std::fs::File;
 use std::hint::black_box;
 
 use chrono::{NaiveDate, Utc};
-use pax_ledger::audit::tower::SubtreeTower;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use pax_ledger::audit;
+use pax_ledger::audit::tower::SubtreeTower;
 use pax_ledger::domain::{
     self, EntityState, EventData, EventId, Jurisdiction, MemberCode, Metadata, Position, ProposedEvent, RecordedEvent,
     Revision, RuleId, Treatment,
@@ -85,7 +85,8 @@ fn store_commit(c: &mut Criterion) {
             let mut tower = SubtreeTower::new(store::SUBTREE_LEVEL_MIN);
             let mut completed = Vec::new();
             group.throughput(Throughput::Elements(batch));
-            let name = if evidence { format!("batch_{batch}") } else { format!("batch_{batch}_without_hash_and_merkle") };
+            let name =
+                if evidence { format!("batch_{batch}") } else { format!("batch_{batch}_without_hash_and_merkle") };
             group.bench_function(name, |b| {
                 b.iter(|| {
                     let mut write = CommitBatch::default();

@@ -1,6 +1,8 @@
 //! The command line (DESIGN.md §6 is its contract: extend it, never rename). `serve` runs the
 //! server; the client subcommands talk to one over gRPC and print tables or JSON Lines.
 
+mod audit;
+mod bundle;
 mod client;
 mod demo;
 mod event_line;
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{FlagOverrides, ServeConfig};
 use crate::ledger::Ledger;
@@ -40,9 +42,24 @@ pub enum Command {
     Tail(HistoryArgs),
     /// Drive a server with N concurrent appending clients and report throughput and latency.
     Loadgen(loadgen::LoadgenArgs),
-    /// Verify a stopped server's data directory: every record decodes, positions are dense and
-    /// the hash chain holds up to the head. Exits non-zero on a failed verification.
+    /// Verify a stopped server's directory (--data), a bundle (--bundle), or a running server
+    /// against a saved checkpoint (--against).
+    ///
+    /// --data: every record decodes, positions are dense and the hash chain holds up to the
+    /// head; with --checkpoint FILE, the log also still extends that saved checkpoint. --bundle:
+    /// the same over a bundle, and each checkpoint's Merkle root and signature. --against: the
+    /// running server proves, under the saved checkpoint's key, that its log extends it. Exits
+    /// non-zero on a failed verification.
     Verify(VerifyArgs),
+    /// Have the server sign a checkpoint at its head now; print it, and save it with --save.
+    Checkpoint(audit::CheckpointArgs),
+    /// Write a stopped server's log and checkpoints to a self-contained bundle (JSON Lines).
+    Export(audit::ExportArgs),
+    /// Create a data directory from a bundle, after verifying it.
+    Import(audit::ImportArgs),
+    /// The checkpoint signing key.
+    #[command(subcommand)]
+    Key(audit::KeyCommand),
     /// List the participants (members and guests), or show one with its role history.
     Members(query::MembersArgs),
     /// List the projects, or show one with its status timeline.
@@ -121,13 +138,29 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["data", "bundle", "against"])))]
+#[command(group(ArgGroup::new("signed").args(["checkpoint", "bundle", "against"])))]
 pub struct VerifyArgs {
     /// The data directory of a stopped server.
     #[arg(long)]
-    pub data: PathBuf,
-    /// table for people, json for one JSON line.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
+    pub data: Option<PathBuf>,
+    /// A bundle written by `export`.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+    /// A checkpoint file saved by `checkpoint --save`: prove that the running server at --addr
+    /// still extends it.
+    #[arg(long, value_name = "FILE")]
+    pub against: Option<PathBuf>,
+    /// With --data: a checkpoint file that the log must still extend.
+    #[arg(long, value_name = "FILE", requires = "data")]
+    pub checkpoint: Option<PathBuf>,
+    /// The ledger's public key (64 hex digits, or a file holding them): every checkpoint must be
+    /// signed by it. Without it, a checkpoint is checked against the key it carries.
+    #[arg(long, value_name = "KEY", requires = "signed")]
+    pub public_key: Option<String>,
+    /// --addr and --token are used with --against only.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// Runs a parsed command line; the exit code is non-zero when anything was rejected.
@@ -138,7 +171,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => client::history(args, false).await,
         Command::Tail(args) => client::history(args, true).await,
         Command::Loadgen(args) => loadgen::run(args).await,
-        Command::Verify(args) => verify(args).await,
+        Command::Verify(args) => audit::verify(args).await,
+        Command::Checkpoint(args) => audit::checkpoint(args).await,
+        Command::Export(args) => audit::export(args).await,
+        Command::Import(args) => audit::import(args).await,
+        Command::Key(audit::KeyCommand::Public(args)) => audit::key_public(args),
         Command::Members(args) => query::members(args).await,
         Command::Projects(args) => query::projects(args).await,
         Command::ExportRules(args) => query::export_rules(args).await,
@@ -170,40 +207,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     crate::server::run(listener, ledger, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let data = args.data.clone();
-    let verdict = tokio::task::spawn_blocking(move || {
-        crate::ledger::verify_store(&data, &crate::store::StoreConfig::default(), None)
-    })
-    .await?
-    .with_context(|| format!("verifying {}", args.data.display()))?;
-    let hash: String = verdict.head.1.iter().map(|b| format!("{b:02x}")).collect();
-    let rate = verdict.verified as f64 / verdict.seconds.max(1e-9);
-    match (&verdict.failure, args.output) {
-        (None, Output::Json) => println!(
-            "{}",
-            serde_json::json!({
-                "verdict": "ok", "position": verdict.head.0, "head_hash": hash,
-                "seconds": verdict.seconds, "events_per_sec": rate.round(),
-            })
-        ),
-        (None, Output::Table) => {
-            println!(
-                "ok: {} events verified up to position {} (head hash {hash}) in {:.2} s",
-                verdict.verified, verdict.head.0, verdict.seconds
-            )
-        }
-        (Some((place, reason)), Output::Json) => println!(
-            "{}",
-            serde_json::json!({"verdict": "failed", "at": place, "reason": reason, "verified_up_to": verdict.head.0})
-        ),
-        (Some((place, reason)), Output::Table) => {
-            println!("FAILED at {place}: {reason} ({} events verified before it)", verdict.verified)
-        }
-    }
-    Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -158,6 +158,8 @@ pub struct LiveVerdict {
     /// `(first bad position or 0, reason)`.
     pub failure: Option<(u64, String)>,
     pub checkpoints_verified: u64,
+    /// Of those, checkpoints signed by another key than the server's (e.g. imported).
+    pub checkpoints_by_other_keys: u64,
     pub seconds: f64,
 }
 
@@ -192,10 +194,10 @@ impl Ledger {
     /// first `position` records and, when the views reach it in time, their digest).
     pub fn checkpoint_at(&self, position: Position) -> Result<SignedCheckpoint, LedgerError> {
         self.check_size(position.0)?;
-        if let Some(bytes) = self.guard(self.store.checkpoint(position))? {
-            return self.decode_checkpoint(position, &bytes);
-        }
         let root = self.merkle_root(position.0)?;
+        if let Some(bytes) = self.guard(self.store.checkpoint(position))? {
+            return self.stored_checkpoint(position, &bytes, &root);
+        }
         let view_digest = self.view_digest_at(position)?;
         let checkpoint = Checkpoint { position: position.0, root, view_digest, time: Utc::now() };
         let signed = checkpoint.sign(&self.signing_key);
@@ -212,9 +214,34 @@ impl Ledger {
     /// The latest stored checkpoint, or one signed at the durable head if there is none.
     pub fn latest_checkpoint(&self) -> Result<SignedCheckpoint, LedgerError> {
         match self.guard(self.store.latest_checkpoint())? {
-            Some((position, bytes)) => self.decode_checkpoint(position, &bytes),
+            Some((position, bytes)) => {
+                let root = self.merkle_root(position.0)?;
+                self.stored_checkpoint(position, &bytes, &root)
+            }
             None => self.checkpoint_at(self.durable_head().position),
         }
+    }
+
+    /// A stored checkpoint, served only if it still holds for the log: its root must be the
+    /// root of the first `position` records as they are now (else the log, or the checkpoint,
+    /// was rewritten on disk: DATA_LOSS, and writes halt) and its signature must verify with
+    /// the key it names (a checkpoint may predate a change of key, e.g. an imported bundle's).
+    fn stored_checkpoint(
+        &self,
+        position: Position,
+        bytes: &[u8],
+        root: &Hash,
+    ) -> Result<SignedCheckpoint, LedgerError> {
+        let signed = self.decode_checkpoint(position, bytes)?;
+        let place = || format!("checkpoint at {position}");
+        if signed.checkpoint.root != *root || signed.checkpoint.position != position.0 {
+            return self.guard(Err(StoreError::corrupt(
+                place(),
+                "its Merkle root is not the log's: the log or the checkpoint was rewritten",
+            )));
+        }
+        self.guard(signed.verify(&signed.public_key).map_err(|e| StoreError::corrupt(place(), e.to_string())))?;
+        Ok(signed)
     }
 
     fn decode_checkpoint(&self, position: Position, bytes: &[u8]) -> Result<SignedCheckpoint, LedgerError> {
@@ -318,8 +345,9 @@ impl Ledger {
         let mut tower = SubtreeTower::new(SUBTREE_LEVEL_MIN);
         let mut frontier = merkle::MerkleFrontier::new();
         let mut completed = Vec::new();
+        // The first failure is the one reported.
         let fail = |verdict: &mut LiveVerdict, at: u64, reason: String| {
-            verdict.failure = Some((at, reason));
+            verdict.failure.get_or_insert((at, reason));
         };
         let public_key = self.public_key();
         for record in self.store.scan_log(Position(1), true) {
@@ -357,8 +385,13 @@ impl Ledger {
                         position,
                         format!("the checkpoint at {at} signed another Merkle root than the log's"),
                     ),
-                    Ok(signed) => match signed.verify(&public_key) {
-                        Ok(()) => verdict.checkpoints_verified += 1,
+                    // Each checkpoint against the key it names: an imported ledger's were signed by
+                    // the key of the server that issued them.
+                    Ok(signed) => match signed.verify(&signed.public_key) {
+                        Ok(()) => {
+                            verdict.checkpoints_verified += 1;
+                            verdict.checkpoints_by_other_keys += u64::from(signed.public_key != public_key);
+                        }
                         Err(e) => fail(&mut verdict, position, format!("the checkpoint at {at}: {e}")),
                     },
                     Err(e) => fail(&mut verdict, position, e.to_string()),

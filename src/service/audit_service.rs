@@ -158,6 +158,7 @@ impl pb::audit_service_server::AuditService for AuditService {
                     reason,
                     checkpoints_verified: v.checkpoints_verified,
                     seconds: v.seconds,
+                    checkpoints_by_other_keys: v.checkpoints_by_other_keys,
                 };
                 pb::VerifyLedgerResponse { update: Some(Update::Verdict(verdict)) }
             });

@@ -249,6 +249,10 @@ async fn checkpoints_are_issued_every_n_events_and_the_live_verification_checks_
     assert!(!verdict.ok);
     assert_eq!(verdict.first_bad_position, head);
     assert!(verdict.reason.contains("checkpoint"), "{}", verdict.reason);
+    // Nor is it served as good.
+    let request = pb::GetCheckpointRequest { position: Some(head), fresh: false };
+    let status = audit(&server).await.get_checkpoint(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
     drop(dir2);
 }
 

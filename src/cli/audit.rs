@@ -1,0 +1,913 @@
+//! The auditor's commands (DESIGN.md §6, docs/AUDIT.md §10): `key public`, `export` and `import`
+//! of a bundle, `checkpoint [--save FILE]`, and the modes of `verify` — a stopped ledger's
+//! directory (`--data`, optionally against a saved checkpoint), a bundle (`--bundle`), or a
+//! running ledger against a saved checkpoint (`--against`).
+//!
+//! Each prints a table for people or one JSON line per object with `--output json`. A check
+//! that fails prints its verdict (`FAILED at PLACE: reason`, or `"verdict": "failed"`) and exits
+//! with status 1; a command that cannot run at all prints `error: …` on stderr, also status 1.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use ed25519_dalek::VerifyingKey;
+use serde_json::json;
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use super::bundle::{self, BundleWriter, Failure, Header, Verified};
+use super::client::{BearerToken, code_name, connect_channel};
+use super::{ClientArgs, Output, VerifyArgs};
+use crate::audit::checkpoint::SignedCheckpoint;
+use crate::audit::keys::{self, KeyError};
+use crate::audit::merkle::{self, MerkleFrontier};
+use crate::audit::{Hash, hex};
+use crate::domain::Position;
+use crate::proto::v1 as pb;
+use crate::proto::v1::audit_service_client::AuditServiceClient;
+use crate::store::{CommitBatch, Head, Store, StoreConfig};
+
+/// Records per commit when importing: the ledger's own largest group of the usual kind, so
+/// that the chunks of an imported store look like the ones the ledger writes.
+pub const IMPORT_BATCH_RECORDS_MAX: usize = 1000;
+/// Chain hashes read from the store per step when a Merkle root is recomputed offline: memory
+/// stays at 2 MiB whatever the log's size.
+const ROOT_STEP_RECORDS: u64 = 1 << 16;
+/// Buffer of bundle reads and writes.
+const BUNDLE_BUFFER_BYTES: usize = 1 << 20;
+/// The signing key file in a data directory, unless the server's configuration names another.
+const SIGNING_KEY_FILE: &str = "signing.key";
+
+// ------------------------------------------------------------------------------------------
+// Arguments
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the public key (hex) and key id of the ledger's checkpoint signing key: what
+    /// auditors are given to pin with --public-key.
+    Public(KeyPublicArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyPublicArgs {
+    /// The server's data directory; the key is its signing.key [default: ./data]
+    #[arg(long, conflicts_with = "key")]
+    pub data: Option<PathBuf>,
+    /// The signing key file, when the server's configuration names another one.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// table for people, json for one JSON line.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The data directory of a stopped server.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The bundle file to write (JSON Lines, see docs/AUDIT.md §10).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// table for people, json for one JSON line.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The bundle to import (as `export` writes it); it is verified first.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// The data directory to create: absent or empty.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Require every checkpoint of the bundle to be signed by this key (64 hex digits, or a
+    /// file holding them).
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<String>,
+    /// table for people, json for one JSON line.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Write the signed checkpoint to FILE (its JSON file form), to check later with
+    /// `verify --against FILE` or `verify --data DIR --checkpoint FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Replace FILE if it exists (a saved checkpoint is evidence: keep the old ones).
+    #[arg(long, requires = "save")]
+    pub force: bool,
+    /// Refuse the checkpoint unless this key signed it (64 hex digits, or a file holding them).
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<String>,
+}
+
+/// `--public-key`: 64 hexadecimal digits, or the path of a file holding them.
+fn pinned_key(arg: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
+    let Some(arg) = arg else { return Ok(None) };
+    let trimmed = arg.trim();
+    let key = if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        keys::parse_public_key(trimmed).context("--public-key")?
+    } else {
+        keys::read_public_key(Path::new(arg))
+            .with_context(|| format!("--public-key {arg}: neither 64 hexadecimal digits nor a public key file"))?
+    };
+    Ok(Some(key))
+}
+
+fn read_checkpoint_file(path: &Path) -> anyhow::Result<SignedCheckpoint> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading the checkpoint file {}", path.display()))?;
+    SignedCheckpoint::from_json(&text).with_context(|| path.display().to_string())
+}
+
+// ------------------------------------------------------------------------------------------
+// Printing
+
+/// Writes one line to stdout and flushes it; a reader that went away is not an error.
+fn print_line(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.context("writing to stdout"),
+    }
+}
+
+/// `key  value` lines with the values aligned.
+fn print_block(pairs: &[(&str, String)]) -> anyhow::Result<()> {
+    let width = pairs.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+    pairs.iter().try_for_each(|(key, value)| print_line(format!("{key:<width$}  {value}").trim_end()))
+}
+
+/// How a failure reads in a table: where it was found, or (for the comparison with a saved
+/// checkpoint, whose reason is a whole sentence) the reason alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Headline {
+    AtPlace,
+    Reason,
+}
+
+/// Prints a failed check and returns the exit status for it.
+fn print_failure(
+    output: Output,
+    failure: &Failure,
+    headline: Headline,
+    extra: serde_json::Value,
+) -> anyhow::Result<ExitCode> {
+    match output {
+        Output::Json => {
+            let mut line = json!({"verdict": "failed", "at": failure.at, "reason": failure.reason});
+            if let (Some(line), Some(verified)) = (line.as_object_mut(), failure.verified_up_to) {
+                line.insert("verified_up_to".into(), verified.into());
+            }
+            if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
+                line.extend(extra);
+            }
+            print_line(&line.to_string())?;
+        }
+        Output::Table if headline == Headline::Reason => print_line(&format!("FAILED: {}", failure.reason))?,
+        Output::Table => print_line(&format!("FAILED at {}: {}", failure.at, failure.reason))?,
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// Whose key a checkpoint was checked against when none was pinned.
+#[derive(Clone, Copy)]
+enum Unpinned {
+    /// Each checkpoint's own.
+    Carried,
+    /// The saved checkpoint's, for the ledger's newer one.
+    Saved,
+}
+
+fn signer_text(key_ids: &[String], pinned: bool, unpinned: Unpinned) -> String {
+    let keys = match key_ids {
+        [] => return String::new(),
+        [one] => format!("signed by key {one}"),
+        many => format!("signed by keys {}", many.join(", ")),
+    };
+    let against = match unpinned {
+        Unpinned::Carried => "the key in the checkpoint itself",
+        Unpinned::Saved => "the key of the saved checkpoint",
+    };
+    match pinned {
+        true => format!("{keys} (pinned)"),
+        false => format!("{keys} (not pinned: checked against {against}; pass --public-key KEY to pin the ledger's)"),
+    }
+}
+
+/// `1 record`, `2 records`.
+fn count(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+// ------------------------------------------------------------------------------------------
+// Files
+
+/// Removes a file or directory on drop unless disarmed: what a failed command leaves behind.
+struct Staged {
+    path: PathBuf,
+    is_dir: bool,
+    armed: bool,
+}
+
+impl Staged {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = if self.is_dir { fs::remove_dir_all(&self.path) } else { fs::remove_file(&self.path) };
+        }
+    }
+}
+
+/// The directory a path lives in (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// A hidden sibling of `path` for writing before publishing: same directory, so same file
+/// system, so the final rename is atomic.
+fn sibling(path: &Path, suffix: &str) -> anyhow::Result<PathBuf> {
+    let name = path.file_name().with_context(|| format!("{} does not name a file", path.display()))?;
+    Ok(parent_dir(path).join(format!(".{}.{suffix}", name.to_string_lossy())))
+}
+
+/// Creates `path`'s sibling to write to, refusing early when `path` exists and `force` is off.
+fn create_staged_file(path: &Path, force: bool) -> anyhow::Result<(File, Staged)> {
+    if !force && fs::symlink_metadata(path).is_ok() {
+        bail!("{} already exists: pass --force to replace it", path.display());
+    }
+    let staging = sibling(path, "partial")?;
+    match fs::remove_file(&staging) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", staging.display()));
+        }
+        _ => {}
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&staging)
+        .with_context(|| format!("creating {}", staging.display()))?;
+    Ok((file, Staged { path: staging, is_dir: false, armed: true }))
+}
+
+/// Makes a fully written and synced staged file appear at `path` in one step: a rename when
+/// `force`, else a hard link that fails if `path` appeared meanwhile (never clobbering it).
+/// The directory is synced so that the name is durable too.
+fn publish_file(staged: Staged, path: &Path, force: bool) -> anyhow::Result<()> {
+    if force {
+        fs::rename(&staged.path, path).with_context(|| format!("renaming into {}", path.display()))?;
+        staged.disarm();
+    } else {
+        match fs::hard_link(&staged.path, path) {
+            // `staged` removes the other name on drop.
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                bail!("{} already exists: pass --force to replace it", path.display());
+            }
+            // A file system without hard links: a rename, checked just before.
+            Err(_) if fs::symlink_metadata(path).is_err() => {
+                fs::rename(&staged.path, path).with_context(|| format!("renaming into {}", path.display()))?;
+                staged.disarm();
+            }
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+    sync_dir(parent_dir(path))
+}
+
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir).and_then(|dir| dir.sync_all()).with_context(|| format!("syncing {}", dir.display()))
+}
+
+/// Opens a stopped ledger's store without creating one where there is none.
+fn open_store(data: &Path) -> anyhow::Result<Store> {
+    if !data.join("db").is_file() {
+        bail!("no ledger in {}", data.display());
+    }
+    let (store, _) = Store::open(data, &StoreConfig::default()).with_context(|| {
+        format!("opening the ledger in {} (this needs a stopped server: is one running on it?)", data.display())
+    })?;
+    Ok(store)
+}
+
+// ------------------------------------------------------------------------------------------
+// key public
+
+/// `key public`: the public half of the signing key, and its id.
+pub fn key_public(args: KeyPublicArgs) -> anyhow::Result<ExitCode> {
+    let path = match (&args.key, &args.data) {
+        (Some(key), _) => key.clone(),
+        (None, data) => data.clone().unwrap_or_else(|| PathBuf::from("data")).join(SIGNING_KEY_FILE),
+    };
+    let key = keys::load(&path).map_err(|error| match error {
+        KeyError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound => anyhow::anyhow!(
+            "no signing key at {}: the server creates it when it first starts on its data directory \
+             (pass --data DIR, or --key FILE if its configuration names another file)",
+            path.display()
+        ),
+        other => other.into(),
+    })?;
+    let public = key.verifying_key();
+    let (public_key, key_id) = (keys::public_key_hex(&public), keys::key_id(&public));
+    match args.output {
+        Output::Json => print_line(&json!({"public_key": public_key, "key_id": key_id}).to_string())?,
+        Output::Table => print_block(&[("public_key", public_key), ("key_id", key_id)])?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ------------------------------------------------------------------------------------------
+// export
+
+struct Exported {
+    records: u64,
+    checkpoints: u64,
+    head: Head,
+    bytes: u64,
+}
+
+/// `export --data DIR --to FILE`: the whole log and the stored checkpoints as a bundle, streamed
+/// to a hidden file beside FILE, synced, then published under its name.
+pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (data, to, force) = (args.data.clone(), args.to.clone(), args.force);
+    let exported = tokio::task::spawn_blocking(move || export_bundle(&data, &to, force)).await??;
+    let head_hash = hex::encode(&exported.head.hash);
+    match args.output {
+        Output::Json => print_line(
+            &json!({
+                "records": exported.records, "checkpoints": exported.checkpoints,
+                "position": exported.head.position.0, "head_hash": head_hash,
+                "bundle": args.to, "bytes": exported.bytes,
+            })
+            .to_string(),
+        )?,
+        Output::Table => print_line(&format!(
+            "exported {} and {} up to position {} (head hash {head_hash}) to {} ({} bytes)",
+            count(exported.records, "record"),
+            count(exported.checkpoints, "checkpoint"),
+            exported.head.position,
+            args.to.display(),
+            exported.bytes
+        ))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_bundle(data: &Path, to: &Path, force: bool) -> anyhow::Result<Exported> {
+    let (file, staged) = create_staged_file(to, force)?;
+    let store = open_store(data)?;
+    let head = store.head()?;
+    let mut checkpoints = Vec::new();
+    for entry in store.checkpoints() {
+        let (position, bytes) = entry?;
+        let checkpoint = std::str::from_utf8(&bytes)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| Ok(SignedCheckpoint::from_json(text)?))
+            .with_context(|| format!("the stored checkpoint at position {position}"))?;
+        if checkpoint.checkpoint.position != position.0 {
+            bail!("the checkpoint stored at position {position} says position {}", checkpoint.checkpoint.position);
+        }
+        checkpoints.push(checkpoint);
+    }
+    let mut writer = BundleWriter::new(BufWriter::with_capacity(BUNDLE_BUFFER_BYTES, file));
+    let positions = checkpoints.iter().map(|c| c.checkpoint.position).collect();
+    writer.header(&Header::new(head.position.0, &head.hash, positions))?;
+    let mut records = 0;
+    for record in store.scan_log(Position(1), true) {
+        let record = record?;
+        if record.event.position > head.position {
+            break;
+        }
+        if record.event.position.0 != records + 1 {
+            bail!(
+                "the log has no record at position {} below its head {}: run `verify --data {}`",
+                records + 1,
+                head.position,
+                data.display()
+            );
+        }
+        writer.record(&record.event, &record.hash, &record.body)?;
+        records += 1;
+    }
+    if records != head.position.0 {
+        bail!(
+            "the log ends at position {records} but its head says {}: run `verify --data {}`",
+            head.position,
+            data.display()
+        );
+    }
+    for checkpoint in &checkpoints {
+        writer.checkpoint(checkpoint)?;
+    }
+    let file = writer.into_inner().into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    let bytes = file.metadata()?.len();
+    publish_file(staged, to, force)?;
+    Ok(Exported { records, checkpoints: checkpoints.len() as u64, head, bytes })
+}
+
+// ------------------------------------------------------------------------------------------
+// import
+
+/// `import --bundle FILE --data DIR`: verifies the bundle while writing it into a hidden
+/// directory beside DIR, and renames that to DIR only once all of it verified: DIR never holds a
+/// partial or unverified import.
+pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let pinned = pinned_key(args.public_key.as_deref())?;
+    let (bundle_path, data) = (args.bundle.clone(), args.data.clone());
+    let outcome = tokio::task::spawn_blocking(move || import_bundle(&bundle_path, &data, pinned.as_ref())).await??;
+    let summary = match outcome {
+        Ok(summary) => summary,
+        Err(failure) => {
+            let code = print_failure(
+                args.output,
+                &failure,
+                Headline::AtPlace,
+                json!({"bundle": args.bundle, "imported": false}),
+            )?;
+            eprintln!("error: the bundle does not verify: nothing was imported into {}", args.data.display());
+            return Ok(code);
+        }
+    };
+    let pinned = args.public_key.is_some();
+    let head_hash = hex::encode(&summary.head_hash);
+    match args.output {
+        Output::Json => print_line(
+            &json!({
+                "records": summary.records, "checkpoints": summary.checkpoints, "position": summary.records,
+                "head_hash": head_hash, "data": args.data, "key_ids": summary.key_ids, "signer_pinned": pinned,
+            })
+            .to_string(),
+        )?,
+        Output::Table => {
+            print_line(&format!(
+                "imported {} and {} up to position {} (head hash {head_hash}) into {}",
+                count(summary.records, "record"),
+                count(summary.checkpoints, "checkpoint"),
+                summary.records,
+                args.data.display()
+            ))?;
+            if !summary.key_ids.is_empty() {
+                print_line(&format!("checkpoints {}", signer_text(&summary.key_ids, pinned, Unpinned::Carried)))?;
+            }
+            print_line(
+                "no signing key was copied: a server started on this directory creates its own, \
+                 and signs its checkpoints with another key id",
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_bundle(
+    bundle_path: &Path,
+    data: &Path,
+    pinned: Option<&VerifyingKey>,
+) -> anyhow::Result<Result<bundle::BundleSummary, Failure>> {
+    match fs::read_dir(data) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!("{} is not empty: import writes only into an empty or absent directory", data.display());
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", data.display())),
+    }
+    let input = File::open(bundle_path).with_context(|| format!("opening {}", bundle_path.display()))?;
+    let input = BufReader::with_capacity(BUNDLE_BUFFER_BYTES, input);
+    fs::create_dir_all(parent_dir(data)).with_context(|| format!("creating {}", parent_dir(data).display()))?;
+    let staging = sibling(data, "importing")?;
+    fs::create_dir(&staging)
+        .with_context(|| format!("creating {} (if an interrupted import left it, remove it)", staging.display()))?;
+    let staged = Staged { path: staging.clone(), is_dir: true, armed: true };
+    let (store, _) = Store::open(&staging, &StoreConfig::default())?;
+    let mut batch = CommitBatch::default();
+    let mut head = Head::EMPTY;
+    let commit = |batch: &mut CommitBatch, head: &Head| -> anyhow::Result<()> {
+        if batch.records() > 0 {
+            batch.set_head(head);
+            store.commit(std::mem::take(batch))?;
+        }
+        Ok(())
+    };
+    let verdict = bundle::verify(input, pinned, |item| {
+        match item {
+            Verified::Record { event, body, hash } => {
+                head = Head { position: event.position, hash };
+                batch.put_record(&event, body, &hash);
+                if batch.records() == IMPORT_BATCH_RECORDS_MAX {
+                    commit(&mut batch, &head)?;
+                }
+            }
+            Verified::Checkpoint(checkpoint) => {
+                commit(&mut batch, &head)?;
+                let position = Position(checkpoint.checkpoint.position);
+                store.put_checkpoint(position, checkpoint.to_json().as_bytes())?;
+            }
+        }
+        Ok(())
+    })?;
+    let summary = match verdict {
+        Ok(summary) => summary,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    commit(&mut batch, &head)?;
+    store.save_id_snapshot()?;
+    drop(store);
+    // Opening checks what the chain does not: each event id once in the whole log.
+    drop(Store::open(&staging, &StoreConfig::default()).context("the imported store does not open")?);
+    fs::rename(&staging, data).with_context(|| format!("renaming {} to {}", staging.display(), data.display()))?;
+    staged.disarm();
+    sync_dir(parent_dir(data))?;
+    Ok(Ok(summary))
+}
+
+// ------------------------------------------------------------------------------------------
+// checkpoint
+
+type Connection = InterceptedService<Channel, BearerToken>;
+
+async fn audit_client(args: &ClientArgs) -> anyhow::Result<AuditServiceClient<Connection>> {
+    Ok(AuditServiceClient::new(connect_channel(args).await?))
+}
+
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
+}
+
+/// A checkpoint as the server sent it, in its file form.
+fn server_checkpoint(checkpoint: Option<&pb::SignedCheckpoint>) -> Result<SignedCheckpoint, String> {
+    let checkpoint = checkpoint.ok_or("the server sent no checkpoint")?;
+    SignedCheckpoint::from_json(&checkpoint.json).map_err(|e| format!("the server's checkpoint is not valid: {e}"))
+}
+
+/// `checkpoint [--save FILE]`: has the server sign a checkpoint at its head now, checks it,
+/// prints it and saves it.
+pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
+    let pinned = pinned_key(args.public_key.as_deref())?;
+    let staged = args.save.as_deref().map(|path| create_staged_file(path, args.force)).transpose()?;
+    let mut client = audit_client(&args.client).await?;
+    let request = pb::GetCheckpointRequest { position: None, fresh: true };
+    let response = client.get_checkpoint(request).await.map_err(status_error)?.into_inner();
+    let signed = server_checkpoint(Some(&response)).map_err(anyhow::Error::msg)?;
+    bundle::check_signature(&signed, pinned.as_ref())
+        .map_err(|reason| anyhow::anyhow!("the server's checkpoint does not verify: {reason}"))?;
+    if let (Some(path), Some((mut file, staged))) = (&args.save, staged) {
+        let mut text = response.json.clone();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).context("writing the checkpoint")?;
+        publish_file(staged, path, args.force)?;
+    }
+    let checkpoint = &signed.checkpoint;
+    match args.client.output {
+        // The compact file form: a line that is itself a checkpoint file.
+        Output::Json => print_line(&serde_json::to_string(&signed)?)?,
+        Output::Table => {
+            let mut block = vec![
+                ("position", checkpoint.position.to_string()),
+                ("root", hex::encode(&checkpoint.root)),
+                ("view_digest", checkpoint.view_digest.map_or_else(|| "none".to_owned(), |d| hex::encode(&d))),
+                ("time", checkpoint.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+                ("key_id", signed.key_id()),
+            ];
+            if let Some(path) = &args.save {
+                block.push(("saved_to", path.display().to_string()));
+            }
+            print_block(&block)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ------------------------------------------------------------------------------------------
+// verify
+
+/// `verify`: one of `--data`, `--bundle`, `--against`.
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let pinned = pinned_key(args.public_key.as_deref())?;
+    match (&args.data, &args.bundle, &args.against) {
+        (Some(data), None, None) => verify_data(data.clone(), &args, pinned).await,
+        (None, Some(bundle), None) => verify_bundle(bundle.clone(), args.client.output, pinned).await,
+        (None, None, Some(file)) => verify_against(file, &args.client, pinned).await,
+        _ => bail!("give exactly one of --data, --bundle and --against"),
+    }
+}
+
+/// `verify --data DIR [--checkpoint FILE]`: the chain of a stopped ledger, and that its log
+/// still extends a saved checkpoint.
+async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingKey>) -> anyhow::Result<ExitCode> {
+    let saved = args.checkpoint.as_deref().map(read_checkpoint_file).transpose()?;
+    let output = args.client.output;
+    let dir = data.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        crate::ledger::verify_store(&dir, &crate::store::StoreConfig::default(), None)
+    })
+    .await?
+    .with_context(|| format!("verifying {}", data.display()))?;
+    let hash = hex::encode(&verdict.head.1);
+    let rate = verdict.verified as f64 / verdict.seconds.max(1e-9);
+    match (&verdict.failure, output) {
+        (None, Output::Json) => print_line(
+            &json!({
+                "verdict": "ok", "position": verdict.head.0, "head_hash": hash,
+                "seconds": verdict.seconds, "events_per_sec": rate.round(),
+            })
+            .to_string(),
+        )?,
+        (None, Output::Table) => print_line(&format!(
+            "ok: {} events verified up to position {} (head hash {hash}) in {:.2} s",
+            verdict.verified, verdict.head.0, verdict.seconds
+        ))?,
+        (Some((place, reason)), Output::Json) => print_line(
+            &json!({"verdict": "failed", "at": place, "reason": reason, "verified_up_to": verdict.head.0}).to_string(),
+        )?,
+        (Some((place, reason)), Output::Table) => {
+            print_line(&format!("FAILED at {place}: {reason} ({} events verified before it)", verdict.verified))?
+        }
+    }
+    let (Some(saved), Some(file)) = (saved, args.checkpoint.clone()) else {
+        return Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    };
+    if !verdict.is_ok() {
+        // The log itself is broken: a comparison with the checkpoint would prove nothing more.
+        return Ok(ExitCode::FAILURE);
+    }
+    let checked = saved.clone();
+    let extends = tokio::task::spawn_blocking(move || log_extends(&data, &checked, pinned.as_ref())).await??;
+    let about = json!({"checkpoint": file, "checkpoint_position": saved.checkpoint.position});
+    if let Err(failure) = extends {
+        return print_failure(output, &failure, Headline::Reason, about);
+    }
+    let pinned = args.public_key.is_some();
+    let root = hex::encode(&saved.checkpoint.root);
+    match output {
+        Output::Json => print_line(
+            &json!({
+                "verdict": "ok", "checkpoint": file, "checkpoint_position": saved.checkpoint.position,
+                "root": root, "key_id": saved.key_id(), "signer_pinned": pinned,
+            })
+            .to_string(),
+        )?,
+        Output::Table => print_line(&format!(
+            "ok: the log extends the checkpoint at position {} of {} (root {root}), {}",
+            saved.checkpoint.position,
+            file.display(),
+            signer_text(&[saved.key_id()], pinned, Unpinned::Carried)
+        ))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the stopped ledger in `data` still extends `saved`: its signature holds, the log
+/// holds at least its records, and their Merkle root is the one it signed.
+fn log_extends(
+    data: &Path,
+    saved: &SignedCheckpoint,
+    pinned: Option<&VerifyingKey>,
+) -> anyhow::Result<Result<(), Failure>> {
+    let position = saved.checkpoint.position;
+    let at = format!("checkpoint at position {position}");
+    if let Err(reason) = bundle::check_signature(saved, pinned) {
+        let reason = format!("the checkpoint file does not verify: {reason}");
+        return Ok(Err(Failure { at, reason, verified_up_to: None }));
+    }
+    let failure = |reason: String| Failure {
+        at: at.clone(),
+        reason: format!("the log no longer extends the checkpoint at position {position}: {reason}"),
+        verified_up_to: None,
+    };
+    let store = open_store(data)?;
+    let head = store.head()?.position.0;
+    if head < position {
+        return Ok(Err(failure(format!(
+            "records were removed: the checkpoint covers {position} records, the log now holds only {head}"
+        ))));
+    }
+    let root = merkle_root(&store, position)?;
+    if root != saved.checkpoint.root {
+        return Ok(Err(failure(format!(
+            "the history up to position {position} was rewritten: the Merkle root of the log's first \
+                 {position} records is {}, the checkpoint signed {}",
+            hex::encode(&root),
+            hex::encode(&saved.checkpoint.root)
+        ))));
+    }
+    Ok(Ok(()))
+}
+
+/// The Merkle root of the first `size` records of a store, in constant memory.
+fn merkle_root(store: &Store, size: u64) -> anyhow::Result<Hash> {
+    let mut frontier = MerkleFrontier::new();
+    let mut from = 1;
+    while from <= size {
+        let to = (from + ROOT_STEP_RECORDS - 1).min(size);
+        for hash in store.chain_hashes(Position(from), Position(to))? {
+            frontier.append(&hash);
+        }
+        from = to + 1;
+    }
+    Ok(frontier.root())
+}
+
+/// `verify --bundle FILE`: the records, their chain, the head, and each checkpoint's root and
+/// signature.
+async fn verify_bundle(path: PathBuf, output: Output, pinned: Option<VerifyingKey>) -> anyhow::Result<ExitCode> {
+    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let is_pinned = pinned.is_some();
+    let verdict = tokio::task::spawn_blocking(move || {
+        bundle::verify(BufReader::with_capacity(BUNDLE_BUFFER_BYTES, file), pinned.as_ref(), |_| Ok(()))
+    })
+    .await??;
+    let summary = match verdict {
+        Ok(summary) => summary,
+        Err(failure) => return print_failure(output, &failure, Headline::AtPlace, json!({"bundle": path})),
+    };
+    let head_hash = hex::encode(&summary.head_hash);
+    match output {
+        Output::Json => print_line(
+            &json!({
+                "verdict": "ok", "bundle": path, "position": summary.records, "head_hash": head_hash,
+                "records": summary.records, "checkpoints": summary.checkpoints, "key_ids": summary.key_ids,
+                "signer_pinned": is_pinned, "exported_at": summary.exported_at,
+            })
+            .to_string(),
+        )?,
+        Output::Table => {
+            print_line(&format!(
+                "ok: {} verified up to position {} (head hash {head_hash}), {} verified (Merkle roots and \
+                 signatures)",
+                count(summary.records, "record"),
+                summary.records,
+                count(summary.checkpoints, "checkpoint")
+            ))?;
+            if summary.checkpoints > 0 {
+                print_line(&format!("checkpoints {}", signer_text(&summary.key_ids, is_pinned, Unpinned::Carried)))?;
+            } else {
+                print_line(
+                    "note: the bundle holds no checkpoint, so nothing ties its history to a signature: \
+                     anyone could have written a consistent chain",
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `verify --against FILE`: has the running ledger sign a checkpoint at its head, asks for the
+/// proof that its log extends the saved one, and checks both with the saved checkpoint's key
+/// (or the pinned one).
+async fn verify_against(
+    file: &Path,
+    client_args: &ClientArgs,
+    pinned: Option<VerifyingKey>,
+) -> anyhow::Result<ExitCode> {
+    let saved = read_checkpoint_file(file)?;
+    let output = client_args.output;
+    let old_size = saved.checkpoint.position;
+    let about = json!({"checkpoint": file, "checkpoint_position": old_size});
+    let fail = |reason: String| Failure {
+        at: format!("checkpoint at position {old_size}"),
+        reason: format!("the ledger no longer extends the checkpoint at position {old_size}: {reason}"),
+        verified_up_to: None,
+    };
+    if let Err(reason) = bundle::check_signature(&saved, pinned.as_ref()) {
+        let failure = Failure {
+            at: format!("checkpoint at position {old_size}"),
+            reason: format!("the checkpoint file does not verify: {reason}"),
+            verified_up_to: None,
+        };
+        return print_failure(output, &failure, Headline::Reason, about);
+    }
+    let trusted = pinned.unwrap_or(saved.public_key);
+    let mut client = audit_client(client_args).await?;
+    // A checkpoint at the head now, rather than the latest issued: the proof then covers every
+    // record the ledger holds, not only those up to a checkpoint that may be the saved one.
+    let current = client
+        .get_checkpoint(pb::GetCheckpointRequest { position: None, fresh: true })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if current.position < old_size {
+        let reason = format!(
+            "records were removed: the checkpoint covers {old_size} records, the ledger now holds only {}",
+            current.position
+        );
+        return print_failure(output, &fail(reason), Headline::Reason, about);
+    }
+    let request = pb::GetConsistencyProofRequest { old_size, new_size: current.position };
+    let response = match client.get_consistency_proof(request).await {
+        Ok(response) => response.into_inner(),
+        // The server's own answer that it cannot show its log extends the checkpoint.
+        Err(status)
+            if matches!(
+                status.code(),
+                Code::OutOfRange | Code::InvalidArgument | Code::FailedPrecondition | Code::DataLoss | Code::NotFound
+            ) =>
+        {
+            let reason = format!("the server cannot prove it: {}: {}", code_name(status.code()), status.message());
+            return print_failure(output, &fail(reason), Headline::Reason, about);
+        }
+        Err(status) => return Err(status_error(status).context("asking for a consistency proof")),
+    };
+    match check_consistency(&saved, &trusted, &response) {
+        Err(reason) => {
+            let failure = Failure { at: format!("checkpoint at position {old_size}"), reason, verified_up_to: None };
+            print_failure(output, &failure, Headline::Reason, about)
+        }
+        Ok(newer) => {
+            let is_pinned = pinned.is_some();
+            let root = hex::encode(&newer.checkpoint.root);
+            match output {
+                Output::Json => print_line(
+                    &json!({
+                        "verdict": "ok", "checkpoint": file, "checkpoint_position": old_size,
+                        "position": newer.checkpoint.position, "root": root, "key_id": newer.key_id(),
+                        "signer_pinned": is_pinned,
+                    })
+                    .to_string(),
+                )?,
+                Output::Table => print_line(&format!(
+                    "ok: the ledger extends the checkpoint at position {old_size} of {}: its checkpoint at \
+                     position {} (root {root}) is consistent with it, {}",
+                    file.display(),
+                    newer.checkpoint.position,
+                    signer_text(&[newer.key_id()], is_pinned, Unpinned::Saved)
+                ))?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Checks a consistency proof from `saved` to the checkpoint the server sent with it; returns
+/// that checkpoint.
+fn check_consistency(
+    saved: &SignedCheckpoint,
+    trusted: &VerifyingKey,
+    response: &pb::ConsistencyProof,
+) -> Result<SignedCheckpoint, String> {
+    let old_size = saved.checkpoint.position;
+    let newer = server_checkpoint(response.checkpoint.as_ref())?;
+    if newer.public_key != *trusted {
+        let whose = if *trusted == saved.public_key { "the saved checkpoint's key" } else { "the pinned key" };
+        return Err(format!(
+            "the ledger's checkpoint at position {} is signed by key {}, not by {whose} {}: nothing it \
+             signs can vouch for the saved checkpoint",
+            newer.checkpoint.position,
+            newer.key_id(),
+            keys::key_id(trusted),
+        ));
+    }
+    bundle::check_signature(&newer, Some(trusted))
+        .map_err(|reason| format!("the ledger's current checkpoint does not verify: {reason}"))?;
+    let no_longer =
+        |reason: String| format!("the ledger no longer extends the checkpoint at position {old_size}: {reason}");
+    let new_size = newer.checkpoint.position;
+    if response.old_size != old_size || response.new_size != new_size || response.new_root != newer.checkpoint.root {
+        return Err(format!(
+            "the server answered a proof from {} to {} that does not go with its checkpoint at {new_size}",
+            response.old_size, response.new_size
+        ));
+    }
+    if response.old_root != saved.checkpoint.root {
+        return Err(no_longer(format!(
+            "the history up to position {old_size} was rewritten: the ledger's Merkle root of its first \
+             {old_size} records is now {}, the checkpoint signed {}",
+            hex::encode(&response.old_root),
+            hex::encode(&saved.checkpoint.root)
+        )));
+    }
+    let proof = response
+        .proof
+        .iter()
+        .map(|hash| Hash::try_from(hash.as_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "a hash of the consistency proof is not 32 bytes".to_owned())?;
+    merkle::verify_consistency(old_size, new_size, &saved.checkpoint.root, &newer.checkpoint.root, &proof)
+        .map_err(|e| no_longer(format!("the consistency proof from {old_size} to {new_size} does not verify: {e}")))?;
+    Ok(newer)
+}
