@@ -106,6 +106,23 @@ fn status_error(status: &Status) -> anyhow::Error {
 // ------------------------------------------------------------------------------------------
 // Printing
 
+/// Writes one line to stdout and flushes it, unless `closed`; a reader that closed stdout
+/// (`| head`) sets `closed`, and the rest is dropped quietly. The lock is taken per line, so it
+/// is never held across an await.
+pub(super) fn write_line(closed: &mut bool, text: &str) -> anyhow::Result<()> {
+    if *closed {
+        return Ok(());
+    }
+    let mut out = io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            *closed = true;
+            Ok(())
+        }
+        result => result.context("writing to stdout"),
+    }
+}
+
 /// Writes whole lines to stdout, flushing each. Once stdout is closed by its reader, further
 /// lines are dropped and [`Printer::closed`] says so.
 struct Printer {
@@ -119,18 +136,7 @@ impl Printer {
     }
 
     fn line(&mut self, text: &str) -> anyhow::Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        // Locked per line: the lock is not held across an await.
-        let mut out = io::stdout().lock();
-        match writeln!(out, "{text}").and_then(|()| out.flush()) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(())
-            }
-            result => result.context("writing to stdout"),
-        }
+        write_line(&mut self.closed, text)
     }
 
     fn closed(&self) -> bool {

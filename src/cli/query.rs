@@ -8,7 +8,7 @@
 //! `(13 members at position 19)`. A rejected request ends the command with `error: CODE: message`
 //! on stderr and a non-zero exit status.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -297,17 +297,7 @@ struct Out {
 
 impl Out {
     fn line(&mut self, text: &str) -> anyhow::Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        let mut out = io::stdout().lock();
-        match writeln!(out, "{text}").and_then(|()| out.flush()) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(())
-            }
-            result => result.context("writing to stdout"),
-        }
+        super::client::write_line(&mut self.closed, text)
     }
 
     fn json(&mut self, value: &impl Serialize) -> anyhow::Result<()> {

@@ -201,6 +201,27 @@ impl QueryService {
         Ok((page.items, next, at.position))
     }
 
+    /// One entity at the position the request's consistency asks for, with its history:
+    /// `answer` builds the response from the position, the record and its versions.
+    async fn get<T: Send + 'static>(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        consistency: Option<&pb::Consistency>,
+        stream: StreamName,
+        what: String,
+        answer: impl FnOnce(&ViewsAt, &ViewRecord, Vec<projection::Version>) -> Result<T> + Send + 'static,
+    ) -> Result<Response<T>> {
+        let consistency = Consistency::parse(consistency)?;
+        let at = self.views_at(&consistency, None, wait_budget(metadata)).await?;
+        self.blocking(move |ledger| {
+            let record = ledger.view(&at, &stream).map_err(status::from_ledger)?;
+            let record = record.ok_or_else(|| not_found(format!("{what} not found"), &at))?;
+            let versions = history(ledger, &at, &record)?;
+            answer(&at, &record, versions).map(Response::new)
+        })
+        .await
+    }
+
     /// Runs a blocking read of the views off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -252,20 +273,11 @@ fn terms_on(
 impl pb::query_service_server::QueryService for QueryService {
     #[tracing::instrument(skip_all, fields(code = %request.get_ref().code))]
     async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Result<Response<pb::GetMemberResponse>> {
-        let wait = wait_budget(request.metadata());
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         let code = MemberCode::parse("code", &request.code).map_err(status::invalid_argument)?;
-        let consistency = Consistency::parse(request.consistency.as_ref())?;
-        let at = self.views_at(&consistency, None, wait).await?;
-        self.blocking(move |ledger| {
-            let stream = StreamName::member(&code);
-            let record = ledger.view(&at, &stream).map_err(status::from_ledger)?;
-            let record = record.ok_or_else(|| not_found(format!("member {code} not found"), &at))?;
-            let versions = history(ledger, &at, &record)?;
-            Ok(Response::new(pb::GetMemberResponse {
-                member: views_convert::member(&record, &versions),
-                position: at.position.0,
-            }))
+        let stream = StreamName::member(&code);
+        self.get(&metadata, request.consistency.as_ref(), stream, format!("member {code}"), |at, record, versions| {
+            Ok(pb::GetMemberResponse { member: views_convert::member(record, &versions), position: at.position.0 })
         })
         .await
     }
@@ -308,20 +320,11 @@ impl pb::query_service_server::QueryService for QueryService {
 
     #[tracing::instrument(skip_all, fields(project_id = %request.get_ref().project_id))]
     async fn get_project(&self, request: Request<pb::GetProjectRequest>) -> Result<Response<pb::GetProjectResponse>> {
-        let wait = wait_budget(request.metadata());
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         let id = ProjectId::parse("project_id", &request.project_id).map_err(status::invalid_argument)?;
-        let consistency = Consistency::parse(request.consistency.as_ref())?;
-        let at = self.views_at(&consistency, None, wait).await?;
-        self.blocking(move |ledger| {
-            let stream = StreamName::project(&id);
-            let record = ledger.view(&at, &stream).map_err(status::from_ledger)?;
-            let record = record.ok_or_else(|| not_found(format!("project {id} not found"), &at))?;
-            let versions = history(ledger, &at, &record)?;
-            Ok(Response::new(pb::GetProjectResponse {
-                project: views_convert::project(&record, &versions),
-                position: at.position.0,
-            }))
+        let stream = StreamName::project(&id);
+        self.get(&metadata, request.consistency.as_ref(), stream, format!("project {id}"), |at, record, versions| {
+            Ok(pb::GetProjectResponse { project: views_convert::project(record, &versions), position: at.position.0 })
         })
         .await
     }
@@ -367,32 +370,31 @@ impl pb::query_service_server::QueryService for QueryService {
         &self,
         request: Request<pb::GetExportRuleRequest>,
     ) -> Result<Response<pb::GetExportRuleResponse>> {
-        let wait = wait_budget(request.metadata());
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         let id = RuleId::parse("rule_id", &request.rule_id).map_err(status::invalid_argument)?;
         let effective_on = optional_date("effective_on", &request.effective_on)?;
-        let consistency = Consistency::parse(request.consistency.as_ref())?;
-        let at = self.views_at(&consistency, None, wait).await?;
-        self.blocking(move |ledger| {
-            let stream = StreamName::export_rule(&id);
-            let record = ledger.view(&at, &stream).map_err(status::from_ledger)?;
-            let record = record.ok_or_else(|| not_found(format!("export rule {id} not found"), &at))?;
-            let timeline = history(ledger, &at, &record)?;
-            let terms =
-                match effective_on {
+        let stream = StreamName::export_rule(&id);
+        self.get(
+            &metadata,
+            request.consistency.as_ref(),
+            stream,
+            format!("export rule {id}"),
+            move |at, record, timeline| {
+                let terms = match effective_on {
                     None => timeline.last(),
                     Some(date) => Some(projection::in_force_on(&timeline, date).ok_or_else(|| {
-                        not_found(format!("no change of export rule {id} is in force on {date}"), &at)
+                        not_found(format!("no change of export rule {id} is in force on {date}"), at)
                     })?),
                 };
-            let Some(EntityState::ExportRule(terms)) = terms.map(|v| &v.record.state) else {
-                return Err(Status::internal(format!("export rule {id} has no timeline")));
-            };
-            Ok(Response::new(pb::GetExportRuleResponse {
-                rule: views_convert::export_rule(&record, terms, &timeline),
-                position: at.position.0,
-            }))
-        })
+                let Some(EntityState::ExportRule(terms)) = terms.map(|v| &v.record.state) else {
+                    return Err(Status::internal(format!("export rule {id} has no timeline")));
+                };
+                Ok(pb::GetExportRuleResponse {
+                    rule: views_convert::export_rule(record, terms, &timeline),
+                    position: at.position.0,
+                })
+            },
+        )
         .await
     }
 

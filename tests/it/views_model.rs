@@ -956,19 +956,7 @@ async fn check_views(c: &mut Clients, model: &Model, at: At, label: &str) -> Res
 
 /// An event type as a `'static` name the model uses (unknown ones show as such).
 fn leak(event_type: &str) -> &'static str {
-    const TYPES: [&str; 10] = [
-        "member_joined",
-        "member_role_changed",
-        "member_withdrew",
-        "project_identified",
-        "project_status_changed",
-        "export_rule_changed",
-        "commitment_made",
-        "commitment_fulfilled",
-        "commitment_withdrawn",
-        "summit_convened",
-    ];
-    TYPES.into_iter().find(|t| *t == event_type).unwrap_or("<unknown event type>")
+    pax_ledger::domain::EVENT_TYPE_NAMES.into_iter().find(|t| *t == event_type).unwrap_or("<unknown event type>")
 }
 
 /// The model after each acknowledged position (index 0: before the first event).
