@@ -107,13 +107,33 @@ impl Consistency {
 }
 
 /// One page of a listing, as asked.
-struct Listing<'a> {
+struct Listing {
     /// The query's fingerprint: every parameter but the page's.
     query: Query,
-    consistency: &'a Consistency,
-    page_token: &'a str,
+    consistency: Consistency,
+    page_token: String,
     page_size: usize,
     category: Category,
+}
+
+impl Listing {
+    /// Parses the paging and consistency fields every list request has; `filters` adds the
+    /// request's own parameters to the fingerprint its page tokens are bound to.
+    fn new(
+        rpc: &str,
+        category: Category,
+        page_size: i32,
+        page_token: String,
+        consistency: Option<&pb::Consistency>,
+        filters: impl FnOnce(&mut Query),
+    ) -> Result<Self> {
+        let page_size = self::page_size(page_size)?;
+        let consistency = Consistency::parse(consistency)?;
+        let mut query = Query::new(rpc);
+        filters(&mut query);
+        consistency.describe(&mut query);
+        Ok(Self { query, consistency, page_token, page_size, category })
+    }
 }
 
 /// The position a listing's first page answered at, and the stream to continue after.
@@ -178,15 +198,15 @@ impl QueryService {
     async fn list<T: Send + 'static>(
         &self,
         metadata: &tonic::metadata::MetadataMap,
-        listing: Listing<'_>,
+        listing: Listing,
         select: impl FnMut(&Ledger, &ViewsAt, ViewRecord) -> std::result::Result<Option<T>, crate::ledger::LedgerError>
         + Send
         + 'static,
     ) -> Result<(Vec<T>, String, Position)> {
         let Listing { query, consistency, page_token, page_size, category } = listing;
-        let token = open_list_token(page_token, &query)?;
+        let token = open_list_token(&page_token, &query)?;
         let pinned = token.as_ref().map(|(p, _)| *p);
-        let at = self.views_at(consistency, pinned, wait_budget(metadata)).await?;
+        let at = self.views_at(&consistency, pinned, wait_budget(metadata)).await?;
         let ledger = self.ledger.clone();
         let after = token.map(|(_, after)| after);
         let mut select = select;
@@ -288,32 +308,27 @@ impl pb::query_service_server::QueryService for QueryService {
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>> {
         let (metadata, _, request) = request.into_parts();
-        let size = page_size(request.page_size)?;
-        let consistency = Consistency::parse(request.consistency.as_ref())?;
         let role = enum_filter("role", request.role, convert::member_role)?;
         let kind = enum_filter("kind", request.kind, convert::member_kind)?;
         let include_withdrawn = request.include_withdrawn;
-        let mut query = Query::new("ListMembers");
-        query.number(request.role as u64).number(request.kind as u64).number(u64::from(include_withdrawn));
-        consistency.describe(&mut query);
+        let listing = Listing::new(
+            "ListMembers",
+            Category::Member,
+            request.page_size,
+            request.page_token,
+            request.consistency.as_ref(),
+            |q| {
+                q.number(request.role as u64).number(request.kind as u64).number(u64::from(include_withdrawn));
+            },
+        )?;
         let (members, next_page_token, position) = self
-            .list(
-                &metadata,
-                Listing {
-                    query,
-                    consistency: &consistency,
-                    page_token: &request.page_token,
-                    page_size: size,
-                    category: Category::Member,
-                },
-                move |_, _, record| {
-                    let EntityState::Member(m) = &record.state else { return Ok(None) };
-                    let admitted = (include_withdrawn || !m.withdrawn)
-                        && role.is_none_or(|r| r == m.role)
-                        && kind.is_none_or(|k| k == m.kind);
-                    Ok(admitted.then(|| views_convert::member(&record, &[])).flatten())
-                },
-            )
+            .list(&metadata, listing, move |_, _, record| {
+                let EntityState::Member(m) = &record.state else { return Ok(None) };
+                let admitted = (include_withdrawn || !m.withdrawn)
+                    && role.is_none_or(|r| r == m.role)
+                    && kind.is_none_or(|k| k == m.kind);
+                Ok(admitted.then(|| views_convert::member(&record, &[])).flatten())
+            })
             .await?;
         Ok(Response::new(pb::ListMembersResponse { members, next_page_token, position: position.0 }))
     }
@@ -335,32 +350,27 @@ impl pb::query_service_server::QueryService for QueryService {
         request: Request<pb::ListProjectsRequest>,
     ) -> Result<Response<pb::ListProjectsResponse>> {
         let (metadata, _, request) = request.into_parts();
-        let size = page_size(request.page_size)?;
-        let consistency = Consistency::parse(request.consistency.as_ref())?;
         let pillar = enum_filter("pillar", request.pillar, convert::pillar)?;
         let status = enum_filter("status", request.status, convert::project_status)?;
         let member = optional_code("member", &request.member)?;
-        let mut query = Query::new("ListProjects");
-        query.number(request.pillar as u64).number(request.status as u64).text(&request.member);
-        consistency.describe(&mut query);
+        let listing = Listing::new(
+            "ListProjects",
+            Category::Project,
+            request.page_size,
+            request.page_token,
+            request.consistency.as_ref(),
+            |q| {
+                q.number(request.pillar as u64).number(request.status as u64).text(&request.member);
+            },
+        )?;
         let (projects, next_page_token, position) = self
-            .list(
-                &metadata,
-                Listing {
-                    query,
-                    consistency: &consistency,
-                    page_token: &request.page_token,
-                    page_size: size,
-                    category: Category::Project,
-                },
-                move |_, _, record| {
-                    let EntityState::Project(p) = &record.state else { return Ok(None) };
-                    let admitted = pillar.is_none_or(|x| x == p.pillar)
-                        && status.is_none_or(|x| x == p.status)
-                        && member.as_ref().is_none_or(|m| p.host == *m || p.partners.contains(m));
-                    Ok(admitted.then(|| views_convert::project(&record, &[])).flatten())
-                },
-            )
+            .list(&metadata, listing, move |_, _, record| {
+                let EntityState::Project(p) = &record.state else { return Ok(None) };
+                let admitted = pillar.is_none_or(|x| x == p.pillar)
+                    && status.is_none_or(|x| x == p.status)
+                    && member.as_ref().is_none_or(|m| p.host == *m || p.partners.contains(m));
+                Ok(admitted.then(|| views_convert::project(&record, &[])).flatten())
+            })
             .await?;
         Ok(Response::new(pb::ListProjectsResponse { projects, next_page_token, position: position.0 }))
     }
@@ -404,45 +414,39 @@ impl pb::query_service_server::QueryService for QueryService {
         request: Request<pb::ListExportRulesRequest>,
     ) -> Result<Response<pb::ListExportRulesResponse>> {
         let (metadata, _, request) = request.into_parts();
-        let size = page_size(request.page_size)?;
-        let consistency = Consistency::parse(request.consistency.as_ref())?;
         let effective_on = optional_date("effective_on", &request.effective_on)?;
         let origin = optional_jurisdiction("origin", &request.origin)?;
         let destination = optional_jurisdiction("destination", &request.destination)?;
         let treatment = enum_filter("treatment", request.treatment, convert::treatment)?;
         let item = request.item.clone();
-        let mut query = Query::new("ListExportRules");
-        query
-            .text(&request.effective_on)
-            .text(&request.item)
-            .text(&request.origin)
-            .text(&request.destination)
-            .number(request.treatment as u64);
-        consistency.describe(&mut query);
+        let listing = Listing::new(
+            "ListExportRules",
+            Category::ExportRule,
+            request.page_size,
+            request.page_token,
+            request.consistency.as_ref(),
+            |q| {
+                q.text(&request.effective_on)
+                    .text(&request.item)
+                    .text(&request.origin)
+                    .text(&request.destination)
+                    .number(request.treatment as u64);
+            },
+        )?;
         let (rules, next_page_token, position) = self
-            .list(
-                &metadata,
-                Listing {
-                    query,
-                    consistency: &consistency,
-                    page_token: &request.page_token,
-                    page_size: size,
-                    category: Category::ExportRule,
-                },
-                move |ledger, at, record| {
-                    let EntityState::ExportRule(current) = &record.state else { return Ok(None) };
-                    let terms = match effective_on {
-                        None => Some(current.clone()),
-                        Some(date) => terms_on(ledger, at, &record, date)?,
-                    };
-                    let Some(terms) = terms else { return Ok(None) };
-                    let admitted = (item.is_empty() || terms.item == item)
-                        && origin.as_ref().is_none_or(|o| terms.origin == *o)
-                        && destination.as_ref().is_none_or(|d| terms.destination == *d)
-                        && treatment.is_none_or(|t| terms.treatment == t);
-                    Ok(admitted.then(|| views_convert::export_rule(&record, &terms, &[])).flatten())
-                },
-            )
+            .list(&metadata, listing, move |ledger, at, record| {
+                let EntityState::ExportRule(current) = &record.state else { return Ok(None) };
+                let terms = match effective_on {
+                    None => Some(current.clone()),
+                    Some(date) => terms_on(ledger, at, &record, date)?,
+                };
+                let Some(terms) = terms else { return Ok(None) };
+                let admitted = (item.is_empty() || terms.item == item)
+                    && origin.as_ref().is_none_or(|o| terms.origin == *o)
+                    && destination.as_ref().is_none_or(|d| terms.destination == *d)
+                    && treatment.is_none_or(|t| terms.treatment == t);
+                Ok(admitted.then(|| views_convert::export_rule(&record, &terms, &[])).flatten())
+            })
             .await?;
         Ok(Response::new(pb::ListExportRulesResponse { rules, next_page_token, position: position.0 }))
     }
@@ -453,8 +457,6 @@ impl pb::query_service_server::QueryService for QueryService {
         request: Request<pb::ListCommitmentsRequest>,
     ) -> Result<Response<pb::ListCommitmentsResponse>> {
         let (metadata, _, request) = request.into_parts();
-        let size = page_size(request.page_size)?;
-        let consistency = Consistency::parse(request.consistency.as_ref())?;
         let wanted = match pb::CommitmentStatus::try_from(request.status) {
             Ok(pb::CommitmentStatus::Unspecified) => None,
             Ok(status) => Some(status),
@@ -469,38 +471,34 @@ impl pb::query_service_server::QueryService for QueryService {
             raw => Some(ProjectId::parse("project_id", raw).map_err(status::invalid_argument)?),
         };
         let on = optional_date("on", &request.on)?.unwrap_or_else(today);
-        let mut query = Query::new("ListCommitments");
-        query
-            .number(request.status as u64)
-            .text(&request.member)
-            .number(request.pillar as u64)
-            .text(&request.project_id)
-            .text(&convert::format_date(&on));
-        consistency.describe(&mut query);
+        let listing = Listing::new(
+            "ListCommitments",
+            Category::Commitment,
+            request.page_size,
+            request.page_token,
+            request.consistency.as_ref(),
+            |q| {
+                q.number(request.status as u64)
+                    .text(&request.member)
+                    .number(request.pillar as u64)
+                    .text(&request.project_id)
+                    .text(&convert::format_date(&on));
+            },
+        )?;
         let (commitments, next_page_token, position) = self
-            .list(
-                &metadata,
-                Listing {
-                    query,
-                    consistency: &consistency,
-                    page_token: &request.page_token,
-                    page_size: size,
-                    category: Category::Commitment,
-                },
-                move |_, _, record| {
-                    let EntityState::Commitment(c) = &record.state else { return Ok(None) };
-                    let status_matches = match wanted {
-                        None => true,
-                        Some(pb::CommitmentStatus::Overdue) => c.status == CommitmentStatus::Open && c.due_on < on,
-                        Some(status) => views_convert::commitment_status_pb(c.status) == status as i32,
-                    };
-                    let admitted = status_matches
-                        && member.as_ref().is_none_or(|m| c.member == *m)
-                        && pillar.is_none_or(|p| c.pillar == p)
-                        && project.is_none_or(|p| c.project_id == Some(p));
-                    Ok(admitted.then(|| views_convert::commitment(&record, on)).flatten())
-                },
-            )
+            .list(&metadata, listing, move |_, _, record| {
+                let EntityState::Commitment(c) = &record.state else { return Ok(None) };
+                let status_matches = match wanted {
+                    None => true,
+                    Some(pb::CommitmentStatus::Overdue) => c.status == CommitmentStatus::Open && c.due_on < on,
+                    Some(status) => views_convert::commitment_status_pb(c.status) == status as i32,
+                };
+                let admitted = status_matches
+                    && member.as_ref().is_none_or(|m| c.member == *m)
+                    && pillar.is_none_or(|p| c.pillar == p)
+                    && project.is_none_or(|p| c.project_id == Some(p));
+                Ok(admitted.then(|| views_convert::commitment(&record, on)).flatten())
+            })
             .await?;
         Ok(Response::new(pb::ListCommitmentsResponse { commitments, next_page_token, position: position.0 }))
     }
@@ -525,23 +523,16 @@ impl pb::query_service_server::QueryService for QueryService {
         request: Request<pb::ListSummitsRequest>,
     ) -> Result<Response<pb::ListSummitsResponse>> {
         let (metadata, _, request) = request.into_parts();
-        let size = page_size(request.page_size)?;
-        let consistency = Consistency::parse(request.consistency.as_ref())?;
-        let mut query = Query::new("ListSummits");
-        consistency.describe(&mut query);
-        let (summits, next_page_token, position) = self
-            .list(
-                &metadata,
-                Listing {
-                    query,
-                    consistency: &consistency,
-                    page_token: &request.page_token,
-                    page_size: size,
-                    category: Category::Summit,
-                },
-                |_, _, record| Ok(views_convert::summit(&record)),
-            )
-            .await?;
+        let listing = Listing::new(
+            "ListSummits",
+            Category::Summit,
+            request.page_size,
+            request.page_token,
+            request.consistency.as_ref(),
+            |_| {},
+        )?;
+        let (summits, next_page_token, position) =
+            self.list(&metadata, listing, |_, _, record| Ok(views_convert::summit(&record))).await?;
         Ok(Response::new(pb::ListSummitsResponse { summits, next_page_token, position: position.0 }))
     }
 }
