@@ -23,8 +23,9 @@ use crate::store::{Head, Store, StoreError, ViewWrite, ViewsMeta};
 pub const PROJECT_BATCH_EVENTS_MAX: usize = 1_000;
 /// View records the projector keeps in memory (least recently used evicted first).
 pub const VIEW_CACHE_MAX: usize = 16_384;
-/// Keys of a retired generation removed per idle step.
-const CLEAR_STEP_KEYS: usize = 10_000;
+/// Keys of a retired generation removed per idle step (one batch: small, so that commits do not
+/// wait long for sled's lock).
+const CLEAR_STEP_KEYS: usize = 2_000;
 
 /// Groups the writer has made durable, handed over with its hashes so that the projector need
 /// not read them back from the log. At most this many wait; beyond, the writer drops them and

@@ -17,7 +17,9 @@ use crate::projection::{Summary, ViewBatch, ViewRecord};
 use crate::store::{StoreError, ViewWrite};
 
 /// Events folded between two writes of the generation being rebuilt (and two progress reports).
-pub const REBUILD_BATCH_EVENTS: usize = 50_000;
+/// sled applies a batch under an exclusive lock that commits wait for: small batches keep
+/// appends flowing during a rebuild.
+pub const REBUILD_BATCH_EVENTS: usize = 10_000;
 /// Records a rebuild keeps in memory (least recently used evicted first; every record is
 /// written after its batch, and read back when its stream comes up again).
 pub const REBUILD_CACHE_MAX: usize = 65_536;
