@@ -183,7 +183,12 @@ impl Projector {
     /// live generation: those the writer handed over from memory, the others (after a restart,
     /// or when the hand-off overflowed) from the log, checking their hash chain.
     fn project(&mut self, head: Position) -> Result<(), LedgerError> {
-        while let Ok(group) = self.committed.try_recv() {
+        // Take groups from the hand-off only while little is waiting here: a projector that
+        // falls behind lets the channel fill, and the writer then drops groups (read back from
+        // the log later) instead of this queue growing without bound.
+        while self.fed.len() < PROJECT_BATCH_EVENTS_MAX
+            && let Ok(group) = self.committed.try_recv()
+        {
             self.fed.extend(group);
         }
         let until = Position(head.0.min(self.live.position.0 + PROJECT_BATCH_EVENTS_MAX as u64));
