@@ -651,9 +651,12 @@ struct ExportRuleLine<'a> {
     terms: Option<TermsLine<'a>>,
     /// How many changes the rule has had.
     changes: u64,
-    /// GetExportRule only: every change in log order.
+    /// GetExportRule only: the changes in log order (the latest 1,000 at most).
     #[serde(skip_serializing_if = "Option::is_none")]
     timeline: Option<Vec<TimelineLine<'a>>>,
+    /// GetExportRule only: earlier changes left out of `timeline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline_omitted: Option<u64>,
     provenance: Option<ProvenanceLine<'a>>,
 }
 
@@ -678,6 +681,7 @@ impl<'a> ExportRuleLine<'a> {
             terms: r.terms.as_ref().map(TermsLine::new),
             changes: r.changes,
             timeline: with_timeline.then(|| timeline.collect()),
+            timeline_omitted: with_timeline.then_some(r.timeline_omitted),
             provenance: ProvenanceLine::new(r.provenance.as_ref()),
         }
     }
@@ -1298,6 +1302,7 @@ mod tests {
             }),
             changes: 1,
             timeline: vec![],
+            timeline_omitted: 0,
             provenance: None,
         };
         assert_eq!(

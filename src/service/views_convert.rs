@@ -12,6 +12,16 @@ use crate::projection::{
 };
 use crate::proto::v1 as pb;
 
+/// Most history steps one answer carries (the latest); a stream changed more often than this is
+/// read in full with `ReadStream`.
+pub const HISTORY_MAX: usize = 1000;
+
+/// The latest [`HISTORY_MAX`] versions, and how many earlier ones are left out.
+fn latest(versions: &[Version]) -> (&[Version], u64) {
+    let omitted = versions.len().saturating_sub(HISTORY_MAX);
+    (&versions[omitted..], omitted as u64)
+}
+
 fn time(t: &DateTime<Utc>) -> Option<prost_types::Timestamp> {
     Some(to_timestamp(t))
 }
@@ -44,6 +54,7 @@ pub fn change(version: &Version) -> pb::Change {
 /// A member; `versions` (its history) fills `changes` when given.
 pub fn member(record: &ViewRecord, versions: &[Version]) -> Option<pb::Member> {
     let EntityState::Member(m) = &record.state else { return None };
+    let (versions, changes_omitted) = latest(versions);
     Some(pb::Member {
         code: m.code.to_string(),
         name: m.name.clone(),
@@ -56,11 +67,13 @@ pub fn member(record: &ViewRecord, versions: &[Version]) -> Option<pb::Member> {
         role_history: m.role_history.iter().map(|r| member_role_pb(*r)).collect(),
         changes: versions.iter().map(change).collect(),
         provenance: Some(provenance(record)),
+        changes_omitted,
     })
 }
 
 pub fn project(record: &ViewRecord, versions: &[Version]) -> Option<pb::Project> {
     let EntityState::Project(p) = &record.state else { return None };
+    let (versions, changes_omitted) = latest(versions);
     Some(pb::Project {
         project_id: p.project_id.to_string(),
         title: p.title.clone(),
@@ -73,6 +86,7 @@ pub fn project(record: &ViewRecord, versions: &[Version]) -> Option<pb::Project>
         status_history: p.status_history.iter().map(|s| project_status_pb(*s)).collect(),
         changes: versions.iter().map(change).collect(),
         provenance: Some(provenance(record)),
+        changes_omitted,
     })
 }
 
@@ -92,6 +106,7 @@ pub fn export_rule_terms(rule: &ExportRuleState) -> pb::ExportRuleTerms {
 /// and its timeline when given.
 pub fn export_rule(record: &ViewRecord, terms: &ExportRuleState, timeline: &[Version]) -> Option<pb::ExportRule> {
     let EntityState::ExportRule(rule) = &record.state else { return None };
+    let (timeline, timeline_omitted) = latest(timeline);
     Some(pb::ExportRule {
         rule_id: rule.rule_id.to_string(),
         terms: Some(export_rule_terms(terms)),
@@ -106,6 +121,7 @@ pub fn export_rule(record: &ViewRecord, terms: &ExportRuleState, timeline: &[Ver
             })
             .collect(),
         provenance: Some(provenance(record)),
+        timeline_omitted,
     })
 }
 

@@ -510,3 +510,26 @@ async fn views_are_complete_when_the_writer_hands_over_more_than_the_projector_t
     let hex: String = outcome.digest.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, live.view_digest, "the live views equal a rebuild");
 }
+
+#[tokio::test]
+async fn a_long_history_answers_its_latest_thousand_steps_and_says_how_many_it_left_out() {
+    let server = TestServer::start().await;
+    commit(&server, vec![rule_change(pb::Treatment::Prohibited, None, "2020-01-01")]).await;
+    let later = (0..1004).map(|_| rule_change(pb::Treatment::Allowed, None, "2025-12-08")).collect::<Vec<_>>();
+    let mut head = 0;
+    for chunk in later.chunks(500) {
+        head = commit(&server, chunk.to_vec()).await.0;
+    }
+    let mut client = query(&server).await;
+    let get = |effective_on: &str| pb::GetExportRuleRequest {
+        rule_id: "us-cn-nvidia-h200".into(),
+        consistency: at_least(head),
+        effective_on: effective_on.into(),
+    };
+    let rule = client.get_export_rule(get("")).await.unwrap().into_inner().rule.unwrap();
+    assert_eq!((rule.changes, rule.timeline.len(), rule.timeline_omitted), (1005, 1000, 5));
+    assert_eq!(rule.timeline[0].change.as_ref().unwrap().position, 6, "the latest thousand, in log order");
+    // "In force on" still sees the whole timeline, the omitted part included.
+    let rule = client.get_export_rule(get("2021-01-01")).await.unwrap().into_inner().rule.unwrap();
+    assert_eq!(rule.terms.unwrap().treatment, pb::Treatment::Prohibited as i32);
+}
