@@ -336,25 +336,12 @@ impl Ledger {
         let started = Instant::now();
         let head = self.durable_head().position.0;
         let mut verdict = LiveVerdict::default();
-        let mut checkpoints: Vec<(Position, Vec<u8>)> = Vec::new();
-        for entry in self.store.checkpoints() {
-            checkpoints.push(self.guard(entry)?);
-        }
-        let mut checkpoints = checkpoints.into_iter().filter(|(p, _)| p.0 <= head).peekable();
         let mut chain = ChainVerifier::default();
-        let mut tower = SubtreeTower::new(SUBTREE_LEVEL_MIN);
-        let mut frontier = merkle::MerkleFrontier::new();
-        let mut completed = Vec::new();
-        // The first failure is the one reported.
-        let fail = |verdict: &mut LiveVerdict, at: u64, reason: String| {
-            verdict.failure.get_or_insert((at, reason));
-        };
-        let public_key = self.public_key();
         for record in self.store.scan_log(Position(1), true) {
             let record = match record {
                 Ok(record) => record,
                 Err(StoreError::Corrupt { place, reason }) => {
-                    fail(&mut verdict, chain.head().0 + 1, format!("{place}: {reason}"));
+                    verdict.failure = Some((chain.head().0 + 1, format!("{place}: {reason}")));
                     break;
                 }
                 Err(e) => return Err(e.into()),
@@ -364,40 +351,7 @@ impl Ledger {
                 break;
             }
             if let Err(e) = chain.check(position, &record.hash, &record.body) {
-                fail(&mut verdict, position, e.to_string());
-                break;
-            }
-            frontier.append(&record.hash);
-            tower.append(&record.hash, &mut completed);
-            for (level, index, root) in completed.drain(..) {
-                if self.guard(self.store.subtree(level, index))? != Some(root) {
-                    fail(
-                        &mut verdict,
-                        position,
-                        format!("the stored Merkle subtree {level}/{index} differs from the log"),
-                    );
-                }
-            }
-            while let Some((at, bytes)) = checkpoints.next_if(|(p, _)| p.0 == position) {
-                match self.decode_checkpoint(at, &bytes) {
-                    Ok(signed) if signed.checkpoint.root != frontier.root() => fail(
-                        &mut verdict,
-                        position,
-                        format!("the checkpoint at {at} signed another Merkle root than the log's"),
-                    ),
-                    // Each checkpoint against the key it names: an imported ledger's were signed by
-                    // the key of the server that issued them.
-                    Ok(signed) => match signed.verify(&signed.public_key) {
-                        Ok(()) => {
-                            verdict.checkpoints_verified += 1;
-                            verdict.checkpoints_by_other_keys += u64::from(signed.public_key != public_key);
-                        }
-                        Err(e) => fail(&mut verdict, position, format!("the checkpoint at {at}: {e}")),
-                    },
-                    Err(e) => fail(&mut verdict, position, e.to_string()),
-                }
-            }
-            if verdict.failure.is_some() {
+                verdict.failure = Some((position, e.to_string()));
                 break;
             }
             if position % step == 0 {
@@ -407,14 +361,100 @@ impl Ledger {
         let (position, hash) = chain.head();
         verdict.position = position;
         verdict.head_hash = hash;
-        verdict.root = frontier.root();
         if verdict.failure.is_none() && position != head {
             verdict.failure = Some((position + 1, format!("the log ends at {position}, its head says {head}")));
         }
+        if verdict.failure.is_none() {
+            // The chain holds: now the tree over it and the checkpoints that signed it.
+            let check = self.guard(check_tree(&self.store, head, Some(&self.public_key())))?;
+            verdict.checkpoints_verified = check.verified;
+            verdict.checkpoints_by_other_keys = check.by_other_keys;
+            verdict.failure = check.failure;
+        }
+        verdict.root = self.merkle_root(position)?;
         verdict.seconds = started.elapsed().as_secs_f64();
         progress(position, head);
         Ok(verdict)
     }
+}
+
+/// What [`check_tree`] found.
+#[derive(Clone, Debug, Default)]
+pub(super) struct TreeCheck {
+    /// Stored checkpoints whose root and signature held…
+    pub verified: u64,
+    /// …of which this many name another key than the server's.
+    pub by_other_keys: u64,
+    /// The first failure: `(position, reason)`.
+    pub failure: Option<(u64, String)>,
+}
+
+/// Checks the stored Merkle subtree roots and signed checkpoints of a log whose chain is known
+/// good up to `head`, from the chain hashes alone (no decoding).
+pub(super) fn check_tree(
+    store: &Store,
+    head: u64,
+    own_key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<TreeCheck, StoreError> {
+    let mut stored = Vec::new();
+    for entry in store.checkpoints() {
+        let (position, bytes) = entry?;
+        if position.0 <= head {
+            stored.push((position, bytes));
+        }
+    }
+    let mut stored = stored.into_iter().peekable();
+    let mut tower = SubtreeTower::new(SUBTREE_LEVEL_MIN);
+    let mut frontier = merkle::MerkleFrontier::new();
+    let mut completed = Vec::new();
+    let mut check = TreeCheck::default();
+    let mut next = 1;
+    while next <= head {
+        let to = head.min(next + CATCH_UP_STEP - 1);
+        for (offset, hash) in store.chain_hashes(Position(next), Position(to))?.iter().enumerate() {
+            let position = next + offset as u64;
+            frontier.append(hash);
+            tower.append(hash, &mut completed);
+            for (level, index, root) in completed.drain(..) {
+                // A root not stored yet (an imported store before its first open) is no fault;
+                // one that differs is.
+                if store.subtree(level, index)?.is_some_and(|stored| stored != root) {
+                    let reason = format!("the stored Merkle subtree {level}/{index} differs from the log");
+                    check.failure = Some((position, reason));
+                    return Ok(check);
+                }
+            }
+            while let Some((at, bytes)) = stored.next_if(|(p, _)| p.0 == position) {
+                match check_checkpoint(at, &bytes, &frontier.root()) {
+                    Ok(key) => {
+                        check.verified += 1;
+                        check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != key));
+                    }
+                    Err(reason) => {
+                        check.failure = Some((position, reason));
+                        return Ok(check);
+                    }
+                }
+            }
+        }
+        next = to + 1;
+    }
+    Ok(check)
+}
+
+/// A stored checkpoint holds if it decodes, covers `position`, signs `root` (the log's root of
+/// that many records) and its signature verifies with the key it names, which is returned.
+fn check_checkpoint(position: Position, bytes: &[u8], root: &Hash) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let place = format!("the checkpoint at {position}");
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("{place}: {e}"))?;
+    let signed = SignedCheckpoint::from_json(text).map_err(|e| format!("{place}: {e}"))?;
+    if signed.checkpoint.position != position.0 || signed.checkpoint.root != *root {
+        return Err(format!(
+            "{place} signed another Merkle root than the log's: the log or the checkpoint was rewritten"
+        ));
+    }
+    signed.verify(&signed.public_key).map_err(|e| format!("{place}: {e}"))?;
+    Ok(signed.public_key)
 }
 
 /// Resolves after `duration`, without a runtime's timer (the checkpointer and blocking callers

@@ -1,5 +1,7 @@
 //! Offline verification of a stopped ledger's data directory: every record decodes, sits at the
-//! next position, and continues the hash chain, and the head names the last one.
+//! next position, and continues the hash chain, and the head names the last one; then the
+//! stored Merkle subtree roots are those of the tree over the chain, and every stored
+//! checkpoint signs the log's root at its position (with the key it names).
 
 use std::path::Path;
 use std::time::Instant;
@@ -18,6 +20,8 @@ pub struct Verdict {
     pub head: (u64, Hash),
     /// Where and why verification stopped, if it did: `(place, reason)`.
     pub failure: Option<(String, String)>,
+    /// Stored checkpoints whose root and signature held.
+    pub checkpoints_verified: u64,
     pub seconds: f64,
 }
 
@@ -41,6 +45,7 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         verified: chain.head().0,
         head: chain.head(),
         failure: Some((place, reason)),
+        checkpoints_verified: 0,
         seconds: started.elapsed().as_secs_f64(),
     };
     let store = match Store::open(dir, config) {
@@ -101,10 +106,16 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         let reason = format!("the head names position {} but the chain ends at {}", head.position, chain.head().0);
         return Ok(failed("log head".into(), reason, &chain));
     }
+    let check = match super::evidence::check_tree(store, head.position.0, None) {
+        Ok(check) => check,
+        Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &chain)),
+        Err(e) => return Err(e.into()),
+    };
     Ok(Verdict {
         verified: chain.head().0,
         head: chain.head(),
-        failure: None,
+        failure: check.failure.map(|(position, reason)| (format!("position {position}"), reason)),
+        checkpoints_verified: check.verified,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -151,3 +151,46 @@ async fn ranges_verified_in_parallel_meet_and_report_a_break_in_a_middle_range()
     assert!(reason.contains("chain hash"), "{verdict:?}");
     assert_eq!(verdict.verified, 14);
 }
+
+#[tokio::test]
+async fn a_forged_checkpoint_or_merkle_subtree_in_the_store_is_reported() {
+    // 2,100 events: two 1,024-leaf blocks and the 2,048 above them have stored roots; one
+    // checkpoint at the head.
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.append(append(vec![member_joined("VF")])).await.unwrap();
+    for _ in 0..7 {
+        let events = (0..300).map(|_| commitment_made(&id(), "VF")).collect();
+        client.append(append(events)).await.unwrap();
+    }
+    server.ledger.checkpoint_at(pax_ledger::domain::Position(2101)).unwrap();
+    drop(client);
+    let dir = server.stop().await.unwrap();
+    let (ok, verdict) = verify(dir.path());
+    assert!(ok, "{verdict}");
+    assert_eq!(verdict["checkpoints_verified"], 1);
+
+    let checkpoint_key: Vec<u8> = b"C".iter().copied().chain(2101u64.to_be_bytes()).collect();
+    let subtree_key: Vec<u8> = [b'T', 10].into_iter().chain(1u64.to_be_bytes()).collect();
+    for (key, what) in [(checkpoint_key, "checkpoint"), (subtree_key, "subtree")] {
+        let db = open_sled(dir.path());
+        let original = db.get(&key).unwrap().expect("stored");
+        let mut forged = original.to_vec();
+        if what == "checkpoint" {
+            let mut file: serde_json::Value = serde_json::from_slice(&forged).unwrap();
+            file["root"] = serde_json::Value::String("11".repeat(32));
+            forged = serde_json::to_vec(&file).unwrap();
+        } else {
+            forged[0] ^= 1;
+        }
+        db.insert(&key, forged).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let (ok, verdict) = verify(dir.path());
+        assert!(!ok, "a forged {what} passed: {verdict}");
+        assert!(verdict["reason"].as_str().unwrap().contains(what), "{verdict}");
+        let db = open_sled(dir.path());
+        db.insert(&key, original).unwrap();
+        db.flush().unwrap();
+    }
+}
