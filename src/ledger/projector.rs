@@ -23,8 +23,8 @@ use crate::store::{Head, Store, StoreError, ViewWrite, ViewsMeta};
 pub const PROJECT_BATCH_EVENTS_MAX: usize = 1_000;
 /// View records the projector keeps in memory (least recently used evicted first).
 pub const VIEW_CACHE_MAX: usize = 16_384;
-/// Keys of a retired generation removed per idle step (one batch: small, so that commits do not
-/// wait long for sled's lock).
+/// Keys of the views' first layout removed per idle step (one batch: small, so that commits do
+/// not wait long for sled's lock).
 const CLEAR_STEP_KEYS: usize = 2_000;
 
 /// Groups the writer has made durable, handed over with its hashes so that the projector need
@@ -70,6 +70,8 @@ pub(super) struct Projector {
     committed: mpsc::Receiver<Committed>,
     /// Events handed over by the writer and not yet folded, in log order.
     fed: VecDeque<(RecordedEvent, audit::Hash)>,
+    /// Whether no key of the views' first layout (in the default tree) is left.
+    legacy_cleared: bool,
 }
 
 /// Reads (or starts) the live generation; returns it with the generations to clear.
@@ -141,6 +143,7 @@ impl Projector {
             fault,
             committed,
             fed: VecDeque::new(),
+            legacy_cleared: false,
         })
     }
 
@@ -297,23 +300,28 @@ impl Projector {
         self.published.send_replace(self.live.clone());
     }
 
-    /// Removes a step of keys of a retired generation no reader holds; true if it did work.
+    /// Drops a retired generation no reader holds, or removes a step of the views' first layout
+    /// (keys in the default tree); true if it did work.
     fn clear_retired(&mut self) -> bool {
-        let Some(index) = self.retired.iter().position(|g| Arc::strong_count(g) == 1) else { return false };
-        let id = self.retired[index].id;
-        match self.store.clear_views(id, CLEAR_STEP_KEYS) {
-            Ok(true) => {
-                self.retired.swap_remove(index);
-                tracing::info!(generation = id, "retired views removed");
-                true
+        if !self.legacy_cleared {
+            match self.store.clear_legacy_views(CLEAR_STEP_KEYS) {
+                Ok(done) => self.legacy_cleared = done,
+                Err(error) => {
+                    tracing::warn!(%error, "could not remove views of the first layout; retrying at next start");
+                    self.legacy_cleared = true;
+                }
             }
-            Ok(false) => true,
+            return true;
+        }
+        let Some(index) = self.retired.iter().position(|g| Arc::strong_count(g) == 1) else { return false };
+        let id = self.retired.swap_remove(index).id;
+        match self.store.drop_views(id) {
+            Ok(()) => tracing::info!(generation = id, "retired views dropped"),
             Err(error) => {
-                tracing::warn!(%error, generation = id, "could not remove retired views; retrying at next start");
-                self.retired.swap_remove(index);
-                false
+                tracing::warn!(%error, generation = id, "could not drop retired views; retrying at next start")
             }
         }
+        true
     }
 
     fn halt(&mut self, error: LedgerError) {

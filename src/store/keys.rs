@@ -6,7 +6,7 @@
 //! | meta | `M` name | see [`META_FORMAT`], [`META_HEAD`] |
 //! | log | `L` first position of a chunk (u64) | a chunk of consecutive records (see `chunk`) |
 //! | stream index | `S` stream name, `0x00`, first revision of a run (u64) | the positions of the run's consecutive revisions (u64 each) |
-//! | views | `V` generation (u32) … | view records, see `views` |
+//! | views (first layout, removed on open) | `V` … | — (views now live in a tree per generation, see `views`) |
 //!
 //! Stream names are ASCII without `0x00`, so the separator keeps `member-J` and `member-JP`
 //! apart in prefix scans. Several records share one log value and one commit group's events of

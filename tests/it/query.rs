@@ -455,15 +455,25 @@ async fn views_written_by_an_older_view_format_or_lost_are_rebuilt_on_open() {
     let data = server.data.clone();
     let dir = server.stop().await;
     {
-        // Forget which generation is live, as a store from before views existed would.
+        // Forget which generation is live, as a store from before views existed would; and
+        // leave keys of the views' first layout (in the default tree, under `V`).
         let db = open_sled(&data);
         db.remove(b"Mviews").unwrap();
+        for i in 0..5000u32 {
+            db.insert([b"V".as_slice(), &i.to_be_bytes()].concat(), b"old".as_slice()).unwrap();
+        }
         db.flush().unwrap();
     }
     let server = TestServer::start_in(&data).await;
     let members = all_members(&mut query(&server).await, at_least(head)).await;
     assert_eq!(members.iter().map(|m| m.code.as_str()).collect::<Vec<_>>(), ["JP", "US"]);
-    drop(dir);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dir2 = server.stop().await;
+    let db = open_sled(&data);
+    assert_eq!(db.scan_prefix(b"V").count(), 0, "the first layout's keys are removed");
+    let trees: Vec<_> = db.tree_names().into_iter().filter(|n| n.starts_with(b"views-")).collect();
+    assert_eq!(trees.len(), 1, "one generation left: {trees:?}");
+    drop((dir, dir2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
