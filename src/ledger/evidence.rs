@@ -232,35 +232,17 @@ impl Ledger {
         bytes: &[u8],
         root: &Hash,
     ) -> Result<SignedCheckpoint, LedgerError> {
-        let signed = self.decode_checkpoint(position, bytes)?;
-        let place = || format!("checkpoint at {position}");
-        if signed.checkpoint.root != *root || signed.checkpoint.position != position.0 {
-            return self.guard(Err(StoreError::corrupt(
-                place(),
-                "its Merkle root is not the log's: the log or the checkpoint was rewritten",
-            )));
-        }
-        self.guard(signed.verify(&signed.public_key).map_err(|e| StoreError::corrupt(place(), e.to_string())))?;
-        Ok(signed)
-    }
-
-    fn decode_checkpoint(&self, position: Position, bytes: &[u8]) -> Result<SignedCheckpoint, LedgerError> {
-        let place = || format!("checkpoint at {position}");
-        let text = std::str::from_utf8(bytes).map_err(|e| StoreError::corrupt(place(), e.to_string()));
-        let text = self.guard(text)?;
-        self.guard(SignedCheckpoint::from_json(text).map_err(|e| StoreError::corrupt(place(), e.to_string())))
+        self.guard(check_checkpoint(position, bytes, root).map_err(|reason| StoreError::corrupt("checkpoints", reason)))
     }
 
     /// The view digest at `position`, if the views get there within [`CHECKPOINT_VIEWS_WAIT`].
     fn view_digest_at(&self, position: Position) -> Result<Option<Hash>, LedgerError> {
-        let mut views = self.views.clone();
-        let reached = futures::executor::block_on(async {
-            tokio::select! {
-                reached = views.wait_for(|v| v.position >= position) => reached.is_ok(),
-                () = futures_timer(CHECKPOINT_VIEWS_WAIT) => false,
-            }
-        });
-        if !reached {
+        // Called off the async runtime (the checkpointer, blocking handlers): a bounded poll.
+        let deadline = Instant::now() + CHECKPOINT_VIEWS_WAIT;
+        while self.views.borrow().position < position && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.views.borrow().position < position {
             tracing::warn!(
                 position = position.0,
                 "the views did not reach the checkpoint in time; signing without a view digest"
@@ -297,7 +279,7 @@ impl Ledger {
         let record =
             self.guard(record.ok_or_else(|| StoreError::corrupt(format!("position {position}"), "missing")))?;
         self.check_chain(std::slice::from_ref(&record))?;
-        let previous_hash = self.guard(super::projector::hash_at(&self.store, Position(position.0 - 1)))?;
+        let previous_hash = self.guard(super::hash_at(&self.store, Position(position.0 - 1)))?;
         Ok(Inclusion {
             position,
             tree_size: size,
@@ -426,9 +408,9 @@ pub(super) fn check_tree(
             }
             while let Some((at, bytes)) = stored.next_if(|(p, _)| p.0 == position) {
                 match check_checkpoint(at, &bytes, &frontier.root()) {
-                    Ok(key) => {
+                    Ok(signed) => {
                         check.verified += 1;
-                        check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != key));
+                        check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != signed.public_key));
                     }
                     Err(reason) => {
                         check.failure = Some((position, reason));
@@ -443,8 +425,8 @@ pub(super) fn check_tree(
 }
 
 /// A stored checkpoint holds if it decodes, covers `position`, signs `root` (the log's root of
-/// that many records) and its signature verifies with the key it names, which is returned.
-fn check_checkpoint(position: Position, bytes: &[u8], root: &Hash) -> Result<ed25519_dalek::VerifyingKey, String> {
+/// that many records) and its signature verifies with the key it names.
+fn check_checkpoint(position: Position, bytes: &[u8], root: &Hash) -> Result<SignedCheckpoint, String> {
     let place = format!("the checkpoint at {position}");
     let text = std::str::from_utf8(bytes).map_err(|e| format!("{place}: {e}"))?;
     let signed = SignedCheckpoint::from_json(text).map_err(|e| format!("{place}: {e}"))?;
@@ -454,18 +436,7 @@ fn check_checkpoint(position: Position, bytes: &[u8], root: &Hash) -> Result<ed2
         ));
     }
     signed.verify(&signed.public_key).map_err(|e| format!("{place}: {e}"))?;
-    Ok(signed.public_key)
-}
-
-/// Resolves after `duration`, without a runtime's timer (the checkpointer and blocking callers
-/// run outside tokio).
-async fn futures_timer(duration: Duration) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        std::thread::sleep(duration);
-        let _ = tx.send(());
-    });
-    let _ = rx.await;
+    Ok(signed)
 }
 
 /// Loads the signing key (generated on first start).

@@ -339,18 +339,7 @@ fn verify_tail_chain(store: &Store, head: Head, count: u64) -> Result<(), Ledger
         return Ok(());
     }
     let first = head.position.0 - count + 1;
-    let prev = match first {
-        1 => audit::GENESIS_HASH,
-        _ => {
-            store
-                .read_record(Position(first - 1))?
-                .ok_or_else(|| StoreError::Corrupt {
-                    place: format!("position {}", first - 1),
-                    reason: "record missing below the log head".into(),
-                })?
-                .hash
-        }
-    };
+    let prev = hash_at(store, Position(first - 1))?;
     let mut chain = audit::ChainVerifier::after(first - 1, prev);
     for record in store.scan_log(Position(first), true).take(count as usize) {
         let record = record?;
@@ -367,4 +356,15 @@ fn verify_tail_chain(store: &Store, head: Head, count: u64) -> Result<(), Ledger
         .into());
     }
     Ok(())
+}
+
+/// The chain hash of the record at `position` (the genesis hash at 0).
+pub(super) fn hash_at(store: &Store, position: Position) -> Result<audit::Hash, StoreError> {
+    match position.0 {
+        0 => Ok(audit::GENESIS_HASH),
+        _ => store
+            .read_record(position)?
+            .map(|r| r.hash)
+            .ok_or_else(|| StoreError::corrupt(format!("position {position}"), "record missing below the log head")),
+    }
 }

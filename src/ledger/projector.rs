@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{LedgerError, raise_fault};
+use super::{LedgerError, hash_at, raise_fault};
 use crate::audit::{self, ChainVerifier};
 use crate::domain::{Position, RecordedEvent, StreamName};
 use crate::projection::codec::{VIEW_FORMAT, decode_record, encode_record, encode_summary};
@@ -338,15 +338,4 @@ pub(super) fn load(store: &Store, generation: u32, stream: &StreamName) -> Resul
         .view(generation, stream.as_str())?
         .map(|bytes| decode_record(&bytes).map_err(|e| StoreError::corrupt(format!("view of {stream}"), e.to_string())))
         .transpose()
-}
-
-/// The chain hash of the record at `position` (the genesis hash at 0).
-pub(super) fn hash_at(store: &Store, position: Position) -> Result<audit::Hash, StoreError> {
-    match position.0 {
-        0 => Ok(audit::GENESIS_HASH),
-        _ => store
-            .read_record(position)?
-            .map(|r| r.hash)
-            .ok_or_else(|| StoreError::corrupt(format!("position {position}"), "record missing below the log head")),
-    }
 }

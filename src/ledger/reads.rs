@@ -230,14 +230,7 @@ impl Ledger {
             let position = record.event.position;
             let prev_hash = match previous {
                 Some(prev) if prev.event.position.0 + 1 == position.0 => prev.hash,
-                _ if position.0 == 1 => audit::GENESIS_HASH,
-                _ => {
-                    let before = self.guard(self.store.read_record(Position(position.0 - 1)))?;
-                    self.guard(before.map(|r| r.hash).ok_or_else(|| StoreError::Corrupt {
-                        place: format!("position {}", position.0 - 1),
-                        reason: "record missing below the log head".into(),
-                    }))?
-                }
+                _ => self.guard(super::hash_at(&self.store, Position(position.0 - 1)))?,
             };
             let mut chain = audit::ChainVerifier::after(position.0 - 1, prev_hash);
             if let Err(e) = chain.check(position.0, &record.hash, &record.body) {
