@@ -149,7 +149,6 @@ impl Writer {
             };
             answers.push((reply, answer));
         }
-        let tower_before = self.tower.clone();
         let result = if batch.records() > 0 {
             batch.set_head(&head);
             let mut completed = Vec::new();
@@ -191,8 +190,9 @@ impl Writer {
                 // rather than acknowledge anything on top of it.
                 tracing::error!(%error, "durable write failed; refusing writes");
                 self.fault.send_replace(Some(format!("a durable write failed: {error}")));
+                // The tower has taken this group's leaves too; it is not rolled back because
+                // nothing is written from here on (a restart restores it from the store).
                 self.cache.clear();
-                self.tower = tower_before;
                 for (reply, answer) in answers {
                     let _ = reply.send(match answer {
                         Ok(_) => Err(LedgerError::Store(error.duplicate())),
