@@ -106,13 +106,7 @@ pub(super) fn open_views(store: &Store, head: Head) -> Result<(ViewsSnapshot, Ve
         None => {
             // A fresh generation at position 0: the projector folds the whole log into it.
             let generation = existing.iter().chain(meta.as_ref().map(|m| &m.generation)).max().map_or(0, |g| g + 1);
-            store.write_views(ViewWrite {
-                generation,
-                records: Vec::new(),
-                position: Position(0),
-                summary: encode_summary(&Summary::default()),
-                activate: Some(ViewsMeta { generation, format: VIEW_FORMAT }),
-            })?;
+            store.write_views(view_write(generation, &[], Position(0), &Summary::default(), true))?;
             (generation, Position(0), Summary::default())
         }
     };
@@ -217,38 +211,16 @@ impl Projector {
                 _ => {
                     // Up to the next handed-over event (or `until`), from the log.
                     let gap_end = self.fed.front().map_or(until.0, |(e, _)| (e.position.0 - 1).min(until.0));
-                    for record in store.scan_log(Position(next), true) {
-                        let record = record?;
-                        if record.event.position.0 > gap_end {
-                            break;
-                        }
-                        self.chain.check(record.event.position.0, &record.hash, &record.body).map_err(|e| {
-                            StoreError::corrupt(format!("position {}", record.event.position), e.to_string())
-                        })?;
-                        batch.apply(&record.event, &mut load)?;
-                        next += 1;
-                    }
-                    if next <= gap_end {
-                        return Err(
-                            StoreError::corrupt(format!("position {next}"), "missing below the log head").into()
-                        );
-                    }
+                    read_checked(store, &mut self.chain, next, gap_end, |event| batch.apply(event, &mut load))?;
+                    next = gap_end + 1;
                 }
             }
         }
         let records = batch.finish(&mut self.summary);
-        let mut write = ViewWrite {
-            generation,
-            records: Vec::with_capacity(records.len()),
-            position: until,
-            summary: encode_summary(&self.summary),
-            activate: None,
-        };
+        self.store.write_views(view_write(generation, &records, until, &self.summary, false))?;
         for record in records {
-            write.records.push((record.stream.as_str().to_owned(), encode_record(&record)));
             self.cache.put(record.stream.clone(), record);
         }
-        self.store.write_views(write)?;
         self.publish(until);
         Ok(())
     }
@@ -270,21 +242,12 @@ impl Projector {
         let generation = swap.generation.id;
         let mut summary = swap.summary.clone();
         let mut batch = ViewBatch::default();
-        for record in self.store.scan_log(Position(swap.position.0 + 1), true) {
-            let record = record?;
-            if record.event.position > self.live.position {
-                break;
-            }
-            batch.apply(&record.event, |stream| load(&self.store, generation, stream))?;
-        }
-        let records = batch.finish(&mut summary);
-        self.store.write_views(ViewWrite {
-            generation,
-            records: records.iter().map(|r| (r.stream.as_str().to_owned(), encode_record(r))).collect(),
-            position: self.live.position,
-            summary: encode_summary(&summary),
-            activate: Some(ViewsMeta { generation, format: VIEW_FORMAT }),
+        let mut chain = ChainVerifier::after(swap.position.0, hash_at(&self.store, swap.position)?);
+        read_checked(&self.store, &mut chain, swap.position.0 + 1, self.live.position.0, |event| {
+            batch.apply(event, |stream| load(&self.store, generation, stream))
         })?;
+        let records = batch.finish(&mut summary);
+        self.store.write_views(view_write(generation, &records, self.live.position, &summary, true))?;
         let old = std::mem::replace(&mut self.live.generation, swap.generation.clone());
         self.retired.push(old);
         self.summary = summary;
@@ -330,6 +293,51 @@ impl Projector {
         }
         tracing::error!(%error, position = self.live.position.0, "the projector stopped; views stay where they are");
     }
+}
+
+/// The write of a view batch's records, the position they bring a generation to and its
+/// summary (and, to switch to it, the live-generation marker).
+pub(super) fn view_write(
+    generation: u32,
+    records: &[ViewRecord],
+    position: Position,
+    summary: &Summary,
+    activate: bool,
+) -> ViewWrite {
+    ViewWrite {
+        generation,
+        records: records.iter().map(|r| (r.stream.as_str().to_owned(), encode_record(r))).collect(),
+        position,
+        summary: encode_summary(summary),
+        activate: activate.then_some(ViewsMeta { generation, format: VIEW_FORMAT }),
+    }
+}
+
+/// Reads the records `from..=to` from the log, each checked against `chain` (which ends where
+/// they start); a record missing below the head is corruption.
+pub(super) fn read_checked(
+    store: &Store,
+    chain: &mut ChainVerifier,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(&RecordedEvent) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut next = from;
+    for record in store.scan_log(Position(from), true) {
+        let record = record?;
+        if record.event.position.0 > to {
+            break;
+        }
+        chain
+            .check(record.event.position.0, &record.hash, &record.body)
+            .map_err(|e| StoreError::corrupt(format!("position {}", record.event.position), e.to_string()))?;
+        each(&record.event)?;
+        next += 1;
+    }
+    if next <= to {
+        return Err(StoreError::corrupt(format!("position {next}"), "record missing below the log head"));
+    }
+    Ok(())
 }
 
 /// A stream's record in a generation.

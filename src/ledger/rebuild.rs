@@ -8,13 +8,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use super::projector::{Generation, Swap, load};
+use super::projector::{Generation, Swap, load, read_checked, view_write};
 use super::{Ledger, LedgerError};
 use crate::audit::{ChainVerifier, Hash};
 use crate::domain::{Position, StreamName};
-use crate::projection::codec::{encode_record, encode_summary};
 use crate::projection::{Summary, ViewBatch, ViewRecord};
-use crate::store::{StoreError, ViewWrite};
 
 /// Events folded between two writes of the generation being rebuilt (and two progress reports).
 /// sled applies a batch under an exclusive lock that commits wait for: small batches keep
@@ -92,33 +90,19 @@ impl Ledger {
             lru::LruCache::new(std::num::NonZeroUsize::new(REBUILD_CACHE_MAX).expect("non-zero"));
         let mut chain = ChainVerifier::default();
         let mut done = 0u64;
-        let mut records = self.store.scan_log(Position(1), true);
         while done < total.0 {
             let until = total.0.min(done + REBUILD_BATCH_EVENTS as u64);
             let mut batch = ViewBatch::default();
-            while done < until {
-                let record = self.guard(records.next().unwrap_or_else(|| {
-                    Err(StoreError::corrupt(format!("position {}", done + 1), "record missing below the log head"))
-                }))?;
-                if let Err(e) = chain.check(record.event.position.0, &record.hash, &record.body) {
-                    return self
-                        .guard(Err(StoreError::corrupt(format!("position {}", record.event.position), e.to_string())));
-                }
-                let store = &self.store;
-                self.guard(batch.apply(&record.event, |stream| match cache.pop(stream) {
+            let store = &self.store;
+            self.guard(read_checked(store, &mut chain, done + 1, until, |event| {
+                batch.apply(event, |stream| match cache.pop(stream) {
                     Some(record) => Ok(Some(record)),
                     None => load(store, id, stream),
-                }))?;
-                done += 1;
-            }
-            let written = batch.finish(&mut summary);
-            self.guard(self.store.write_views(ViewWrite {
-                generation: id,
-                records: written.iter().map(|r| (r.stream.as_str().to_owned(), encode_record(r))).collect(),
-                position: Position(done),
-                summary: encode_summary(&summary),
-                activate: None,
+                })
             }))?;
+            done = until;
+            let written = batch.finish(&mut summary);
+            self.guard(self.store.write_views(view_write(id, &written, Position(done), &summary, false)))?;
             for record in written {
                 cache.put(record.stream.clone(), record);
             }
@@ -126,15 +110,8 @@ impl Ledger {
             self.rebuild.lock().expect("rebuild lock").running = Some((started_at, step));
             progress(step);
         }
-        drop(records);
         if total.0 == 0 {
-            self.guard(self.store.write_views(ViewWrite {
-                generation: id,
-                records: Vec::new(),
-                position: Position(0),
-                summary: encode_summary(&summary),
-                activate: None,
-            }))?;
+            self.guard(self.store.write_views(view_write(id, &[], Position(0), &summary, false)))?;
         }
         let (reply, answer) = oneshot::channel();
         let swap = Swap { generation: generation.clone(), position: total, summary, reply };
