@@ -55,7 +55,7 @@ pub(super) struct Swap {
     pub generation: Arc<Generation>,
     pub position: Position,
     pub summary: Summary,
-    pub reply: oneshot::Sender<Result<Position, LedgerError>>,
+    pub reply: oneshot::Sender<Result<ViewsSnapshot, LedgerError>>,
 }
 
 pub(super) struct Projector {
@@ -232,7 +232,7 @@ impl Projector {
         let _ = swap.reply.send(result);
     }
 
-    fn bring_up(&mut self, swap: &Swap) -> Result<Position, LedgerError> {
+    fn bring_up(&mut self, swap: &Swap) -> Result<ViewsSnapshot, LedgerError> {
         // The rebuild stopped at a durable position, which the live views have reached or will
         // reach first.
         while self.live.position < swap.position {
@@ -254,7 +254,7 @@ impl Projector {
         self.cache.clear();
         self.publish(self.live.position);
         tracing::info!(generation, position = self.live.position.0, "rebuilt views are live");
-        Ok(self.live.position)
+        Ok(self.live.clone())
     }
 
     fn publish(&mut self, position: Position) {

@@ -116,9 +116,9 @@ impl Ledger {
         let (reply, answer) = oneshot::channel();
         let swap = Swap { generation: generation.clone(), position: total, summary, reply };
         self.swaps.send(swap).map_err(|_| LedgerError::ShuttingDown)?;
-        let position = answer.blocking_recv().map_err(|_| LedgerError::ShuttingDown)??;
-        let at = self.views_at_position(position, generation);
-        let (digest, records) = self.views_digest(&at)?;
+        let live = answer.blocking_recv().map_err(|_| LedgerError::ShuttingDown)??;
+        let position = live.position;
+        let (digest, records) = (live.summary.digest(position), live.summary.records.records());
         Ok(RebuildOutcome {
             generation: id,
             position,

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::projector::{Generation, ViewsSnapshot, load};
+use super::projector::{Generation, ViewsSnapshot, load, read_checked};
 use super::rebuild::{RebuildOutcome, RebuildProgress};
-use super::{Ledger, LedgerError};
+use super::{Ledger, LedgerError, hash_at};
 use crate::audit::Hash;
 use crate::domain::{Position, RecordedEvent, Revision, StreamName};
-use crate::projection::codec::{decode_record, encode_record};
-use crate::projection::{Category, Summary, ViewDigest, ViewRecord};
+use crate::projection::codec::decode_record;
+use crate::projection::{Category, Summary, ViewRecord};
 use crate::store::StoreError;
 
 /// Most view records one list page looks at, so that a page with a rare filter returns in
@@ -210,36 +210,77 @@ impl Ledger {
         Ok(ViewPage { items, next_after: None })
     }
 
-    /// The summary at `at`: the live one, or added up from every record as of `at`.
+    /// The summary at `at` (with the hash of its record set, see [`Summary::digest`]): the
+    /// live one; or, for a past position of the live generation not too far back, the live one
+    /// walked back over the streams changed since (O(the events since), see
+    /// [`Self::views_summary_walked_back`]); or else added up from every record as of `at`.
     pub fn views_summary(&self, at: &ViewsAt) -> Result<Summary, LedgerError> {
         if let Some(summary) = &at.summary {
             return Ok((**summary).clone());
         }
+        if let Some(summary) = self.views_summary_walked_back(at)? {
+            return Ok(summary);
+        }
+        self.views_summary_added_up(at)
+    }
+
+    /// The summary at `at` added up from every record as of `at`: O(all views). What the
+    /// summaries moved record by record are checked against in tests.
+    pub fn views_summary_added_up(&self, at: &ViewsAt) -> Result<Summary, LedgerError> {
         let mut summary = Summary::default();
-        self.for_each_view(at, |record, _| summary.add(record))?;
+        self.for_each_view(at, |record| summary.add(record))?;
         Ok(summary)
+    }
+
+    /// The summary at a past position `at` of the live generation, from the live summary: each
+    /// stream with an event after `at` has its record at the live position taken out and its
+    /// record as of `at` put back. `None` when `at` is not of the live generation or is further
+    /// back than the live summary has records (then adding up every record costs less).
+    pub fn views_summary_walked_back(&self, at: &ViewsAt) -> Result<Option<Summary>, LedgerError> {
+        let live = self.views_snapshot();
+        let back = live.position.0.saturating_sub(at.position.0);
+        if live.generation.id != at.generation.id
+            || at.position > live.position
+            || back > live.summary.records.records()
+        {
+            return Ok(None);
+        }
+        let mut changed = std::collections::BTreeSet::new();
+        let mut chain =
+            crate::audit::ChainVerifier::after(at.position.0, self.guard(hash_at(&self.store, at.position))?);
+        self.guard(read_checked(&self.store, &mut chain, at.position.0 + 1, live.position.0, |event| {
+            changed.insert(event.stream.clone());
+            Ok(())
+        }))?;
+        let now = ViewsAt { position: live.position, generation: live.generation.clone(), summary: None };
+        let mut summary = (*live.summary).clone();
+        for stream in changed {
+            let stored = self.guard(load(&self.store, at.generation.id, &stream))?;
+            if let Some(record) = self.view_as_of(&now, stored.clone())? {
+                summary.remove(&record);
+            }
+            if let Some(record) = self.view_as_of(at, stored)? {
+                summary.add(&record);
+            }
+        }
+        Ok(Some(summary))
     }
 
     /// The view digest at `at` and how many records it covers.
     pub fn views_digest(&self, at: &ViewsAt) -> Result<(Hash, u64), LedgerError> {
-        let mut digest = ViewDigest::new(at.position);
-        self.for_each_view(at, |_, bytes| digest.push(bytes))?;
-        let records = digest.records();
-        Ok((digest.finish(), records))
+        let summary = self.views_summary(at)?;
+        Ok((summary.digest(at.position), summary.records.records()))
     }
 
-    /// Every view record as of `at`, in stream-name order, with its canonical bytes.
-    fn for_each_view(&self, at: &ViewsAt, mut visit: impl FnMut(&ViewRecord, &[u8])) -> Result<(), LedgerError> {
+    /// Every view record as of `at`, in stream-name order.
+    fn for_each_view(&self, at: &ViewsAt, mut visit: impl FnMut(&ViewRecord)) -> Result<(), LedgerError> {
         for entry in self.store.views(at.generation.id, "", None) {
             let (stream, bytes) = self.guard(entry)?;
             let record = self.guard(
                 decode_record(&bytes).map_err(|e| StoreError::corrupt(format!("view of {stream}"), e.to_string())),
             )?;
-            let unchanged = record.last_position <= at.position;
-            match self.view_as_of(at, Some(record))? {
-                Some(record) if unchanged => visit(&record, &bytes),
-                Some(record) => visit(&record, &encode_record(&record)),
-                None => {}
+            if let Some(record) = self.view_as_of(at, Some(record))? {
+                visit(&record);
             }
         }
         Ok(())
@@ -249,8 +290,7 @@ impl Ledger {
     pub fn projection_status(&self) -> Result<ProjectionStatus, LedgerError> {
         let live = self.views_snapshot();
         let log_position = self.durable_head().position;
-        let at = ViewsAt { position: live.position, generation: live.generation.clone(), summary: None };
-        let (digest, records) = self.views_digest(&at)?;
+        let (digest, records) = (live.summary.digest(live.position), live.summary.records.records());
         let rebuild = self.rebuild.lock().expect("rebuild lock");
         Ok(ProjectionStatus {
             position: live.position,

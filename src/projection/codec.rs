@@ -2,7 +2,7 @@
 //! view digest hashes. Built from the blocks of `crate::codec` (same integers, texts, times,
 //! dates, options, lists and enum tags as the record body).
 //!
-//! # View record, view format 1
+//! # View record, view format 2
 //!
 //! 1. `u8` view format, [`VIEW_FORMAT`]
 //! 2. `str` stream, `u64` revision, `u64` first_position, `u64` last_position, `time` created_at,
@@ -18,15 +18,17 @@
 //!      2 withdrawn), `option<str>` resolution
 //!    - 4 summit: `date` date, `str` host, `str` chair, `list<str>` participants, `str` location
 //!
-//! # Summary, view format 1
+//! # Summary, view format 2
 //!
 //! `u8` view format, then `u64` counts: members by role (member, guest), withdrawn members,
 //! projects by pillar (5) and by status (5), commitments by status (3) and by pillar (5), export
 //! rules by treatment (4), summits; then open commitments per due date as a `list` of (`date`,
-//! `u64`) in increasing date order.
+//! `u64`) in increasing date order; then the hash of the set of records (`set_hash`): `u64`
+//! record count and its 2,048 lane bytes.
 
 use std::collections::BTreeMap;
 
+use super::set_hash::{LANE_BYTES, RecordSetHash};
 use super::{Summary, ViewRecord};
 use crate::codec::{
     DecodeError, Reader, Writer, read_member_kind, read_member_role, read_pillar, read_project_status, read_treatment,
@@ -38,7 +40,8 @@ use crate::domain::{
 };
 
 /// The version of the view layout; a store whose views have another is rebuilt on open.
-pub const VIEW_FORMAT: u8 = 1;
+/// Format 2 added the hash of the record set to the summary (format 1 had none).
+pub const VIEW_FORMAT: u8 = 2;
 
 pub fn encode_record(record: &ViewRecord) -> Vec<u8> {
     let mut w = Writer::default();
@@ -212,6 +215,8 @@ pub fn encode_summary(summary: &Summary) -> Vec<u8> {
         w.date(date);
         w.u64(**count);
     });
+    w.u64(summary.records.records());
+    w.bytes.extend_from_slice(&summary.records.lane_bytes());
     w.bytes
 }
 
@@ -234,6 +239,9 @@ pub fn decode_summary(bytes: &[u8]) -> Result<Summary, DecodeError> {
         open_commitments_due.insert(date, count);
     }
     summary.open_commitments_due = open_commitments_due;
+    let records = r.u64("record count")?;
+    let lanes = r.take(LANE_BYTES, "record set hash")?;
+    summary.records = RecordSetHash::from_parts(records, lanes).expect("LANE_BYTES bytes");
     r.finish()?;
     Ok(summary)
 }

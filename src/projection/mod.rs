@@ -1,12 +1,14 @@
 //! The read side's current-state views: one [`ViewRecord`] per stream (its state folded with
-//! `domain::evolve`, plus where and when its events were recorded), a [`Summary`] of counts,
-//! and the [`ViewDigest`] over the views' canonical bytes. Folds and bytes only: the ledger's
-//! projector decides when to persist them and the store where. No sled, no I/O.
+//! `domain::evolve`, plus where and when its events were recorded), and a [`Summary`] of
+//! counts that also carries the hash of the set of records the view digest is made of
+//! ([`set_hash`]). Folds and bytes only: the ledger's projector decides when to persist them
+//! and the store where. No sled, no I/O.
 //!
 //! There is one fold: [`ViewRecord::fold`] applies an event with `domain::evolve`, and every
 //! view — live, rebuilt, or "as of" a past position — is made by it.
 
 pub mod codec;
+pub mod set_hash;
 mod summary;
 
 use std::collections::HashMap;
@@ -206,42 +208,6 @@ impl ViewBatch {
             .collect();
         records.sort_by(|a, b| a.stream.cmp(&b.stream));
         records
-    }
-}
-
-/// A hash over the views at a position: BLAKE3 over a domain-separation prefix, the position
-/// (`u64` big-endian), then each view record's canonical bytes ([`codec::encode_record`]) as a
-/// `u32` big-endian length and the bytes, in stream-name byte order. Two ledgers with the same
-/// log up to a position have the same digest there, whoever folded them.
-pub struct ViewDigest {
-    hasher: blake3::Hasher,
-    records: u64,
-}
-
-/// The first bytes hashed into a view digest.
-pub const VIEW_DIGEST_PREFIX: &[u8] = b"pax-ledger views v1\n";
-
-impl ViewDigest {
-    pub fn new(position: Position) -> Self {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(VIEW_DIGEST_PREFIX);
-        hasher.update(&position.0.to_be_bytes());
-        Self { hasher, records: 0 }
-    }
-
-    /// Adds the next record's canonical bytes; records must come in stream-name order.
-    pub fn push(&mut self, record_bytes: &[u8]) {
-        self.hasher.update(&u32::try_from(record_bytes.len()).expect("a view record under 4 GiB").to_be_bytes());
-        self.hasher.update(record_bytes);
-        self.records += 1;
-    }
-
-    pub fn records(&self) -> u64 {
-        self.records
-    }
-
-    pub fn finish(self) -> [u8; 32] {
-        *self.hasher.finalize().as_bytes()
     }
 }
 

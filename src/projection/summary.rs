@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 
 use super::ViewRecord;
+use super::codec::encode_record;
+use super::set_hash::RecordSetHash;
 use crate::domain::{CommitmentStatus, EntityState, MemberRole, Pillar, ProjectStatus, Treatment};
 
 /// Counts per role, pillar, status and treatment. Withdrawn participants are counted apart
@@ -22,6 +24,8 @@ pub struct Summary {
     pub open_commitments_due: BTreeMap<NaiveDate, u64>,
     pub export_rules_by_treatment: [u64; 4],
     pub summits: u64,
+    /// The hash of the set of records counted, which the view digest is made from.
+    pub records: RecordSetHash,
 }
 
 /// The names of the counted values, in index order (lower snake_case, as on the wire).
@@ -87,10 +91,17 @@ impl Summary {
 
     pub fn add(&mut self, record: &ViewRecord) {
         self.count(record, 1);
+        self.records.add(&encode_record(record));
     }
 
     pub fn remove(&mut self, record: &ViewRecord) {
         self.count(record, -1);
+        self.records.remove(&encode_record(record));
+    }
+
+    /// The view digest of the counted records at `position` (see [`RecordSetHash::digest`]).
+    pub fn digest(&self, position: crate::domain::Position) -> [u8; 32] {
+        self.records.digest(position)
     }
 
     /// Open commitments due before `date`.

@@ -321,6 +321,29 @@ async fn as_of_a_past_position_the_views_are_what_they_were_and_the_summary_too(
 }
 
 #[tokio::test]
+async fn a_past_summary_is_walked_back_from_the_live_one_and_equals_one_added_up() {
+    let server = TestServer::start().await;
+    let joins = ["US", "JP", "KR", "SG"].map(|code| member_joined_as(code, pb::MemberRole::Member));
+    let (before, _) = commit(&server, joins.to_vec()).await;
+    commit(&server, vec![member_role_changed("JP", pb::MemberRole::Guest)]).await;
+    let (head, _) = commit(&server, vec![member_withdrew("KR"), member_joined("EU")]).await;
+    let ledger = server.ledger.clone();
+    let wait = Duration::from_secs(10);
+    let live = ledger.views_at(pax_ledger::ledger::AsOf::Latest, Some(pax_ledger::domain::Position(head)), wait);
+    let live = live.await.unwrap();
+    let past = ledger.views_at(pax_ledger::ledger::AsOf::Position(pax_ledger::domain::Position(before)), None, wait);
+    let past = past.await.unwrap();
+    let walked = ledger.views_summary_walked_back(&past).unwrap().expect("3 events back, 5 records: walked back");
+    let added_up = ledger.views_summary_added_up(&past).unwrap();
+    assert_eq!(walked, added_up);
+    assert_eq!((walked.members_by_role, walked.members_withdrawn, walked.records.records()), ([4, 0], 0, 4));
+    assert_eq!(ledger.views_summary(&live).unwrap(), ledger.views_summary_added_up(&live).unwrap());
+    let (digest, records) = ledger.views_digest(&past).unwrap();
+    assert_eq!((digest, records), (added_up.digest(past.position), 4));
+    assert_ne!(digest, ledger.views_digest(&live).unwrap().0);
+}
+
+#[tokio::test]
 async fn bad_consistency_and_filters_get_the_codes_of_the_error_table() {
     let server = TestServer::start().await;
     let (head, _) = commit(&server, vec![member_joined("US")]).await;

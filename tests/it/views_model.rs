@@ -24,6 +24,9 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use tonic::transport::Channel;
 
+use pax_ledger::domain::Position;
+use pax_ledger::ledger::AsOf;
+
 use crate::support::{TestServer, append, event};
 
 /// Participants; the last one never joins (an unknown code).
@@ -1012,6 +1015,25 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+/// The summary the server answers at `position` (the live one moved record by record, or walked
+/// back from it over the streams changed since) equals the summary added up from every record
+/// as of `position`, hash of the record set and view digest included; returns that digest.
+async fn summary_moved_equals_added_up(server: &TestServer, position: u64) -> Result<String, TestCaseError> {
+    let ledger = server.ledger.clone();
+    let at = ledger
+        .views_at(AsOf::Position(Position(position)), None, Duration::from_secs(10))
+        .await
+        .map_err(|e| TestCaseError::fail(format!("views at {position}: {e}")))?;
+    let moved = ledger.views_summary(&at).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let added_up = ledger.views_summary_added_up(&at).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&moved, &added_up, "summary at {}: moved vs added up", position);
+    prop_assert_eq!(moved.digest(at.position), added_up.digest(at.position));
+    if let Some(walked) = ledger.views_summary_walked_back(&at).map_err(|e| TestCaseError::fail(e.to_string()))? {
+        prop_assert_eq!(&walked, &added_up, "summary at {}: walked back vs added up", position);
+    }
+    Ok(pax_ledger::audit::hex::encode(&moved.digest(at.position)))
+}
+
 /// The views at the last acknowledged position equal the model; the projection status shows
 /// no lag; a rebuild reproduces the digest and leaves every answer unchanged (also across a
 /// restart after it).
@@ -1035,6 +1057,8 @@ fn views_at_the_head(steps: Vec<Step>) -> Result<(), TestCaseError> {
         );
         prop_assert_eq!(status.records, model.entities(), "GetProjectionStatus: records");
         prop_assert!(!status.rebuilding);
+        let added_up = summary_moved_equals_added_up(&server, *last).await?;
+        prop_assert_eq!(&status.view_digest, &added_up, "GetProjectionStatus: view_digest vs added up");
 
         let mut stream = c
             .projection
@@ -1106,6 +1130,7 @@ fn views_as_of(steps: Vec<Step>, picks: Vec<Index>) -> Result<(), TestCaseError>
             let (position, model) = &snapshots[i];
             let at = At { min: last, as_of: Some(*position) };
             check_views(&mut c, model, at, &format!("as of position {position} (head {last})")).await?;
+            summary_moved_equals_added_up(&server, *position).await?;
         }
         let past = c
             .query
