@@ -1,51 +1,73 @@
-//! A snapshot of the event-id index, so that opening does not scan the whole log.
+//! A snapshot of the in-memory indexes (event ids and stream fingerprints, see
+//! `memory_index`), so that opening does not scan the whole log.
 //!
-//! The file `ids.snapshot` in the data directory is
-//! `[magic "PAXIDS\n"][SNAPSHOT_FORMAT u8][position u64][chain hash at position: 32 bytes]
-//! [count u64]` then `count` × `[event id: 16 bytes][position u64]`, then a BLAKE3 digest of
-//! everything before it (32 bytes); integers big-endian. It is written at a clean stop
+//! The file `ids.snapshot` in the data directory is, format 2, integers big-endian:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 7 | magic `"PAXIDS\n"` |
+//! | 1 | [`SNAPSHOT_FORMAT`] (2) |
+//! | 8 | position (u64): the snapshot covers positions 1..=position |
+//! | 32 | the chain hash of the record at position |
+//! | 8 | id count (u64) |
+//! | id count × 24 | per event: event id (16 bytes, the UUID's bytes), position (u64) |
+//! | 8 | stream count (u64) |
+//! | stream count × 8 | per stream: its fingerprint (u64; written big-endian, it is the first 8 bytes of BLAKE3 of the stream name) |
+//! | 32 | BLAKE3 digest of every byte before it |
+//!
+//! (Format 1 was the same without the stream count and fingerprints; it is ignored like any
+//! unusable snapshot, and the next clean stop writes format 2.) It is written at a clean stop
 //! (temporary file, fsync, rename, fsync of the directory), and used on open only if its
 //! digest is right and the log still holds, at its position, a record with its chain hash: the
-//! log is append-only, so the ids up to that position are then exactly the snapshot's, and
-//! only the chunks after it are scanned. Anything else, and the snapshot is ignored (the whole
-//! log is scanned): it is a cache, never a source of truth.
+//! log is append-only, so the ids and streams up to that position are then exactly the
+//! snapshot's (the fingerprints possibly a superset, which is harmless), and only the chunks
+//! after it are scanned. Anything else, and the snapshot is ignored (the whole log is scanned):
+//! it is a cache, never a source of truth.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::memory_index::{MemoryIndex, StreamSet};
 use super::{Hash, StoreError};
 use crate::domain::{EventId, Position};
 
 const MAGIC: &[u8] = b"PAXIDS\n";
 /// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u8 = 1;
+pub const SNAPSHOT_FORMAT: u8 = 2;
 const HEADER_BYTES: usize = MAGIC.len() + 1 + 8 + 32 + 8;
 const ENTRY_BYTES: usize = 16 + 8;
+const FINGERPRINT_BYTES: usize = 8;
 
-/// A loaded snapshot: the ids of positions 1..=`position`.
+/// A loaded snapshot: the indexes of positions 1..=`position`.
 pub struct IdSnapshot {
     pub position: Position,
     pub hash: Hash,
-    pub ids: HashMap<EventId, Position>,
+    pub index: MemoryIndex,
 }
 
 pub fn path(dir: &Path) -> PathBuf {
     dir.join("ids.snapshot")
 }
 
-/// Writes the snapshot of `ids` (the ids of positions 1..=`position`) durably.
-pub fn save(dir: &Path, position: Position, hash: &Hash, ids: &HashMap<EventId, Position>) -> Result<(), StoreError> {
-    let mut bytes = Vec::with_capacity(HEADER_BYTES + ids.len() * ENTRY_BYTES + 32);
+/// Writes the snapshot of `index` (that of positions 1..=`position`) durably.
+pub fn save(dir: &Path, position: Position, hash: &Hash, index: &MemoryIndex) -> Result<(), StoreError> {
+    let mut bytes = Vec::with_capacity(
+        HEADER_BYTES + index.ids.len() * ENTRY_BYTES + 8 + index.streams.len() * FINGERPRINT_BYTES + 32,
+    );
     bytes.extend_from_slice(MAGIC);
     bytes.push(SNAPSHOT_FORMAT);
     bytes.extend_from_slice(&position.0.to_be_bytes());
     bytes.extend_from_slice(hash);
-    bytes.extend_from_slice(&(ids.len() as u64).to_be_bytes());
-    for (id, at) in ids {
+    bytes.extend_from_slice(&(index.ids.len() as u64).to_be_bytes());
+    for (id, at) in &index.ids {
         bytes.extend_from_slice(id.as_bytes());
         bytes.extend_from_slice(&at.0.to_be_bytes());
+    }
+    bytes.extend_from_slice(&(index.streams.len() as u64).to_be_bytes());
+    for fingerprint in &index.streams {
+        bytes.extend_from_slice(&fingerprint.to_be_bytes());
     }
     let digest = blake3::hash(&bytes);
     bytes.extend_from_slice(digest.as_bytes());
@@ -71,11 +93,22 @@ pub fn load(dir: &Path) -> Option<IdSnapshot> {
         tracing::warn!(format = header[0], "ignoring an event-id snapshot of another format");
         return None;
     }
+    let malformed = || tracing::warn!("ignoring a malformed event-id snapshot");
     let position = Position(u64::from_be_bytes(header[1..9].try_into().ok()?));
     let hash: Hash = header[9..41].try_into().ok()?;
     let count = usize::try_from(u64::from_be_bytes(header[41..49].try_into().ok()?)).ok()?;
-    let entries = &body[HEADER_BYTES..];
-    if entries.len() != count.checked_mul(ENTRY_BYTES)? {
+    let Some((entries, rest)) = count.checked_mul(ENTRY_BYTES).and_then(|n| body[HEADER_BYTES..].split_at_checked(n))
+    else {
+        malformed();
+        return None;
+    };
+    let Some((stream_count, fingerprints)) = rest.split_at_checked(8) else {
+        malformed();
+        return None;
+    };
+    let stream_count = usize::try_from(u64::from_be_bytes(stream_count.try_into().ok()?)).ok()?;
+    if stream_count.checked_mul(FINGERPRINT_BYTES) != Some(fingerprints.len()) {
+        malformed();
         return None;
     }
     let mut ids = HashMap::with_capacity(count);
@@ -83,27 +116,77 @@ pub fn load(dir: &Path) -> Option<IdSnapshot> {
         let id = EventId::from_uuid(uuid::Uuid::from_bytes(entry[..16].try_into().ok()?));
         ids.insert(id, Position(u64::from_be_bytes(entry[16..].try_into().ok()?)));
     }
-    Some(IdSnapshot { position, hash, ids })
+    let mut streams = StreamSet::with_capacity_and_hasher(stream_count, Default::default());
+    streams.extend(
+        fingerprints.chunks_exact(FINGERPRINT_BYTES).map(|f| u64::from_be_bytes(f.try_into().expect("8 bytes"))),
+    );
+    Some(IdSnapshot { position, hash, index: MemoryIndex { ids, streams } })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn index() -> MemoryIndex {
+        let ids = (1..=100u64).map(|p| (EventId::generate(), Position(p))).collect();
+        let streams = (0..37u64).map(|i| super::super::memory_index::stream_fingerprint(&i.to_be_bytes())).collect();
+        MemoryIndex { ids, streams }
+    }
+
     #[test]
     fn a_snapshot_round_trips_and_a_damaged_one_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let ids: HashMap<_, _> = (1..=100u64).map(|p| (EventId::generate(), Position(p))).collect();
-        save(dir.path(), Position(100), &[7; 32], &ids).unwrap();
+        let index = index();
+        save(dir.path(), Position(100), &[7; 32], &index).unwrap();
         let loaded = load(dir.path()).expect("a snapshot");
         assert_eq!((loaded.position, loaded.hash), (Position(100), [7; 32]));
-        assert_eq!(loaded.ids, ids);
+        assert_eq!(loaded.index.ids, index.ids);
+        assert_eq!(loaded.index.streams, index.streams);
 
-        let mut bytes = fs::read(path(dir.path())).unwrap();
-        bytes[HEADER_BYTES + 3] ^= 1;
-        fs::write(path(dir.path()), &bytes).unwrap();
-        assert!(load(dir.path()).is_none());
+        let good = fs::read(path(dir.path())).unwrap();
+        assert_eq!(good.len(), HEADER_BYTES + 100 * ENTRY_BYTES + 8 + 37 * FINGERPRINT_BYTES + 32);
+        // A flipped bit in an id, in a fingerprint, or in the digest.
+        for at in [HEADER_BYTES + 3, good.len() - 32 - 5, good.len() - 1] {
+            let mut bytes = good.clone();
+            bytes[at] ^= 1;
+            fs::write(path(dir.path()), &bytes).unwrap();
+            assert!(load(dir.path()).is_none(), "a flipped bit at {at} went unnoticed");
+        }
         fs::write(path(dir.path()), b"short").unwrap();
+        assert!(load(dir.path()).is_none());
+    }
+
+    #[test]
+    fn counts_that_disagree_with_the_length_are_ignored_even_under_a_right_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = index();
+        save(dir.path(), Position(100), &[7; 32], &index).unwrap();
+        let good = fs::read(path(dir.path())).unwrap();
+        let stream_count_at = HEADER_BYTES + 100 * ENTRY_BYTES;
+        for (at, value) in [(HEADER_BYTES - 8, 101u64), (HEADER_BYTES - 8, u64::MAX), (stream_count_at, 36)] {
+            let mut bytes = good[..good.len() - 32].to_vec();
+            bytes[at..at + 8].copy_from_slice(&value.to_be_bytes());
+            let digest = blake3::hash(&bytes);
+            bytes.extend_from_slice(digest.as_bytes());
+            fs::write(path(dir.path()), &bytes).unwrap();
+            assert!(load(dir.path()).is_none(), "a count of {value} at {at} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_format_1_snapshot_is_ignored() {
+        // What the previous build wrote: the header, the ids, the digest, no fingerprints.
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.push(1);
+        bytes.extend_from_slice(&1u64.to_be_bytes());
+        bytes.extend_from_slice(&[7; 32]);
+        bytes.extend_from_slice(&1u64.to_be_bytes());
+        bytes.extend_from_slice(EventId::generate().as_bytes());
+        bytes.extend_from_slice(&1u64.to_be_bytes());
+        let digest = blake3::hash(&bytes);
+        bytes.extend_from_slice(digest.as_bytes());
+        fs::write(path(dir.path()), &bytes).unwrap();
         assert!(load(dir.path()).is_none());
     }
 }

@@ -1,14 +1,16 @@
 //! The store: the only module that imports sled. One tree, several key spaces (see [`keys`]),
 //! one durable atomic write per commit group (a sled `Batch`, then `flush`, then a real
 //! `fdatasync` of the database file), reads, and recovery on open. Records are stored in
-//! chunks of consecutive positions ([`chunk`]); the event-id index lives in memory and is
-//! rebuilt from the log on open.
+//! chunks of consecutive positions ([`chunk`]); the event-id index and the set of stream
+//! fingerprints live in memory ([`memory_index`]) and are rebuilt on open from their snapshot
+//! and the log after it.
 
 mod audit_keys;
 pub mod chunk;
 use audit_keys::batch_subtree;
 mod id_snapshot;
 pub mod keys;
+mod memory_index;
 pub mod record;
 mod views;
 
@@ -22,6 +24,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chunk::{ChunkLayout, ChunkWriter};
+use memory_index::{MemoryIndex, stream_fingerprint};
 
 use crate::domain::{EventId, Position, RecordedEvent, Revision, StreamName};
 
@@ -258,9 +261,10 @@ pub struct Store {
     /// A second handle on sled's database file, for the `fdatasync` that sled's `flush` lacks.
     db_file: File,
     syncs: AtomicU64,
-    /// Event id → position, for every committed event: rebuilt from the log on open, extended
-    /// after each durable commit. (A sled entry per event would cost one insert per event.)
-    ids: RwLock<HashMap<EventId, Position>>,
+    /// Event id → position, for every committed event (extended after each durable commit),
+    /// and the fingerprints of every stream with a record visible in sled (extended before each
+    /// batch is applied): see [`MemoryIndex`] for the invariant. Rebuilt on open.
+    index: RwLock<MemoryIndex>,
     dir: PathBuf,
 }
 
@@ -273,8 +277,13 @@ impl Store {
         let db_file = File::open(dir.join("db"))?;
         // The database file's directory entry must itself be durable once.
         File::open(dir)?.sync_all()?;
-        let store =
-            Self { db, db_file, syncs: AtomicU64::new(0), ids: RwLock::new(HashMap::new()), dir: dir.to_owned() };
+        let store = Self {
+            db,
+            db_file,
+            syncs: AtomicU64::new(0),
+            index: RwLock::new(MemoryIndex::default()),
+            dir: dir.to_owned(),
+        };
         store.check_format(dir)?;
         let mut recovery = store.recover()?;
         // What a killed process wrote but never synced may sit in the page cache; make it durable
@@ -306,6 +315,11 @@ impl Store {
     /// the last records are read back and decoded, so that a torn tail is found before it is
     /// served. (Their chain hashes are re-checked by the ledger, which owns the hash function
     /// through `audit`.)
+    ///
+    /// This runs before the in-memory indexes are built, so the streams of the removed records
+    /// never reach the fingerprint set from the log; a snapshot may still hold some (it is only
+    /// written at a clean stop, but nothing here depends on that): a superset is fine, such a
+    /// stream costs one seek that finds nothing.
     fn recover(&self) -> Result<Recovery, StoreError> {
         let head = self.head()?;
         let mut recovery = Recovery::default();
@@ -355,9 +369,9 @@ impl Store {
         Ok(recovery)
     }
 
-    /// Rebuilds the event-id index: from its snapshot if there is a valid one, then from the
-    /// chunks after it (from the start of the log otherwise), checking on the way that
-    /// positions are dense.
+    /// Rebuilds the in-memory indexes (event ids and stream fingerprints): from their snapshot
+    /// if there is a valid one, then from the chunks after it (from the start of the log
+    /// otherwise), checking on the way that positions are dense.
     fn rebuild_id_index(&self, recovery: &mut Recovery) -> Result<(), StoreError> {
         let head = self.head()?;
         let snapshot = id_snapshot::load(&self.dir).filter(|snapshot| {
@@ -369,12 +383,12 @@ impl Store {
             }
             valid
         });
-        let (mut ids, from) = match snapshot {
+        let (mut index, from) = match snapshot {
             Some(snapshot) => {
                 recovery.id_snapshot_position = snapshot.position.0;
-                (snapshot.ids, Position(snapshot.position.0 + 1))
+                (snapshot.index, Position(snapshot.position.0 + 1))
             }
-            None => (HashMap::new(), Position(1)),
+            None => (MemoryIndex::default(), Position(1)),
         };
         let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back().transpose()? {
             Some((key, _)) => key.to_vec(),
@@ -391,16 +405,17 @@ impl Store {
                     format!("the log jumps to {}", chunk.first),
                 ));
             }
-            ids.reserve(chunk.layout.len());
+            index.ids.reserve(chunk.layout.len());
             for i in 0..chunk.layout.len() {
                 let position = Position(chunk.first.0 + i as u64);
                 if position < from {
                     continue;
                 }
                 let (_, body) = chunk.layout.record(&chunk.value, i);
-                let id = record::peek_event_id(body)
+                let (stream, id) = record::peek_stream_and_id(body)
                     .map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
-                if let Some(earlier) = ids.insert(id, position) {
+                index.streams.insert(stream_fingerprint(stream));
+                if let Some(earlier) = index.ids.insert(id, position) {
                     return Err(StoreError::corrupt(
                         format!("position {position}"),
                         format!("event id {id} is also at {earlier}"),
@@ -410,16 +425,17 @@ impl Store {
             }
             next = Some(Position(chunk.last().0 + 1));
         }
-        *self.ids.write().expect("id index lock") = ids;
+        *self.index.write().expect("memory index lock") = index;
         Ok(())
     }
 
-    /// Writes the snapshot of the event-id index at the durable head, so that the next open
-    /// scans only what comes after it. Called at a clean stop, once nothing more is written.
+    /// Writes the snapshot of the in-memory indexes (event ids, stream fingerprints) at the
+    /// durable head, so that the next open scans only what comes after it. Called at a clean
+    /// stop, once nothing more is written.
     pub fn save_id_snapshot(&self) -> Result<(), StoreError> {
         let head = self.head()?;
-        let ids = self.ids.read().expect("id index lock");
-        id_snapshot::save(&self.dir, head.position, &head.hash, &ids)
+        let index = self.index.read().expect("memory index lock");
+        id_snapshot::save(&self.dir, head.position, &head.hash, &index)
     }
 
     /// The log's last committed position and hash.
@@ -462,10 +478,22 @@ impl Store {
         for (level, index, root) in &batch.subtrees {
             batch_subtree(&mut write, *level, *index, root);
         }
+        // The fingerprint set must hold every stream visible in sled, so the new streams (a
+        // stream's revisions are dense from 0) go in before the batch is applied; if the write
+        // then fails, the set is a superset, which costs a seek, never a wrong answer.
+        let new_streams: Vec<u64> = batch
+            .records
+            .iter()
+            .filter(|r| r.revision.0 == 0)
+            .map(|r| stream_fingerprint(r.stream.as_str().as_bytes()))
+            .collect();
+        if !new_streams.is_empty() {
+            self.index.write().expect("memory index lock").streams.extend(new_streams);
+        }
         self.db.apply_batch(write)?;
         self.sync()?;
-        let mut ids = self.ids.write().expect("id index lock");
-        ids.extend(batch.records.iter().map(|r| (r.event_id, r.position)));
+        let mut index = self.index.write().expect("memory index lock");
+        index.ids.extend(batch.records.iter().map(|r| (r.event_id, r.position)));
         Ok(())
     }
 
@@ -484,11 +512,17 @@ impl Store {
 
     /// The position of a durably committed event, by its id.
     pub fn event_position(&self, id: &EventId) -> Result<Option<Position>, StoreError> {
-        Ok(self.ids.read().expect("id index lock").get(id).copied())
+        Ok(self.index.read().expect("memory index lock").ids.get(id).copied())
     }
 
-    /// A stream's current revision (of its last event), or `None` if it has no event.
+    /// A stream's current revision (of its last event), or `None` if it has no event. A stream
+    /// whose fingerprint is not in the set certainly has no record and costs no seek (most
+    /// streams asked about by the writer are new ones); otherwise one reverse seek in the
+    /// stream index answers (after a fingerprint collision, it finds nothing).
     pub fn stream_revision(&self, stream: &StreamName) -> Result<Option<Revision>, StoreError> {
+        if !self.may_hold_stream(stream) {
+            return Ok(None);
+        }
         match self.db.scan_prefix(keys::stream_prefix(stream)).next_back().transpose()? {
             Some((key, value)) => {
                 let first = keys::stream_revision(&key)
@@ -497,6 +531,18 @@ impl Store {
             }
             None => Ok(None),
         }
+    }
+
+    /// Whether `stream`'s fingerprint is in the set: `false` means it certainly has no record.
+    fn may_hold_stream(&self, stream: &StreamName) -> bool {
+        let fingerprint = stream_fingerprint(stream.as_str().as_bytes());
+        self.index.read().expect("memory index lock").streams.contains(&fingerprint)
+    }
+
+    /// Puts `stream`'s fingerprint in the set without a record: a fingerprint collision.
+    #[cfg(test)]
+    fn add_stream_fingerprint(&self, stream: &StreamName) {
+        self.index.write().expect("memory index lock").streams.insert(stream_fingerprint(stream.as_str().as_bytes()));
     }
 
     /// The chunk holding `position`, if any.
@@ -612,26 +658,27 @@ mod tests {
     use super::*;
     use crate::domain::{EventData, MemberCode, MemberKind, MemberRole, Metadata, ProposedEvent};
 
-    /// Commits `count` joins of fresh members after `head`, with chain hashes that are not the
-    /// real ones (the store does not compute them), and returns the new head and the ids.
-    fn commit_joins(store: &Store, head: Head, count: u64) -> (Head, Vec<EventId>) {
+    /// A commit group of `events` after `head`, each at the next revision of its stream
+    /// (`revisions` holds each stream's last revision and is updated), with chain hashes that
+    /// are not the real ones (the store does not compute them). Returns the batch, its head and
+    /// the ids.
+    fn batch_of(
+        head: Head,
+        events: Vec<EventData>,
+        revisions: &mut HashMap<StreamName, u64>,
+    ) -> (CommitBatch, Head, Vec<EventId>) {
         let mut batch = CommitBatch::default();
         let mut ids = Vec::new();
         let mut head = head;
-        for i in 0..count {
+        for data in events {
             let position = Position(head.position.0 + 1);
-            let code = format!("Z{}", (b'A' + (position.0 % 26) as u8) as char)
-                + &((b'A' + ((position.0 / 26) % 26) as u8) as char).to_string();
-            let data = EventData::MemberJoined {
-                code: MemberCode::parse("code", &code).unwrap(),
-                name: format!("Participant {i}"),
-                kind: MemberKind::State,
-                role: MemberRole::Member,
-            };
+            let stream = data.stream();
+            let revision = revisions.get(&stream).map_or(0, |r| r + 1);
+            revisions.insert(stream.clone(), revision);
             let event = RecordedEvent {
                 position,
-                stream: data.stream(),
-                revision: Revision(0),
+                stream,
+                revision: Revision(revision),
                 recorded_at: Utc::now(),
                 event: ProposedEvent {
                     event_id: EventId::generate(),
@@ -646,8 +693,63 @@ mod tests {
             head = Head { position, hash };
         }
         batch.set_head(&head);
+        (batch, head, ids)
+    }
+
+    /// Commits `events` as one group (see [`batch_of`]) and returns the new head.
+    fn commit_events(
+        store: &Store,
+        head: Head,
+        events: Vec<EventData>,
+        revisions: &mut HashMap<StreamName, u64>,
+    ) -> Head {
+        let (batch, head, _) = batch_of(head, events, revisions);
+        store.commit(batch).unwrap();
+        head
+    }
+
+    fn code(raw: &str) -> MemberCode {
+        MemberCode::parse("code", raw).unwrap()
+    }
+
+    fn join(raw: &str) -> EventData {
+        EventData::MemberJoined {
+            code: code(raw),
+            name: format!("Participant {raw}"),
+            kind: MemberKind::State,
+            role: MemberRole::Member,
+        }
+    }
+
+    fn role_change(raw: &str, n: usize) -> EventData {
+        EventData::MemberRoleChanged { code: code(raw), role: [MemberRole::Guest, MemberRole::Member][n % 2] }
+    }
+
+    /// Commits `count` joins of fresh members after `head`, and returns the new head and the ids.
+    fn commit_joins(store: &Store, head: Head, count: u64) -> (Head, Vec<EventId>) {
+        let events = (head.position.0 + 1..=head.position.0 + count)
+            .map(|position| {
+                let code = format!("Z{}", (b'A' + (position % 26) as u8) as char)
+                    + &((b'A' + ((position / 26) % 26) as u8) as char).to_string();
+                join(&code)
+            })
+            .collect();
+        let (batch, head, ids) = batch_of(head, events, &mut HashMap::new());
         store.commit(batch).unwrap();
         (head, ids)
+    }
+
+    /// Every stream of `revisions` answers its last revision; every stream of `absent` answers
+    /// `None`, and from the fingerprint set alone.
+    #[track_caller]
+    fn check_streams(store: &Store, revisions: &HashMap<StreamName, u64>, absent: &[StreamName]) {
+        for (stream, revision) in revisions {
+            assert_eq!(store.stream_revision(stream).unwrap(), Some(Revision(*revision)), "{stream}");
+        }
+        for stream in absent {
+            assert!(!store.may_hold_stream(stream), "{stream} has a fingerprint");
+            assert_eq!(store.stream_revision(stream).unwrap(), None, "{stream}");
+        }
     }
 
     fn reopen(dir: &Path) -> (Store, Recovery) {
@@ -690,11 +792,120 @@ mod tests {
         let mut forged = Head::EMPTY;
         forged.position = Position(30);
         forged.hash = [0xEE; 32];
-        id_snapshot::save(dir.path(), forged.position, &forged.hash, &stranger.ids.read().unwrap()).unwrap();
+        id_snapshot::save(dir.path(), forged.position, &forged.hash, &stranger.index.read().unwrap()).unwrap();
         let (store, recovery) = reopen(dir.path());
         assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (0, 30));
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(store.event_position(id).unwrap(), Some(Position(i as u64 + 1)));
         }
+    }
+
+    /// Members named `{prefix}A`, `{prefix}B`, … (`count` of them).
+    fn codes(prefix: &str, count: u8) -> Vec<String> {
+        (0..count).map(|i| format!("{prefix}{}", (b'A' + i) as char)).collect()
+    }
+
+    #[test]
+    fn stream_revisions_come_from_the_fingerprints_after_commits_and_every_kind_of_open() {
+        let dir = tempfile::tempdir().unwrap();
+        // Never written: other members, one whose name extends a written one, a commitment.
+        let absent: Vec<StreamName> = ["QQ", "AAB", "CZ"]
+            .map(|raw| StreamName::member(&code(raw)))
+            .into_iter()
+            .chain([StreamName::commitment(
+                &crate::domain::CommitmentId::parse("id", &uuid::Uuid::new_v4().to_string()).unwrap(),
+            )])
+            .collect();
+        let mut revisions = HashMap::new();
+        let (store, _) = reopen(dir.path());
+        check_streams(&store, &revisions, &absent);
+
+        // New streams; then more revisions of some of them, some new streams, and a stream
+        // created and changed in the same group.
+        let mut head =
+            commit_events(&store, Head::EMPTY, codes("A", 20).iter().map(|c| join(c)).collect(), &mut revisions);
+        let mut events: Vec<_> =
+            codes("A", 10).iter().enumerate().flat_map(|(i, c)| (0..=i).map(move |n| role_change(c, n))).collect();
+        events.extend(codes("B", 5).iter().map(|c| join(c)));
+        events.extend([role_change("BA", 0), role_change("BA", 1)]);
+        head = commit_events(&store, head, events, &mut revisions);
+        assert_eq!((revisions[&StreamName::member(&code("AJ"))], revisions[&StreamName::member(&code("BA"))]), (10, 2));
+        check_streams(&store, &revisions, &absent);
+        store.save_id_snapshot().unwrap();
+        drop(store);
+
+        // A clean stop: everything comes from the snapshot.
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (head.position.0, 0));
+        check_streams(&store, &revisions, &absent);
+
+        // More groups, then a crash (no new snapshot): the snapshot and the records after it.
+        let snapshot_at = head.position.0;
+        let mut events: Vec<_> = codes("C", 6).iter().map(|c| join(c)).collect();
+        events.extend([role_change("AA", 1), role_change("BE", 1), role_change("CA", 0)]);
+        head = commit_events(&store, head, events, &mut revisions);
+        head = commit_events(&store, head, vec![role_change("AT", 1), join("DA")], &mut revisions);
+        drop(store);
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!(
+            (recovery.id_snapshot_position, recovery.scanned_id_records),
+            (snapshot_at, head.position.0 - snapshot_at)
+        );
+        check_streams(&store, &revisions, &absent);
+        drop(store);
+
+        // No snapshot at all: the whole log.
+        std::fs::remove_file(id_snapshot::path(dir.path())).unwrap();
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (0, head.position.0));
+        check_streams(&store, &revisions, &absent);
+    }
+
+    #[test]
+    fn a_fingerprint_without_a_record_still_answers_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = reopen(dir.path());
+        let mut revisions = HashMap::new();
+        let head =
+            commit_events(&store, Head::EMPTY, vec![join("JP"), role_change("JP", 0), join("JQA")], &mut revisions);
+        // Collisions: a stream whose name extends a written one, one that sorts between two
+        // written ones, one that sorts after them all.
+        let ghosts = ["JPN", "JQ", "ZZ"].map(|raw| StreamName::member(&code(raw)));
+        for ghost in &ghosts {
+            store.add_stream_fingerprint(ghost);
+            assert!(store.may_hold_stream(ghost));
+            assert_eq!(store.stream_revision(ghost).unwrap(), None, "{ghost}");
+        }
+        check_streams(&store, &revisions, &[]);
+        // The superset is kept by the snapshot, and still harmless.
+        store.save_id_snapshot().unwrap();
+        drop(store);
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!(recovery.id_snapshot_position, head.position.0);
+        for ghost in &ghosts {
+            assert!(store.may_hold_stream(ghost));
+            assert_eq!(store.stream_revision(ghost).unwrap(), None, "{ghost}");
+        }
+        check_streams(&store, &revisions, &[]);
+        commit_events(&store, head, vec![join("JPN")], &mut revisions);
+        check_streams(&store, &revisions, &[]);
+    }
+
+    #[test]
+    fn streams_of_records_past_the_head_are_gone_after_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = reopen(dir.path());
+        let mut revisions = HashMap::new();
+        let head = commit_events(&store, Head::EMPTY, vec![join("FR"), join("DE")], &mut revisions);
+        // A group written without its head (as if the process died before the head was part of
+        // a durable batch): never acknowledged, removed on open.
+        let mut unacknowledged = revisions.clone();
+        let (mut batch, _, _) = batch_of(head, vec![join("IT"), role_change("FR", 0), join("ES")], &mut unacknowledged);
+        batch.head = None;
+        store.commit(batch).unwrap();
+        drop(store);
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!(recovery.removed_tail_records, 3);
+        check_streams(&store, &revisions, &["IT", "ES"].map(|raw| StreamName::member(&code(raw))));
     }
 }

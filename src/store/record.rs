@@ -124,9 +124,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<RecordedEvent, RecordError> {
     })
 }
 
-/// The event id of an encoded body, read without decoding the rest: what rebuilding the
-/// event-id index on open needs.
-pub fn peek_event_id(bytes: &[u8]) -> Result<EventId, RecordError> {
+/// The stream name (its bytes, as stored: not checked as UTF-8 or as a name) and the event id
+/// of an encoded body, read without decoding the rest: what rebuilding the store's in-memory
+/// indexes on open needs (item 2 and the first field of item 3 of the layout above).
+pub fn peek_stream_and_id(bytes: &[u8]) -> Result<(&[u8], EventId), RecordError> {
     let mut r = Reader::new(bytes);
     let format = r.u8("body format")?;
     if format != BODY_FORMAT {
@@ -134,9 +135,9 @@ pub fn peek_event_id(bytes: &[u8]) -> Result<EventId, RecordError> {
     }
     r.take(16, "position and revision")?;
     let stream_len = r.count("stream")?;
-    r.take(stream_len, "stream")?;
+    let stream = r.take(stream_len, "stream")?;
     r.take(12, "recorded_at")?;
-    Ok(EventId::from_uuid(r.uuid("event_id")?))
+    Ok((stream, EventId::from_uuid(r.uuid("event_id")?)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -732,6 +733,14 @@ mod tests {
             let bytes = encode_event(&event);
             prop_assert_eq!(decode_event(&bytes).unwrap(), event.clone());
             prop_assert_eq!(encode_event(&event), bytes);
+        }
+
+        #[test]
+        fn the_peek_reads_the_stream_and_the_event_id(event in arb_recorded_event()) {
+            let bytes = encode_event(&event);
+            let (stream, id) = peek_stream_and_id(&bytes).unwrap();
+            prop_assert_eq!(stream, event.stream.as_str().as_bytes());
+            prop_assert_eq!(id, event.event.event_id);
         }
 
         #[test]
