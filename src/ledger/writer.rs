@@ -330,7 +330,7 @@ impl Writer {
         }
         let mut head = StreamHead::default();
         // Most misses are streams that do not exist yet (each commitment is a new stream):
-        // one index seek answers those.
+        // the store's set of stream fingerprints answers those without a seek.
         if self.store.stream_revision(stream)?.is_none() {
             self.cache_insert(stream.clone(), head.clone());
             return Ok(head);
