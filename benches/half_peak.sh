@@ -5,37 +5,29 @@
 #   2. the peak: 1 event × 32 clients, closed loop (median of RUNS runs, fresh server each);
 #   3. the same 32 clients open loop at half that rate (`loadgen --rate`), RUNS runs.
 #   usage: benches/half_peak.sh [seconds per run, default 8]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-8}
 runs=${RUNS:-3}
-port=${PORT:-50779}
-cargo build --release --quiet
-bin=target/release/pax-ledger
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 
 fsync=$(cargo bench --quiet --bench fsync -- 3000 2>/dev/null | tail -1)
 echo "fdatasync: $fsync"
 
 run() { # loadgen flags → JSON line
-  rm -rf "$work/data"
-  "$bin" serve --data "$work/data" --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.err" &
-  local server=$!
-  until grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.05; done
-  "$bin" loadgen --addr "http://127.0.0.1:$port" --duration "$secs" --output json --clients 32 --batch 1 "$@"
-  kill -TERM "$server"; wait "$server" || true
+  FRESH=1 start_server
+  "$bin" loadgen --addr "$addr" --duration "$secs" --output json --clients 32 --batch 1 "$@"
+  stop_server
 }
 
-median() { python3 -c 'import json, statistics, sys; print(statistics.median(json.loads(l)[sys.argv[1]] for l in sys.stdin))' "$1"; }
+# The median of one field over the JSON lines on stdin.
+median_of() { python3 -c 'import json, statistics, sys; print(statistics.median(json.loads(l)[sys.argv[1]] for l in sys.stdin))' "$1"; }
 
 peaks=()
 for i in $(seq "$runs"); do line=$(run); echo "peak run $i: $line"; peaks+=("$line"); done
-peak=$(printf '%s\n' "${peaks[@]}" | median events_per_sec)
+peak=$(printf '%s\n' "${peaks[@]}" | median_of events_per_sec)
 rate=$(python3 -c "print(round($peak / 2))")
 halves=()
 for i in $(seq "$runs"); do line=$(run --rate "$rate"); echo "half-peak run $i ($rate events/s): $line"; halves+=("$line"); done
-p99=$(printf '%s\n' "${halves[@]}" | median p99_ms)
+p99=$(printf '%s\n' "${halves[@]}" | median_of p99_ms)
 python3 - "$fsync" "$peak" "$rate" "$p99" <<'PY'
 import json, sys
 fsync, peak, rate, p99 = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3], float(sys.argv[4])

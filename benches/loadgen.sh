@@ -3,29 +3,20 @@
 # load generator in the same machine, each scenario run RUNS times (default 3); prints every
 # run's JSON and the median events/s and p99.
 #   usage: benches/loadgen.sh [seconds per run, default 10]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-10}
 runs=${RUNS:-3}
-port=${PORT:-50777}
-cargo build --release --quiet
-bin=target/release/pax-ledger
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 
 scenario() { # name, then loadgen flags
   local name=$1; shift
   local results=()
   for run in $(seq "$runs"); do
-    rm -rf "$work/data"
-    "$bin" serve --data "$work/data" --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.err" &
-    local server=$!
-    until grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.05; done
+    FRESH=1 start_server
     local line
-    line=$("$bin" loadgen --addr "http://127.0.0.1:$port" --duration "$secs" --output json "$@")
+    line=$("$bin" loadgen --addr "$addr" --duration "$secs" --output json "$@")
     local rss_kib
     rss_kib=$(ps -o rss= -p "$server" | tr -d ' ')
-    kill -TERM "$server"; wait "$server" || true
+    stop_server
     local bytes
     bytes=$(du -sb "$work/data" | cut -f1)
     echo "$name run $run: $line rss_mib=$((rss_kib / 1024)) disk_bytes=$bytes"

@@ -10,29 +10,18 @@
 # Then the same scenarios against `pax-ledger serve` with `pax-ledger loadgen`, alternating
 # run by run, so that both are measured in the same minutes of the same noisy machine.
 #   usage: benches/postgres.sh [seconds per run, default 8]   (RUNS=3 by default)
-set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-8}
 runs=${RUNS:-3}
 pg_port=${PG_PORT:-54329}
-port=${PORT:-50778}
+source "$(dirname "$0")/common.sh"
 
 if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-cargo build --release --quiet
-bin=target/release/pax-ledger
-work=$(mktemp -d)
-chmod 755 "$work"
 # PostgreSQL refuses to run as root: the cluster belongs to the `postgres` user.
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+on_exit() { as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true; }
 
 mkdir "$work/pg" && [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
 as_pg "$pgbin/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
@@ -134,12 +123,9 @@ print(json.dumps({"events_per_sec": events / secs, "p50_ms": q(0.5), "p99_ms": q
 
 ours_run() { # clients batch → one JSON line
   local clients=$1 batch=$2
-  rm -rf "$work/data"
-  "$bin" serve --data "$work/data" --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.err" &
-  local server=$!
-  until grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.05; done
-  "$bin" loadgen --addr "http://127.0.0.1:$port" --duration "$secs" --output json --clients "$clients" --batch "$batch"
-  kill -TERM "$server"; wait "$server" || true
+  FRESH=1 start_server
+  "$bin" loadgen --addr "$addr" --duration "$secs" --output json --clients "$clients" --batch "$batch"
+  stop_server
 }
 
 scenario() { # name clients batch

@@ -4,47 +4,27 @@
 # export-rule changes): query latency alone and under appends, cold start, rebuild, RSS and
 # bytes on disk. Each measurement is repeated RUNS times (default 3) and the median printed.
 #   usage: benches/views.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
 events=${EVENTS:-1000000}
 runs=${RUNS:-3}
-port=${PORT:-50778}
-addr="http://127.0.0.1:$port"
-cargo build --release --quiet
-bin=target/release/pax-ledger
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-start() {
-  : >"$work/serve.out"
-  local began
-  began=$(date +%s.%N)
-  "$bin" serve --data "$work/data" --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.err" &
-  server=$!
-  until grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.01; done
-  serving=$(python3 -c "print(round($(date +%s.%N) - $began, 3))")
-}
-stop() { kill -TERM "$server"; wait "$server" || true; }
-median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"; }
+source "$(dirname "$0")/common.sh"
 
 echo "== filling a ledger with $events events"
-start
+start_server
 "$bin" loadgen --addr "$addr" --clients 8 --batch 100 --duration 600 --events "$events" --output json
 until [ "$("$bin" status --addr "$addr" --output json | field lag)" = 0 ]; do sleep 0.2; done
 "$bin" status --addr "$addr" --output json
-stop
+stop_server
 echo "disk: $(du -sb "$work/data" | cut -f1) bytes for $("$bin" verify --data "$work/data" --output json | field position) events"
 
 echo "== cold start (to 'listening', the ledger and its views open) and RSS after it"
 starts=()
 for run in $(seq "$runs"); do
-  start
+  start_server
   sleep 1
   rss=$(ps -o rss= -p "$server" | tr -d ' ')
   echo "start $run: ${serving} s, RSS $((rss / 1024)) MiB, views lag $("$bin" status --addr "$addr" --output json | field lag)"
   starts+=("$serving")
-  [ "$run" = "$runs" ] || stop
+  [ "$run" = "$runs" ] || stop_server
 done
 echo "cold start median: $(median "${starts[@]}") s"
 
@@ -77,4 +57,4 @@ done
 echo "rebuild median: $(median "${rates[@]}") events/s"
 rss=$(ps -o rss= -p "$server" | tr -d ' ')
 echo "RSS after the rebuilds: $((rss / 1024)) MiB"
-stop
+stop_server
