@@ -134,19 +134,28 @@ fn verify_range(
     last: u64,
 ) -> Result<(ChainVerifier, Option<(String, String)>), LedgerError> {
     let first = Position(chain.head().0 + 1);
-    for record in store.scan_log(first, true) {
-        let record = match record {
-            Ok(record) => record,
-            Err(StoreError::Corrupt { place, reason }) => return Ok((chain, Some((place, reason)))),
-            Err(e) => return Err(e.into()),
-        };
-        let position = record.event.position;
-        if position.0 > last {
-            break;
+    let checked = store.check_log(first, Position(last), |position, hash, body| {
+        chain.check(position.0, hash, body).map_err(|e| Stop::Break(format!("position {position}"), e.to_string()))
+    });
+    match checked {
+        Ok(()) => Ok((chain, None)),
+        Err(Stop::Break(place, reason) | Stop::Store(StoreError::Corrupt { place, reason })) => {
+            Ok((chain, Some((place, reason))))
         }
-        if let Err(e) = chain.check(position.0, &record.hash, &record.body) {
-            return Ok((chain, Some((format!("position {position}"), e.to_string()))));
-        }
+        Err(Stop::Store(e)) => Err(e.into()),
     }
-    Ok((chain, None))
+}
+
+/// Why a range's verification stopped early.
+enum Stop {
+    /// The store could not be read, or a record failed its check there.
+    Store(StoreError),
+    /// A record does not continue the chain: (place, reason).
+    Break(String, String),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }

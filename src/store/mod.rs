@@ -216,14 +216,22 @@ impl LoadedChunk {
         self.first <= position && position <= self.last()
     }
 
-    fn record(&self, position: Position) -> Result<StoredRecord, StoreError> {
+    /// The record at `position`, checked as every read checks a record (its body's whole format,
+    /// and the position it claims), without building its event: its chain hash and body.
+    fn check(&self, position: Position) -> Result<(Hash, &[u8], record::BodyRef<'_>), StoreError> {
         let place = || format!("position {position}");
-        let (hash, body) = self.layout.record(&self.value, (position.0 - self.first.0) as usize);
-        let event = record::decode_event(body).map_err(|e| StoreError::corrupt(place(), e.to_string()))?;
-        if event.position != position {
-            return Err(StoreError::corrupt(place(), format!("record claims position {}", event.position)));
+        let (hash, bytes) = self.layout.record(&self.value, (position.0 - self.first.0) as usize);
+        let body = record::read_body(bytes).map_err(|e| StoreError::corrupt(place(), e.to_string()))?;
+        if body.position != position {
+            return Err(StoreError::corrupt(place(), format!("record claims position {}", body.position)));
         }
-        Ok(StoredRecord { hash, body: body.to_vec(), event })
+        Ok((hash, bytes, body))
+    }
+
+    fn record(&self, position: Position) -> Result<StoredRecord, StoreError> {
+        let (hash, bytes, body) = self.check(position)?;
+        let event = body.to_event().map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
+        Ok(StoredRecord { hash, body: bytes.to_vec(), event })
     }
 }
 
@@ -570,6 +578,40 @@ impl Store {
         Ok(out)
     }
 
+    /// Checks the records at positions `from..=to` in log order, as every read checks them
+    /// (chunk framing, each body's whole format, the position it claims), without building
+    /// their events or copying their bodies, and hands each to `visit`: its position, chain
+    /// hash and body. Stops at the first error, the store's or `visit`'s. The positions are
+    /// those the chunks hold: a missing chunk is a gap in them, for `visit` to notice.
+    pub fn check_log<E: From<StoreError>>(
+        &self,
+        from: Position,
+        to: Position,
+        mut visit: impl FnMut(Position, &Hash, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back().transpose() {
+            Ok(Some((key, _))) => key.to_vec(),
+            Ok(None) => keys::log(from).to_vec(),
+            Err(e) => return Err(StoreError::from(e).into()),
+        };
+        for entry in self.db.range(start..=keys::log(to).to_vec()) {
+            let (key, value) = entry.map_err(StoreError::from)?;
+            let chunk = LoadedChunk::load(&key, value)?;
+            for index in 0..chunk.layout.len() {
+                let position = Position(chunk.first.0 + index as u64);
+                if position < from {
+                    continue;
+                }
+                if position > to {
+                    return Ok(());
+                }
+                let (hash, body, _) = chunk.check(position)?;
+                visit(position, &hash, body)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Records in log order from `from` (inclusive), forwards or backwards, lazily.
     pub fn scan_log(
         &self,
@@ -675,6 +717,40 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(store.event_position(id).unwrap(), Some(Position(i as u64 + 1)));
         }
+    }
+
+    #[test]
+    fn checking_the_log_stops_at_a_corrupt_record_or_the_visitor_s_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = reopen(dir.path());
+        commit_joins(&store, Head::EMPTY, 20);
+        let mut seen = 0;
+        let stopped = store.check_log(Position(1), Position(20), |position, _, _| {
+            seen += 1;
+            if position.0 == 7 { Err(StoreError::corrupt("visitor", "stop")) } else { Ok(()) }
+        });
+        assert!(matches!(stopped, Err(StoreError::Corrupt { place, .. }) if place == "visitor"));
+        assert_eq!(seen, 7);
+        // A record claiming another position, rewritten in its chunk.
+        let (key, value) =
+            store.db.range(keys::log(Position(0))..=keys::log(Position(9))).next_back().unwrap().unwrap();
+        let first = keys::log_position(&key).unwrap();
+        let layout = ChunkLayout::parse(&value).unwrap();
+        let (_, body) = layout.record(&value, (9 - first.0) as usize);
+        let at = body.as_ptr() as usize - value.as_ptr() as usize;
+        let mut chunk = value.to_vec();
+        chunk[at + 8] ^= 1;
+        store.db.insert(key, chunk).unwrap();
+        let mut seen = Vec::new();
+        let stopped = store.check_log(Position(1), Position(20), |position, _, _| {
+            seen.push(position.0);
+            Ok::<_, StoreError>(())
+        });
+        assert!(
+            matches!(&stopped, Err(StoreError::Corrupt { place, reason }) if place == "position 9" && reason.contains("claims position")),
+            "{stopped:?}"
+        );
+        assert_eq!(seen, (1..=8).collect::<Vec<_>>());
     }
 
     #[test]
