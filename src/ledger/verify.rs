@@ -32,10 +32,10 @@ impl Verdict {
 }
 
 /// Verifies the ledger in `dir`, which no server may have open. Opening runs the store's usual
-/// recovery (it may remove records past the head that were never acknowledged). A failure of
-/// the data is a verdict; only a failure to read at all is an error. `threads`: how many ranges
-/// to verify in parallel (default: one per core for large logs, one below
-/// [`PARALLEL_FROM`] events).
+/// recovery (it may remove records past the head that were never acknowledged), but does not
+/// build the event-id index: nothing here looks an event up by id. A failure of the data is a
+/// verdict; only a failure to read at all is an error. `threads`: how many ranges to verify in
+/// parallel (default: one per core for large logs, one below [`PARALLEL_FROM`] events).
 pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) -> Result<Verdict, LedgerError> {
     if !dir.join("db").is_file() {
         return Err(LedgerError::NotFound(format!("no ledger in {}", dir.display())));
@@ -48,7 +48,7 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         checkpoints_verified: 0,
         seconds: started.elapsed().as_secs_f64(),
     };
-    let store = match Store::open(dir, config) {
+    let store = match Store::open_log_only(dir, config) {
         Ok((store, _)) => store,
         Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &ChainVerifier::default())),
         Err(e) => return Err(e.into()),

@@ -270,26 +270,42 @@ pub struct Store {
     /// after each durable commit. (A sled entry per event would cost one insert per event.)
     ids: RwLock<HashMap<EventId, Position>>,
     dir: PathBuf,
+    /// Opened by [`Store::open_log_only`]: no event-id index, and no commit.
+    log_only: bool,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`, checks its format, recovers its tail and rebuilds
     /// the event-id index.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
+        Self::open_with(dir, config, false)
+    }
+
+    /// Opens the store to read its log and what is stored about it, nothing else (the offline
+    /// verification): as [`Store::open`], format check and recovery included, but without the
+    /// event-id index, which is most of the time an open of a large log takes (its snapshot
+    /// loaded, or the log scanned). Such a store answers no event id and takes no commit.
+    pub fn open_log_only(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
+        Self::open_with(dir, config, true)
+    }
+
+    fn open_with(dir: &Path, config: &StoreConfig, log_only: bool) -> Result<(Self, Recovery), StoreError> {
         std::fs::create_dir_all(dir)?;
         let db = open_sled(dir, config)?;
         let db_file = File::open(dir.join("db"))?;
         // The database file's directory entry must itself be durable once.
         File::open(dir)?.sync_all()?;
-        let store =
-            Self { db, db_file, syncs: AtomicU64::new(0), ids: RwLock::new(HashMap::new()), dir: dir.to_owned() };
+        let ids = RwLock::new(HashMap::new());
+        let store = Self { db, db_file, syncs: AtomicU64::new(0), ids, dir: dir.to_owned(), log_only };
         store.check_format(dir)?;
         let mut recovery = store.recover()?;
         // What a killed process wrote but never synced may sit in the page cache; make it durable
         // (data and metadata) before anything is served, since a retry may be answered from it.
         store.db.flush()?;
         store.db_file.sync_all()?;
-        store.rebuild_id_index(&mut recovery)?;
+        if !log_only {
+            store.rebuild_id_index(&mut recovery)?;
+        }
         Ok((store, recovery))
     }
 
@@ -425,6 +441,7 @@ impl Store {
     /// Writes the snapshot of the event-id index at the durable head, so that the next open
     /// scans only what comes after it. Called at a clean stop, once nothing more is written.
     pub fn save_id_snapshot(&self) -> Result<(), StoreError> {
+        assert!(!self.log_only, "a store opened to read its log only has no event-id index to save");
         let head = self.head()?;
         let ids = self.ids.read().expect("id index lock");
         id_snapshot::save(&self.dir, head.position, &head.hash, &ids)
@@ -442,6 +459,7 @@ impl Store {
     /// the log out, then `fdatasync` on the database file makes it survive power loss. The
     /// records go into chunks, each stream's records into one index run.
     pub fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        assert!(!self.log_only, "a store opened to read its log only takes no commit");
         let mut write = sled::Batch::default();
         let mut chunks = ChunkWriter::default();
         let mut firsts = Vec::new();
@@ -492,6 +510,7 @@ impl Store {
 
     /// The position of a durably committed event, by its id.
     pub fn event_position(&self, id: &EventId) -> Result<Option<Position>, StoreError> {
+        assert!(!self.log_only, "a store opened to read its log only has no event-id index");
         Ok(self.ids.read().expect("id index lock").get(id).copied())
     }
 
@@ -717,6 +736,33 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(store.event_position(id).unwrap(), Some(Position(i as u64 + 1)));
         }
+    }
+
+    #[test]
+    fn a_log_only_open_checks_the_log_without_the_id_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = reopen(dir.path());
+        let (head, _) = commit_joins(&store, Head::EMPTY, 40);
+        store.save_id_snapshot().unwrap();
+        drop(store);
+        let (store, recovery) = Store::open_log_only(dir.path(), &StoreConfig::default()).unwrap();
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (0, 0));
+        assert_eq!(recovery.verified_tail_records, 40);
+        assert_eq!(store.head().unwrap(), head);
+        let mut seen = Vec::new();
+        store
+            .check_log(Position(3), Position(38), |position, hash, body| {
+                assert_eq!(*hash, [position.0 as u8; 32]);
+                assert_eq!(record::read_body(body).unwrap().position, position);
+                seen.push(position.0);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert_eq!(seen, (3..=38).collect::<Vec<_>>());
+        drop(store);
+        // The snapshot is still the one a server's open uses.
+        let (_, recovery) = reopen(dir.path());
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (40, 0));
     }
 
     #[test]
