@@ -7,9 +7,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::LedgerError;
+use crate::audit::merkle::leaf_hash;
+use crate::audit::tower::{LeafRun, Piece};
 use crate::audit::{ChainVerifier, Hash};
 use crate::domain::Position;
-use crate::store::{Store, StoreConfig, StoreError};
+use crate::store::{SUBTREE_LEVEL_MIN, Store, StoreConfig, StoreError};
 
 /// What a verification found.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,18 +97,21 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         workers.into_iter().map(|w| w.join().expect("a verification thread")).collect()
     });
     let mut chain = ChainVerifier::default();
+    let mut leaves = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
-        let (range, failure) = outcome?;
-        chain = range;
-        if let Some((place, reason)) = failure {
+        let range = outcome?;
+        chain = range.chain;
+        if let Some((place, reason)) = range.failure {
             return Ok(failed(place, reason, &chain));
         }
+        leaves.push(range.leaves);
     }
     if chain.head() != (head.position.0, head.hash) {
         let reason = format!("the head names position {} but the chain ends at {}", head.position, chain.head().0);
         return Ok(failed("log head".into(), reason, &chain));
     }
-    let check = match super::evidence::check_tree(store, head.position.0, None) {
+    // The chain holds: the ranges' leaves, in order, are the Merkle tree's.
+    let check = match super::evidence::check_tree_of(store, head.position.0, None, leaves.iter().flatten()) {
         Ok(check) => check,
         Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &chain)),
         Err(e) => return Err(e.into()),
@@ -125,25 +130,33 @@ pub const PARALLEL_FROM: u64 = 100_000;
 /// Most verification threads.
 const VERIFY_THREADS_MAX: usize = 8;
 
-/// Verifies the records after `chain`'s head up to `last`; returns where the chain got to and,
-/// if it stopped early, where and why.
-#[allow(clippy::type_complexity)]
-fn verify_range(
-    store: &Store,
-    mut chain: ChainVerifier,
-    last: u64,
-) -> Result<(ChainVerifier, Option<(String, String)>), LedgerError> {
-    let first = Position(chain.head().0 + 1);
-    let checked = store.check_log(first, Position(last), |position, hash, body| {
-        chain.check(position.0, hash, body).map_err(|e| Stop::Break(format!("position {position}"), e.to_string()))
+/// What the verification of one range found.
+struct RangeOutcome {
+    /// Where the chain got to.
+    chain: ChainVerifier,
+    /// Where and why it stopped early, if it did: `(place, reason)`.
+    failure: Option<(String, String)>,
+    /// The range's Merkle leaves, reduced to the roots of the aligned blocks it holds whole.
+    leaves: Vec<Piece>,
+}
+
+/// Verifies the records after `chain`'s head up to `last`: each is read in place and checked in
+/// full (`Store::check_log`), then its chain hash; the chain hash, proved by that, is a Merkle
+/// leaf, hashed here too so that the tree's blocks are computed in parallel.
+fn verify_range(store: &Store, mut chain: ChainVerifier, last: u64) -> Result<RangeOutcome, LedgerError> {
+    let first = chain.head().0 + 1;
+    let mut leaves = LeafRun::new(SUBTREE_LEVEL_MIN, first - 1);
+    let checked = store.check_log(Position(first), Position(last), |position, hash, body| {
+        chain.check(position.0, hash, body).map_err(|e| Stop::Break(format!("position {position}"), e.to_string()))?;
+        leaves.push(leaf_hash(hash));
+        Ok(())
     });
-    match checked {
-        Ok(()) => Ok((chain, None)),
-        Err(Stop::Break(place, reason) | Stop::Store(StoreError::Corrupt { place, reason })) => {
-            Ok((chain, Some((place, reason))))
-        }
-        Err(Stop::Store(e)) => Err(e.into()),
-    }
+    let failure = match checked {
+        Ok(()) => None,
+        Err(Stop::Break(place, reason) | Stop::Store(StoreError::Corrupt { place, reason })) => Some((place, reason)),
+        Err(Stop::Store(e)) => return Err(e.into()),
+    };
+    Ok(RangeOutcome { chain, failure, leaves: leaves.finish() })
 }
 
 /// Why a range's verification stopped early.
