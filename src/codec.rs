@@ -219,12 +219,6 @@ impl<'a> Texts<'a> {
     pub fn new(what: &'static str, count: usize, items: &'a [u8]) -> Self {
         Self { what, count, items }
     }
-    pub fn len(&self) -> usize {
-        self.count
-    }
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
     /// The texts, in order. They were checked when read; each is read again here (with the
     /// same reader, so a mismatch would be an error, never a panic).
     pub fn iter(&self) -> impl Iterator<Item = Result<&'a str, DecodeError>> + use<'a> {

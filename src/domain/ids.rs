@@ -203,7 +203,7 @@ impl fmt::Display for StreamKey<'_> {
 
 impl StreamKey<'_> {
     /// Whether `name` is this key's stream name, compared piece by piece as it is written
-    /// (nothing is allocated).
+    /// (no name is built; only a summit's date is, by chrono, formatted into a string first).
     pub fn names(&self, name: &str) -> bool {
         /// Consumes `rest` as long as what is written is its beginning.
         struct Prefix<'n> {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ed25519_dalek::SigningKey;
 
+use super::verify::Stop;
 use super::{Ledger, LedgerError, ViewsAt};
 use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::audit::merkle::{self, NodeSource, node_hash};
@@ -329,34 +330,32 @@ impl Ledger {
         Ok(Consistency { old_size, new_size, old_root, new_root: checkpoint.checkpoint.root, proof, checkpoint })
     }
 
-    /// Re-checks the log up to the durable head: each record decodes and continues the chain,
-    /// the stored subtree roots equal the recomputed ones, and each stored checkpoint's root and
-    /// signature hold. Calls `progress(verified, total)` every `step` records.
+    /// Re-checks the log up to the durable head: each record is checked in full (read in place,
+    /// as the offline verification does) and continues the chain, the stored subtree roots
+    /// equal the recomputed ones, and each stored checkpoint's root and signature hold. One pass
+    /// over the log. Calls `progress(verified, total)` every `step` records.
     pub fn verify_live(&self, step: u64, mut progress: impl FnMut(u64, u64)) -> Result<LiveVerdict, LedgerError> {
         let started = Instant::now();
         let head = self.durable_head().position.0;
         let mut verdict = LiveVerdict::default();
         let mut chain = ChainVerifier::default();
-        for record in self.store.scan_log(Position(1), true) {
-            let record = match record {
-                Ok(record) => record,
-                Err(StoreError::Corrupt { place, reason }) => {
-                    verdict.failure = Some((chain.head().0 + 1, format!("{place}: {reason}")));
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let position = record.event.position.0;
-            if position > head {
-                break;
+        // Each record is checked in place, then its chain hash; that hash is a Merkle leaf.
+        let mut leaves = LeafRun::new(SUBTREE_LEVEL_MIN, 0);
+        let checked = self.store.check_log(Position(1), Position(head), |position, hash, body| {
+            chain.check(position.0, hash, body).map_err(|e| Stop::Chain(position, e))?;
+            leaves.push(merkle::leaf_hash(hash));
+            if position.0 % step == 0 {
+                progress(position.0, head);
             }
-            if let Err(e) = chain.check(position, &record.hash, &record.body) {
-                verdict.failure = Some((position, e.to_string()));
-                break;
+            Ok(())
+        });
+        match checked {
+            Ok(()) => {}
+            Err(Stop::Chain(position, e)) => verdict.failure = Some((position.0, e.to_string())),
+            Err(Stop::Store(StoreError::Corrupt { place, reason })) => {
+                verdict.failure = Some((chain.head().0 + 1, format!("{place}: {reason}")));
             }
-            if position % step == 0 {
-                progress(position, head);
-            }
+            Err(Stop::Store(e)) => return Err(e.into()),
         }
         let (position, hash) = chain.head();
         verdict.position = position;
@@ -366,7 +365,7 @@ impl Ledger {
         }
         if verdict.failure.is_none() {
             // The chain holds: now the tree over it and the checkpoints that signed it.
-            let check = self.guard(check_tree(&self.store, head, Some(&self.public_key())))?;
+            let check = self.guard(check_tree(&self.store, head, Some(&self.public_key()), &leaves.finish()))?;
             verdict.checkpoints_verified = check.verified;
             verdict.checkpoints_by_other_keys = check.by_other_keys;
             verdict.failure = check.failure;
@@ -390,30 +389,12 @@ pub(super) struct TreeCheck {
 }
 
 /// Checks the stored Merkle subtree roots and signed checkpoints of a log whose chain is known
-/// good up to `head`, from the chain hashes alone (no decoding).
-pub(super) fn check_tree(
-    store: &Store,
-    head: u64,
-    own_key: Option<&ed25519_dalek::VerifyingKey>,
-) -> Result<TreeCheck, StoreError> {
-    let mut leaves = LeafRun::new(SUBTREE_LEVEL_MIN, 0);
-    let mut next = 1;
-    while next <= head {
-        let to = head.min(next + CATCH_UP_STEP - 1);
-        for hash in store.chain_hashes(Position(next), Position(to))? {
-            leaves.push(merkle::leaf_hash(&hash));
-        }
-        next = to + 1;
-    }
-    check_tree_of(store, head, own_key, &leaves.finish())
-}
-
-/// [`check_tree`] from the tree's leaves as a verification of the chain hashed them: `pieces`
-/// are leaf runs ([`LeafRun`]) covering positions 1 to `head`, in order. Each subtree of at
-/// least 2^SUBTREE_LEVEL_MIN leaves they complete is compared with its stored root, if any;
-/// each stored checkpoint's root with the root recomputed from them. The first failure, in
-/// log order (at one position, a subtree before a checkpoint), is the one reported.
-pub(super) fn check_tree_of<'p>(
+/// good up to `head`, from the tree's leaves as the verification of the chain hashed them:
+/// `pieces` are leaf runs ([`LeafRun`]) covering positions 1 to `head`, in order. Each subtree
+/// of at least 2^SUBTREE_LEVEL_MIN leaves they complete is compared with its stored root, if
+/// any; each stored checkpoint's root with the root recomputed from them. The first failure,
+/// in log order (at one position, a subtree before a checkpoint), is the one reported.
+pub(super) fn check_tree<'p>(
     store: &Store,
     head: u64,
     own_key: Option<&ed25519_dalek::VerifyingKey>,

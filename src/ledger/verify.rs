@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::LedgerError;
 use crate::audit::merkle::leaf_hash;
 use crate::audit::tower::{LeafRun, Piece};
-use crate::audit::{ChainVerifier, Hash};
+use crate::audit::{ChainBreak, ChainVerifier, Hash};
 use crate::domain::Position;
 use crate::store::{SUBTREE_LEVEL_MIN, Store, StoreConfig, StoreError};
 
@@ -111,7 +111,7 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         return Ok(failed("log head".into(), reason, &chain));
     }
     // The chain holds: the ranges' leaves, in order, are the Merkle tree's.
-    let check = match super::evidence::check_tree_of(store, head.position.0, None, leaves.iter().flatten()) {
+    let check = match super::evidence::check_tree(store, head.position.0, None, leaves.iter().flatten()) {
         Ok(check) => check,
         Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &chain)),
         Err(e) => return Err(e.into()),
@@ -147,24 +147,25 @@ fn verify_range(store: &Store, mut chain: ChainVerifier, last: u64) -> Result<Ra
     let first = chain.head().0 + 1;
     let mut leaves = LeafRun::new(SUBTREE_LEVEL_MIN, first - 1);
     let checked = store.check_log(Position(first), Position(last), |position, hash, body| {
-        chain.check(position.0, hash, body).map_err(|e| Stop::Break(format!("position {position}"), e.to_string()))?;
+        chain.check(position.0, hash, body).map_err(|e| Stop::Chain(position, e))?;
         leaves.push(leaf_hash(hash));
         Ok(())
     });
     let failure = match checked {
         Ok(()) => None,
-        Err(Stop::Break(place, reason) | Stop::Store(StoreError::Corrupt { place, reason })) => Some((place, reason)),
+        Err(Stop::Chain(position, e)) => Some((format!("position {position}"), e.to_string())),
+        Err(Stop::Store(StoreError::Corrupt { place, reason })) => Some((place, reason)),
         Err(Stop::Store(e)) => return Err(e.into()),
     };
     Ok(RangeOutcome { chain, failure, leaves: leaves.finish() })
 }
 
-/// Why a range's verification stopped early.
-enum Stop {
+/// Why a verification's pass over the log stopped early.
+pub(super) enum Stop {
     /// The store could not be read, or a record failed its check there.
     Store(StoreError),
-    /// A record does not continue the chain: (place, reason).
-    Break(String, String),
+    /// The record at this position does not continue the chain.
+    Chain(Position, ChainBreak),
 }
 
 impl From<StoreError> for Stop {
