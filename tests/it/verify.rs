@@ -153,6 +153,49 @@ async fn ranges_verified_in_parallel_meet_and_report_a_break_in_a_middle_range()
 }
 
 #[tokio::test]
+async fn a_broken_record_where_two_ranges_meet_is_reported_in_log_order() {
+    // 3,001 events in three ranges: the second starts from the stored hash of position 1,001
+    // (below the tail that opening re-reads). The record there, or its chunk, damaged: the
+    // first range reports it, with everything before it verified.
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.append(append(vec![member_joined("VB")])).await.unwrap();
+    for _ in 0..30 {
+        let events = (0..100).map(|_| commitment_made(&id(), "VB")).collect();
+        client.append(append(events)).await.unwrap();
+    }
+    drop(client);
+    let dir = server.stop().await.unwrap();
+    let config = pax_ledger::store::StoreConfig::default();
+    let db = open_sled(dir.path());
+    let key: Vec<u8> = b"L".iter().copied().chain(1001u64.to_be_bytes()).collect();
+    let (key, original) = db.range(b"L".to_vec()..=key).next_back().unwrap().unwrap();
+    let first = u64::from_be_bytes(key[1..9].try_into().unwrap());
+    drop(db);
+    let (start, _) = record_bodies(&original)[(1001 - first) as usize];
+    // The record's body format byte, or the chunk's framing (a byte after its records).
+    for (framing, place, verified) in
+        [(false, "position 1001".to_owned(), 1000), (true, format!("chunk at {first}"), first - 1)]
+    {
+        let db = open_sled(dir.path());
+        let mut chunk = original.to_vec();
+        if framing {
+            chunk.push(0);
+        } else {
+            chunk[start] = 9;
+        }
+        db.insert(&key, chunk).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        for threads in [1, 3] {
+            let verdict = pax_ledger::ledger::verify_store(dir.path(), &config, Some(threads)).unwrap();
+            let (at, _) = verdict.failure.clone().unwrap_or_else(|| panic!("{threads} threads: {verdict:?}"));
+            assert_eq!((at, verdict.verified), (place.clone(), verified), "{threads} threads: {verdict:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_forged_checkpoint_or_merkle_subtree_in_the_store_is_reported() {
     // 2,100 events: two 1,024-leaf blocks and the 2,048 above them have stored roots; one
     // checkpoint at the head.
