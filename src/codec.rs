@@ -131,10 +131,34 @@ impl<'a> Reader<'a> {
         Ok(usize::try_from(self.u32(what)?).expect("usize holds a u32"))
     }
     pub fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        Ok(self.str(what)?.to_owned())
+    }
+    /// A text, checked as UTF-8 in place.
+    pub fn str(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
         let len = self.count(what)?;
         let bytes = self.take(len, what)?;
-        let text = std::str::from_utf8(bytes).map_err(|source| DecodeError::BadText { what, source })?;
-        Ok(text.to_owned())
+        std::str::from_utf8(bytes).map_err(|source| DecodeError::BadText { what, source })
+    }
+    /// A `list<str>` read in place, each text checked by `check` as well.
+    pub fn texts(
+        &mut self,
+        what: &'static str,
+        mut check: impl FnMut(&'a str) -> Result<(), DecodeError>,
+    ) -> Result<Texts<'a>, DecodeError> {
+        let count = self.count(what)?;
+        let start = self.offset();
+        for _ in 0..count {
+            check(self.str(what)?)?;
+        }
+        Ok(Texts::new(what, count, self.read_since(start)))
+    }
+    /// How many bytes were read so far.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+    /// The bytes read since `offset`.
+    pub fn read_since(&self, offset: usize) -> &'a [u8] {
+        &self.bytes[offset..self.offset]
     }
     pub fn uuid(&mut self, what: &'static str) -> Result<Uuid, DecodeError> {
         Ok(Uuid::from_bytes(self.array(what)?))
@@ -178,6 +202,28 @@ impl<'a> Reader<'a> {
             0 => Ok(()),
             count => Err(DecodeError::TrailingBytes { count }),
         }
+    }
+}
+
+/// A `list<str>` checked in place by [`Reader::texts`]: its texts, borrowed from the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Texts<'a> {
+    what: &'static str,
+    count: usize,
+    /// The items' bytes, exactly.
+    items: &'a [u8],
+}
+
+impl<'a> Texts<'a> {
+    /// `count` texts, read and checked from exactly `items` (`what` names them in errors).
+    pub fn new(what: &'static str, count: usize, items: &'a [u8]) -> Self {
+        Self { what, count, items }
+    }
+    /// The texts, in order. They were checked when read; each is read again here (with the
+    /// same reader, so a mismatch would be an error, never a panic).
+    pub fn iter(&self) -> impl Iterator<Item = Result<&'a str, DecodeError>> + use<'a> {
+        let (what, mut items) = (self.what, Reader::new(self.items));
+        (0..self.count).map(move |_| items.str(what))
     }
 }
 

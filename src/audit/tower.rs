@@ -63,12 +63,41 @@ impl SubtreeTower {
 
     /// Appends a leaf (a record's chain hash); pushes every subtree it completes to `completed`.
     pub fn append(&mut self, record_hash: &Hash, completed: &mut Vec<SubtreeRoot>) {
-        self.block.push(leaf_hash(record_hash));
+        self.append_leaf(leaf_hash(record_hash), completed);
+    }
+
+    /// Appends a leaf by its leaf hash ([`leaf_hash`] of the record's chain hash).
+    pub fn append_leaf(&mut self, leaf: Hash, completed: &mut Vec<SubtreeRoot>) {
+        self.block.push(leaf);
         self.size += 1;
         if self.block.len() < 1 << self.min_level {
             return;
         }
         let root = perfect_root(std::mem::take(&mut self.block));
+        self.complete_block(root, completed);
+    }
+
+    /// Appends a whole aligned block of 2^`min_level` leaves by its root.
+    ///
+    /// # Panics
+    ///
+    /// If the tower is not at a block boundary.
+    pub fn append_block(&mut self, root: Hash, completed: &mut Vec<SubtreeRoot>) {
+        assert!(self.block.is_empty(), "a whole block is appended at a block boundary");
+        self.size += 1 << self.min_level;
+        self.complete_block(root, completed);
+    }
+
+    /// Appends what a [`LeafRun`] made of its leaves.
+    pub fn append_piece(&mut self, piece: &Piece, completed: &mut Vec<SubtreeRoot>) {
+        match piece {
+            Piece::Leaf(leaf) => self.append_leaf(*leaf, completed),
+            Piece::Block(root) => self.append_block(*root, completed),
+        }
+    }
+
+    /// The block of 2^`min_level` leaves ending at the tower's size is complete, with `root`.
+    fn complete_block(&mut self, root: Hash, completed: &mut Vec<SubtreeRoot>) {
         let mut level = self.min_level;
         completed.push((level, (self.size >> level) - 1, root));
         self.upper.push((level, root));
@@ -81,6 +110,55 @@ impl SubtreeTower {
             completed.push((level, (self.size >> level) - 1, parent));
             self.upper.push((level, parent));
         }
+    }
+}
+
+/// A leaf of a [`LeafRun`], or the root of an aligned block of 2^`min_level` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece {
+    Leaf(Hash),
+    Block(Hash),
+}
+
+/// A run of consecutive leaves starting at any leaf index, reduced as it grows to the roots of
+/// the aligned blocks of 2^`min_level` leaves it holds whole (the leaves before its first block
+/// boundary and after its last are kept as they are). Runs that follow each other, appended in
+/// order to one [`SubtreeTower`], give the tower of all their leaves: so the blocks of
+/// separate parts of a log can be hashed in parallel.
+#[derive(Clone, Debug)]
+pub struct LeafRun {
+    min_level: u8,
+    /// The index of the next leaf.
+    next: u64,
+    /// Leaves since the last block boundary (or since the start).
+    pending: Vec<Hash>,
+    pieces: Vec<Piece>,
+}
+
+impl LeafRun {
+    /// A run whose first leaf will have index `first`.
+    pub fn new(min_level: u8, first: u64) -> Self {
+        Self { min_level, next: first, pending: Vec::new(), pieces: Vec::new() }
+    }
+
+    /// Appends the next leaf, by its leaf hash ([`leaf_hash`] of the record's chain hash).
+    pub fn push(&mut self, leaf: Hash) {
+        let block = 1u64 << self.min_level;
+        if self.next.is_multiple_of(block) {
+            // The leaves before the run's first block boundary stay leaves.
+            self.pieces.extend(self.pending.drain(..).map(Piece::Leaf));
+        }
+        self.pending.push(leaf);
+        self.next += 1;
+        if self.next.is_multiple_of(block) && self.pending.len() as u64 == block {
+            self.pieces.push(Piece::Block(perfect_root(std::mem::take(&mut self.pending))));
+        }
+    }
+
+    /// The run, in order: leaves, block roots, leaves.
+    pub fn finish(mut self) -> Vec<Piece> {
+        self.pieces.extend(self.pending.drain(..).map(Piece::Leaf));
+        self.pieces
     }
 }
 
@@ -138,6 +216,47 @@ mod tests {
             }
             assert_eq!(completed, expected, "stopped after {stop}");
         }
+    }
+
+    #[test]
+    fn runs_cut_anywhere_give_the_tower_of_all_their_leaves() {
+        let leaves = hashes(8 * 9 + 5);
+        let mut whole = SubtreeTower::new(3);
+        let mut expected = Vec::new();
+        for leaf in &leaves {
+            whole.append(leaf, &mut expected);
+        }
+        for cuts in [vec![], vec![1], vec![8], vec![3, 4], vec![5, 30, 31, 64], vec![7, 9, 16, 17, 70, 76]] {
+            let mut bounds = vec![0];
+            bounds.extend(&cuts);
+            bounds.push(leaves.len());
+            let mut tower = SubtreeTower::new(3);
+            let mut completed = Vec::new();
+            let mut blocks = 0;
+            for range in bounds.windows(2) {
+                let mut run = LeafRun::new(3, range[0] as u64);
+                for leaf in &leaves[range[0]..range[1]] {
+                    run.push(leaf_hash(leaf));
+                }
+                for piece in run.finish() {
+                    blocks += usize::from(matches!(piece, Piece::Block(_)));
+                    tower.append_piece(&piece, &mut completed);
+                }
+            }
+            assert_eq!(completed, expected, "cut at {cuts:?}");
+            assert_eq!(tower.size(), leaves.len() as u64);
+            // Every block lying whole inside one run was reduced there.
+            let whole_blocks = bounds.windows(2).map(|r| (r[1] / 8).saturating_sub(r[0].div_ceil(8))).sum::<usize>();
+            assert_eq!(blocks, whole_blocks, "cut at {cuts:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "block boundary")]
+    fn a_block_is_appended_at_a_boundary_only() {
+        let mut tower = SubtreeTower::new(3);
+        tower.append(&[1; 32], &mut Vec::new());
+        tower.append_block([2; 32], &mut Vec::new());
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::ids::{CommitmentId, EventId, Jurisdiction, MemberCode, Position, ProjectId, Revision, RuleId, StreamName};
+use super::ids::{
+    CommitmentId, EventId, Jurisdiction, MemberCode, Position, ProjectId, Revision, RuleId, StreamKey, StreamName,
+};
 
 /// Whether a participant is a state or an organisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,18 +141,23 @@ pub const EVENT_TYPE_NAMES: [&str; 10] = [
 impl EventData {
     /// The stream this event belongs to.
     pub fn stream(&self) -> StreamName {
+        StreamName::of(self.stream_key())
+    }
+
+    /// What the event's stream is named after.
+    pub fn stream_key(&self) -> StreamKey<'_> {
         match self {
             Self::MemberJoined { code, .. }
             | Self::MemberRoleChanged { code, .. }
-            | Self::MemberWithdrew { code, .. } => StreamName::member(code),
+            | Self::MemberWithdrew { code, .. } => StreamKey::Member(code.as_str()),
             Self::ProjectIdentified { project_id, .. } | Self::ProjectStatusChanged { project_id, .. } => {
-                StreamName::project(project_id)
+                StreamKey::Project(*project_id)
             }
-            Self::ExportRuleChanged { rule_id, .. } => StreamName::export_rule(rule_id),
+            Self::ExportRuleChanged { rule_id, .. } => StreamKey::ExportRule(rule_id.as_str()),
             Self::CommitmentMade { commitment_id, .. }
             | Self::CommitmentFulfilled { commitment_id, .. }
-            | Self::CommitmentWithdrawn { commitment_id, .. } => StreamName::commitment(commitment_id),
-            Self::SummitConvened { date, .. } => StreamName::summit(date),
+            | Self::CommitmentWithdrawn { commitment_id, .. } => StreamKey::Commitment(*commitment_id),
+            Self::SummitConvened { date, .. } => StreamKey::Summit(*date),
         }
     }
 

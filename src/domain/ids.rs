@@ -35,8 +35,13 @@ macro_rules! code_newtype {
         impl $name {
             /// Parses a code; `field` names the request field in the error.
             pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-                check_code(field, raw)?;
+                Self::check(field, raw)?;
                 Ok(Self(raw.to_owned()))
+            }
+
+            /// Whether `raw` is a valid code, without building one: what [`Self::parse`] checks.
+            pub fn check(field: &str, raw: &str) -> Result<(), FieldError> {
+                check_code(field, raw)
             }
 
             pub fn as_str(&self) -> &str {
@@ -71,10 +76,17 @@ macro_rules! uuid_newtype {
             /// Parses the canonical hyphenated form; the nil UUID is refused.
             pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
                 match Uuid::try_parse(raw) {
-                    Ok(id) if !id.is_nil() => Ok(Self(id)),
-                    Ok(_) => Err(FieldError::new(field, "must not be the nil UUID")),
+                    Ok(id) => Self::checked(field, id),
                     Err(_) => Err(FieldError::new(field, format!("must be a UUID, got {raw:?}"))),
                 }
+            }
+
+            /// The identifier `id`, unless it is the nil UUID (as [`Self::parse`] refuses it).
+            pub fn checked(field: &str, id: Uuid) -> Result<Self, FieldError> {
+                if id.is_nil() {
+                    return Err(FieldError::new(field, "must not be the nil UUID"));
+                }
+                Ok(Self(id))
             }
 
             pub fn from_uuid(id: Uuid) -> Self {
@@ -125,10 +137,16 @@ pub struct RuleId(String);
 
 impl RuleId {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        Self::check(field, raw)?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Whether `raw` is a valid slug, without building one: what [`Self::parse`] checks.
+    pub fn check(field: &str, raw: &str) -> Result<(), FieldError> {
         let groups_ok =
             raw.split('-').all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         if groups_ok && raw.len() <= RULE_ID_LEN_MAX {
-            Ok(Self(raw.to_owned()))
+            Ok(())
         } else {
             Err(FieldError::new(
                 field,
@@ -158,21 +176,69 @@ pub struct StreamName(String);
 /// Longest stream name: the longest category prefix (`export-rule-`) plus the longest rule slug.
 pub const STREAM_NAME_LEN_MAX: usize = "export-rule-".len() + RULE_ID_LEN_MAX;
 
+/// What a stream is named after: its category and the identifier within it. Its `Display` is
+/// the stream's name, the one spelling of it that [`StreamName`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKey<'a> {
+    /// A member code.
+    Member(&'a str),
+    Project(ProjectId),
+    /// A rule slug.
+    ExportRule(&'a str),
+    Commitment(CommitmentId),
+    Summit(chrono::NaiveDate),
+}
+
+impl fmt::Display for StreamKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Member(code) => write!(f, "member-{code}"),
+            Self::Project(id) => write!(f, "project-{id}"),
+            Self::ExportRule(slug) => write!(f, "export-rule-{slug}"),
+            Self::Commitment(id) => write!(f, "commitment-{id}"),
+            Self::Summit(date) => write!(f, "summit-{}", date.format("%Y-%m-%d")),
+        }
+    }
+}
+
+impl StreamKey<'_> {
+    /// Whether `name` is this key's stream name, compared piece by piece as it is written
+    /// (no name is built; only a summit's date is, by chrono, formatted into a string first).
+    pub fn names(&self, name: &str) -> bool {
+        /// Consumes `rest` as long as what is written is its beginning.
+        struct Prefix<'n> {
+            rest: &'n str,
+        }
+        impl fmt::Write for Prefix<'_> {
+            fn write_str(&mut self, piece: &str) -> fmt::Result {
+                self.rest = self.rest.strip_prefix(piece).ok_or(fmt::Error)?;
+                Ok(())
+            }
+        }
+        let mut prefix = Prefix { rest: name };
+        fmt::write(&mut prefix, format_args!("{self}")).is_ok() && prefix.rest.is_empty()
+    }
+}
+
 impl StreamName {
+    /// The stream named by `key`.
+    pub fn of(key: StreamKey<'_>) -> Self {
+        Self(key.to_string())
+    }
     pub fn member(code: &MemberCode) -> Self {
-        Self(format!("member-{code}"))
+        Self::of(StreamKey::Member(code.as_str()))
     }
     pub fn project(id: &ProjectId) -> Self {
-        Self(format!("project-{id}"))
+        Self::of(StreamKey::Project(*id))
     }
     pub fn export_rule(id: &RuleId) -> Self {
-        Self(format!("export-rule-{id}"))
+        Self::of(StreamKey::ExportRule(id.as_str()))
     }
     pub fn commitment(id: &CommitmentId) -> Self {
-        Self(format!("commitment-{id}"))
+        Self::of(StreamKey::Commitment(*id))
     }
     pub fn summit(date: &chrono::NaiveDate) -> Self {
-        Self(format!("summit-{}", date.format("%Y-%m-%d")))
+        Self::of(StreamKey::Summit(*date))
     }
 
     /// Parses a stream name given by a reader (e.g. `ReadStream`); only the five categories exist.
@@ -265,5 +331,36 @@ mod tests {
         ] {
             assert!(StreamName::parse("stream", other).is_err(), "{other}");
         }
+    }
+
+    #[test]
+    fn a_stream_key_names_exactly_its_stream() {
+        let id = Uuid::parse_str("0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a").unwrap();
+        let date = chrono::NaiveDate::from_ymd_opt(2025, 12, 11).unwrap();
+        for (key, name) in [
+            (StreamKey::Member("JP"), "member-JP"),
+            (StreamKey::Project(ProjectId::from_uuid(id)), "project-0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a"),
+            (StreamKey::ExportRule("us-cn-h200"), "export-rule-us-cn-h200"),
+            (StreamKey::Commitment(CommitmentId::from_uuid(id)), "commitment-0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a"),
+            (StreamKey::Summit(date), "summit-2025-12-11"),
+        ] {
+            assert_eq!(StreamName::of(key).as_str(), name);
+            assert!(key.names(name), "{name}");
+            for other in [&name[..name.len() - 1], &format!("{name}x"), "", &name.to_uppercase()] {
+                assert!(!key.names(other), "{key:?} names {other:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn checks_agree_with_parsing() {
+        for raw in ["JP", "OECD", "jp", "J", "ABCDEFGHI", "J1"] {
+            assert_eq!(MemberCode::check("code", raw).is_ok(), MemberCode::parse("code", raw).is_ok(), "{raw}");
+        }
+        for raw in ["us-cn", "us--cn", "-us", "US", "a1-b2"] {
+            assert_eq!(RuleId::check("rule", raw).is_ok(), RuleId::parse("rule", raw).is_ok(), "{raw}");
+        }
+        assert!(EventId::checked("id", Uuid::nil()).is_err());
+        assert_eq!(EventId::checked("id", Uuid::from_u128(7)).unwrap().as_uuid(), &Uuid::from_u128(7));
     }
 }

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ed25519_dalek::SigningKey;
 
+use super::verify::Stop;
 use super::{Ledger, LedgerError, ViewsAt};
 use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::audit::merkle::{self, NodeSource, node_hash};
-use crate::audit::tower::{SubtreeRoot, SubtreeTower, decomposition, perfect_root};
+use crate::audit::tower::{LeafRun, Piece, SubtreeRoot, SubtreeTower, decomposition, perfect_root};
 use crate::audit::{ChainVerifier, Hash, keys};
 use crate::domain::{EventId, Position};
 use crate::store::{Head, SUBTREE_LEVEL_MIN, Store, StoreError};
@@ -83,16 +84,25 @@ fn catch_up_subtrees(store: &Store, full: u64) -> Result<(), StoreError> {
 }
 
 /// Subtree hashes of the log's tree of `size` leaves, from the stored roots of large subtrees
-/// and, below them, from the chain hashes of one block (read once, then kept).
+/// (or from the roots of its blocks as a verification recomputed them) and, below them, from
+/// the chain hashes of one block (read once, then kept).
 struct StoreNodes<'s> {
     store: &'s Store,
     size: u64,
     block: RefCell<Option<(u64, Vec<Hash>)>>,
+    /// The roots of the tree's blocks of 2^SUBTREE_LEVEL_MIN leaves, recomputed: used instead
+    /// of the stored roots when set.
+    recomputed: Option<&'s [Hash]>,
 }
 
 impl<'s> StoreNodes<'s> {
     fn new(store: &'s Store, size: u64) -> Self {
-        Self { store, size, block: RefCell::new(None) }
+        Self { store, size, block: RefCell::new(None), recomputed: None }
+    }
+
+    /// Subtrees of at least a block made from recomputed block roots, not from stored roots.
+    fn recomputed(store: &'s Store, size: u64, blocks: &'s [Hash]) -> Self {
+        Self { recomputed: Some(blocks), ..Self::new(store, size) }
     }
 }
 
@@ -102,6 +112,15 @@ impl NodeSource for StoreNodes<'_> {
     fn subtree_hash(&self, start: u64, end: u64) -> Result<Hash, StoreError> {
         let width = end - start;
         let level = width.trailing_zeros() as u8;
+        if level >= SUBTREE_LEVEL_MIN
+            && let Some(blocks) = self.recomputed
+        {
+            let blocks = blocks.get((start >> SUBTREE_LEVEL_MIN) as usize..(end >> SUBTREE_LEVEL_MIN) as usize);
+            let blocks = blocks.ok_or_else(|| {
+                StoreError::corrupt(format!("position {}", start + 1), "a Merkle block beyond the log")
+            })?;
+            return Ok(perfect_root(blocks.to_vec()));
+        }
         if level >= SUBTREE_LEVEL_MIN {
             if let Some(root) = self.store.subtree(level, start >> level)? {
                 return Ok(root);
@@ -311,34 +330,32 @@ impl Ledger {
         Ok(Consistency { old_size, new_size, old_root, new_root: checkpoint.checkpoint.root, proof, checkpoint })
     }
 
-    /// Re-checks the log up to the durable head: each record decodes and continues the chain,
-    /// the stored subtree roots equal the recomputed ones, and each stored checkpoint's root and
-    /// signature hold. Calls `progress(verified, total)` every `step` records.
+    /// Re-checks the log up to the durable head: each record is checked in full (read in place,
+    /// as the offline verification does) and continues the chain, the stored subtree roots
+    /// equal the recomputed ones, and each stored checkpoint's root and signature hold. One pass
+    /// over the log. Calls `progress(verified, total)` every `step` records.
     pub fn verify_live(&self, step: u64, mut progress: impl FnMut(u64, u64)) -> Result<LiveVerdict, LedgerError> {
         let started = Instant::now();
         let head = self.durable_head().position.0;
         let mut verdict = LiveVerdict::default();
         let mut chain = ChainVerifier::default();
-        for record in self.store.scan_log(Position(1), true) {
-            let record = match record {
-                Ok(record) => record,
-                Err(StoreError::Corrupt { place, reason }) => {
-                    verdict.failure = Some((chain.head().0 + 1, format!("{place}: {reason}")));
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let position = record.event.position.0;
-            if position > head {
-                break;
+        // Each record is checked in place, then its chain hash; that hash is a Merkle leaf.
+        let mut leaves = LeafRun::new(SUBTREE_LEVEL_MIN, 0);
+        let checked = self.store.check_log(Position(1), Position(head), |position, hash, body| {
+            chain.check(position.0, hash, body).map_err(|e| Stop::Chain(position, e))?;
+            leaves.push(merkle::leaf_hash(hash));
+            if position.0 % step == 0 {
+                progress(position.0, head);
             }
-            if let Err(e) = chain.check(position, &record.hash, &record.body) {
-                verdict.failure = Some((position, e.to_string()));
-                break;
+            Ok(())
+        });
+        match checked {
+            Ok(()) => {}
+            Err(Stop::Chain(position, e)) => verdict.failure = Some((position.0, e.to_string())),
+            Err(Stop::Store(StoreError::Corrupt { place, reason })) => {
+                verdict.failure = Some((chain.head().0 + 1, format!("{place}: {reason}")));
             }
-            if position % step == 0 {
-                progress(position, head);
-            }
+            Err(Stop::Store(e)) => return Err(e.into()),
         }
         let (position, hash) = chain.head();
         verdict.position = position;
@@ -348,7 +365,7 @@ impl Ledger {
         }
         if verdict.failure.is_none() {
             // The chain holds: now the tree over it and the checkpoints that signed it.
-            let check = self.guard(check_tree(&self.store, head, Some(&self.public_key())))?;
+            let check = self.guard(check_tree(&self.store, head, Some(&self.public_key()), &leaves.finish()))?;
             verdict.checkpoints_verified = check.verified;
             verdict.checkpoints_by_other_keys = check.by_other_keys;
             verdict.failure = check.failure;
@@ -372,55 +389,55 @@ pub(super) struct TreeCheck {
 }
 
 /// Checks the stored Merkle subtree roots and signed checkpoints of a log whose chain is known
-/// good up to `head`, from the chain hashes alone (no decoding).
-pub(super) fn check_tree(
+/// good up to `head`, from the tree's leaves as the verification of the chain hashed them:
+/// `pieces` are leaf runs ([`LeafRun`]) covering positions 1 to `head`, in order. Each subtree
+/// of at least 2^SUBTREE_LEVEL_MIN leaves they complete is compared with its stored root, if
+/// any; each stored checkpoint's root with the root recomputed from them. The first failure,
+/// in log order (at one position, a subtree before a checkpoint), is the one reported.
+pub(super) fn check_tree<'p>(
     store: &Store,
     head: u64,
     own_key: Option<&ed25519_dalek::VerifyingKey>,
+    pieces: impl IntoIterator<Item = &'p Piece>,
 ) -> Result<TreeCheck, StoreError> {
-    let mut stored = Vec::new();
+    let mut tower = SubtreeTower::new(SUBTREE_LEVEL_MIN);
+    let mut completed = Vec::new();
+    let mut blocks = Vec::new();
+    let mut subtree_failure = None;
+    for piece in pieces {
+        tower.append_piece(piece, &mut completed);
+        for (level, index, root) in completed.drain(..) {
+            if level == SUBTREE_LEVEL_MIN {
+                blocks.push(root);
+            }
+            // A root not stored yet (an imported store before its first open) is no fault;
+            // one that differs is.
+            if subtree_failure.is_none() && store.subtree(level, index)?.is_some_and(|stored| stored != root) {
+                let reason = format!("the stored Merkle subtree {level}/{index} differs from the log");
+                subtree_failure = Some(((index + 1) << level, reason));
+            }
+        }
+    }
+    assert_eq!(tower.size(), head, "the pieces cover the log");
+    let nodes = StoreNodes::recomputed(store, head, &blocks);
+    let mut check = TreeCheck::default();
     for entry in store.checkpoints() {
         let (position, bytes) = entry?;
-        if position.0 <= head {
-            stored.push((position, bytes));
+        if position.0 > head || subtree_failure.as_ref().is_some_and(|(at, _)| *at <= position.0) {
+            break;
         }
-    }
-    let mut stored = stored.into_iter().peekable();
-    let mut tower = SubtreeTower::new(SUBTREE_LEVEL_MIN);
-    let mut frontier = merkle::MerkleFrontier::new();
-    let mut completed = Vec::new();
-    let mut check = TreeCheck::default();
-    let mut next = 1;
-    while next <= head {
-        let to = head.min(next + CATCH_UP_STEP - 1);
-        for (offset, hash) in store.chain_hashes(Position(next), Position(to))?.iter().enumerate() {
-            let position = next + offset as u64;
-            frontier.append(hash);
-            tower.append(hash, &mut completed);
-            for (level, index, root) in completed.drain(..) {
-                // A root not stored yet (an imported store before its first open) is no fault;
-                // one that differs is.
-                if store.subtree(level, index)?.is_some_and(|stored| stored != root) {
-                    let reason = format!("the stored Merkle subtree {level}/{index} differs from the log");
-                    check.failure = Some((position, reason));
-                    return Ok(check);
-                }
+        match check_checkpoint(position, &bytes, &merkle::tree_root(position.0, &nodes)?) {
+            Ok(signed) => {
+                check.verified += 1;
+                check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != signed.public_key));
             }
-            while let Some((at, bytes)) = stored.next_if(|(p, _)| p.0 == position) {
-                match check_checkpoint(at, &bytes, &frontier.root()) {
-                    Ok(signed) => {
-                        check.verified += 1;
-                        check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != signed.public_key));
-                    }
-                    Err(reason) => {
-                        check.failure = Some((position, reason));
-                        return Ok(check);
-                    }
-                }
+            Err(reason) => {
+                check.failure = Some((position.0, reason));
+                return Ok(check);
             }
         }
-        next = to + 1;
     }
+    check.failure = subtree_failure;
     Ok(check)
 }
 

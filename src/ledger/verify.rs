@@ -7,9 +7,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::LedgerError;
-use crate::audit::{ChainVerifier, Hash};
+use crate::audit::merkle::leaf_hash;
+use crate::audit::tower::{LeafRun, Piece};
+use crate::audit::{ChainBreak, ChainVerifier, Hash};
 use crate::domain::Position;
-use crate::store::{Store, StoreConfig, StoreError};
+use crate::store::{SUBTREE_LEVEL_MIN, Store, StoreConfig, StoreError};
 
 /// What a verification found.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,10 +34,10 @@ impl Verdict {
 }
 
 /// Verifies the ledger in `dir`, which no server may have open. Opening runs the store's usual
-/// recovery (it may remove records past the head that were never acknowledged). A failure of
-/// the data is a verdict; only a failure to read at all is an error. `threads`: how many ranges
-/// to verify in parallel (default: one per core for large logs, one below
-/// [`PARALLEL_FROM`] events).
+/// recovery (it may remove records past the head that were never acknowledged), but does not
+/// build the event-id index: nothing here looks an event up by id. A failure of the data is a
+/// verdict; only a failure to read at all is an error. `threads`: how many ranges to verify in
+/// parallel (default: one per core for large logs, one below [`PARALLEL_FROM`] events).
 pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) -> Result<Verdict, LedgerError> {
     if !dir.join("db").is_file() {
         return Err(LedgerError::NotFound(format!("no ledger in {}", dir.display())));
@@ -48,7 +50,7 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         checkpoints_verified: 0,
         seconds: started.elapsed().as_secs_f64(),
     };
-    let store = match Store::open(dir, config) {
+    let store = match Store::open_log_only(dir, config) {
         Ok((store, _)) => store,
         Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &ChainVerifier::default())),
         Err(e) => return Err(e.into()),
@@ -56,36 +58,31 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
     let head = store.head()?;
     // The log is cut into one range per core; each range continues the chain from the stored
     // hash of the record before it, and the ranges meet: range i ends on the very record whose
-    // hash range i+1 starts from.
+    // hash range i+1 starts from. Where that hash cannot be read (its chunk is damaged, or
+    // missing), there is no cut: range i runs on, and finds what is wrong there in log order.
     let threads = match threads {
         Some(n) => n.clamp(1, VERIFY_THREADS_MAX) as u64,
         None if head.position.0 < PARALLEL_FROM => 1,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(VERIFY_THREADS_MAX) as u64,
     };
     let span = head.position.0.div_ceil(threads).max(1);
-    let mut ranges = Vec::new();
+    let mut ranges: Vec<(ChainVerifier, u64)> = Vec::new();
     let mut first = 1;
     while first <= head.position.0 {
         let last = (first + span - 1).min(head.position.0);
-        let chain = match first {
-            1 => ChainVerifier::default(),
-            _ => match store.read_record(Position(first - 1)) {
-                Ok(Some(record)) => ChainVerifier::after(first - 1, record.hash),
-                Ok(None) => {
-                    let chain = ChainVerifier::default();
-                    return Ok(failed(
-                        format!("position {}", first - 1),
-                        "record missing below the log head".into(),
-                        &chain,
-                    ));
-                }
-                Err(StoreError::Corrupt { place, reason }) => {
-                    return Ok(failed(place, reason, &ChainVerifier::default()));
-                }
+        let before = Position(first - 1);
+        let start = match first {
+            1 => Some(ChainVerifier::default()),
+            _ => match store.chain_hashes(before, before) {
+                Ok(hashes) => hashes.first().map(|hash| ChainVerifier::after(before.0, *hash)),
+                Err(StoreError::Corrupt { .. }) => None,
                 Err(e) => return Err(e.into()),
             },
         };
-        ranges.push((chain, last));
+        match start {
+            Some(chain) => ranges.push((chain, last)),
+            None => ranges.last_mut().expect("the first range starts at position 1").1 = last,
+        }
         first = last + 1;
     }
     let store = &store;
@@ -95,18 +92,21 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         workers.into_iter().map(|w| w.join().expect("a verification thread")).collect()
     });
     let mut chain = ChainVerifier::default();
+    let mut leaves = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
-        let (range, failure) = outcome?;
-        chain = range;
-        if let Some((place, reason)) = failure {
+        let range = outcome?;
+        chain = range.chain;
+        if let Some((place, reason)) = range.failure {
             return Ok(failed(place, reason, &chain));
         }
+        leaves.push(range.leaves);
     }
     if chain.head() != (head.position.0, head.hash) {
         let reason = format!("the head names position {} but the chain ends at {}", head.position, chain.head().0);
         return Ok(failed("log head".into(), reason, &chain));
     }
-    let check = match super::evidence::check_tree(store, head.position.0, None) {
+    // The chain holds: the ranges' leaves, in order, are the Merkle tree's.
+    let check = match super::evidence::check_tree(store, head.position.0, None, leaves.iter().flatten()) {
         Ok(check) => check,
         Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &chain)),
         Err(e) => return Err(e.into()),
@@ -125,28 +125,46 @@ pub const PARALLEL_FROM: u64 = 100_000;
 /// Most verification threads.
 const VERIFY_THREADS_MAX: usize = 8;
 
-/// Verifies the records after `chain`'s head up to `last`; returns where the chain got to and,
-/// if it stopped early, where and why.
-#[allow(clippy::type_complexity)]
-fn verify_range(
-    store: &Store,
-    mut chain: ChainVerifier,
-    last: u64,
-) -> Result<(ChainVerifier, Option<(String, String)>), LedgerError> {
-    let first = Position(chain.head().0 + 1);
-    for record in store.scan_log(first, true) {
-        let record = match record {
-            Ok(record) => record,
-            Err(StoreError::Corrupt { place, reason }) => return Ok((chain, Some((place, reason)))),
-            Err(e) => return Err(e.into()),
-        };
-        let position = record.event.position;
-        if position.0 > last {
-            break;
-        }
-        if let Err(e) = chain.check(position.0, &record.hash, &record.body) {
-            return Ok((chain, Some((format!("position {position}"), e.to_string()))));
-        }
+/// What the verification of one range found.
+struct RangeOutcome {
+    /// Where the chain got to.
+    chain: ChainVerifier,
+    /// Where and why it stopped early, if it did: `(place, reason)`.
+    failure: Option<(String, String)>,
+    /// The range's Merkle leaves, reduced to the roots of the aligned blocks it holds whole.
+    leaves: Vec<Piece>,
+}
+
+/// Verifies the records after `chain`'s head up to `last`: each is read in place and checked in
+/// full (`Store::check_log`), then its chain hash; the chain hash, proved by that, is a Merkle
+/// leaf, hashed here too so that the tree's blocks are computed in parallel.
+fn verify_range(store: &Store, mut chain: ChainVerifier, last: u64) -> Result<RangeOutcome, LedgerError> {
+    let first = chain.head().0 + 1;
+    let mut leaves = LeafRun::new(SUBTREE_LEVEL_MIN, first - 1);
+    let checked = store.check_log(Position(first), Position(last), |position, hash, body| {
+        chain.check(position.0, hash, body).map_err(|e| Stop::Chain(position, e))?;
+        leaves.push(leaf_hash(hash));
+        Ok(())
+    });
+    let failure = match checked {
+        Ok(()) => None,
+        Err(Stop::Chain(position, e)) => Some((format!("position {position}"), e.to_string())),
+        Err(Stop::Store(StoreError::Corrupt { place, reason })) => Some((place, reason)),
+        Err(Stop::Store(e)) => return Err(e.into()),
+    };
+    Ok(RangeOutcome { chain, failure, leaves: leaves.finish() })
+}
+
+/// Why a verification's pass over the log stopped early.
+pub(super) enum Stop {
+    /// The store could not be read, or a record failed its check there.
+    Store(StoreError),
+    /// The record at this position does not continue the chain.
+    Chain(Position, ChainBreak),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
     }
-    Ok((chain, None))
 }

@@ -219,14 +219,22 @@ impl LoadedChunk {
         self.first <= position && position <= self.last()
     }
 
-    fn record(&self, position: Position) -> Result<StoredRecord, StoreError> {
+    /// The record at `position`, checked as every read checks a record (its body's whole format,
+    /// and the position it claims), without building its event: its chain hash and body.
+    fn check(&self, position: Position) -> Result<(Hash, &[u8], record::BodyRef<'_>), StoreError> {
         let place = || format!("position {position}");
-        let (hash, body) = self.layout.record(&self.value, (position.0 - self.first.0) as usize);
-        let event = record::decode_event(body).map_err(|e| StoreError::corrupt(place(), e.to_string()))?;
-        if event.position != position {
-            return Err(StoreError::corrupt(place(), format!("record claims position {}", event.position)));
+        let (hash, bytes) = self.layout.record(&self.value, (position.0 - self.first.0) as usize);
+        let body = record::read_body(bytes).map_err(|e| StoreError::corrupt(place(), e.to_string()))?;
+        if body.position != position {
+            return Err(StoreError::corrupt(place(), format!("record claims position {}", body.position)));
         }
-        Ok(StoredRecord { hash, body: body.to_vec(), event })
+        Ok((hash, bytes, body))
+    }
+
+    fn record(&self, position: Position) -> Result<StoredRecord, StoreError> {
+        let (hash, bytes, body) = self.check(position)?;
+        let event = body.to_event().map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
+        Ok(StoredRecord { hash, body: bytes.to_vec(), event })
     }
 }
 
@@ -266,12 +274,26 @@ pub struct Store {
     /// batch is applied): see [`MemoryIndex`] for the invariant. Rebuilt on open.
     index: RwLock<MemoryIndex>,
     dir: PathBuf,
+    /// Opened by [`Store::open_log_only`]: no event-id index, and no commit.
+    log_only: bool,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`, checks its format, recovers its tail and rebuilds
     /// the event-id index.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
+        Self::open_with(dir, config, false)
+    }
+
+    /// Opens the store to read its log and what is stored about it, nothing else (the offline
+    /// verification): as [`Store::open`], format check and recovery included, but without the
+    /// event-id index, which is most of the time an open of a large log takes (its snapshot
+    /// loaded, or the log scanned). Such a store answers no event id and takes no commit.
+    pub fn open_log_only(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
+        Self::open_with(dir, config, true)
+    }
+
+    fn open_with(dir: &Path, config: &StoreConfig, log_only: bool) -> Result<(Self, Recovery), StoreError> {
         std::fs::create_dir_all(dir)?;
         let db = open_sled(dir, config)?;
         let db_file = File::open(dir.join("db"))?;
@@ -283,6 +305,7 @@ impl Store {
             syncs: AtomicU64::new(0),
             index: RwLock::new(MemoryIndex::default()),
             dir: dir.to_owned(),
+            log_only,
         };
         store.check_format(dir)?;
         let mut recovery = store.recover()?;
@@ -290,7 +313,9 @@ impl Store {
         // (data and metadata) before anything is served, since a retry may be answered from it.
         store.db.flush()?;
         store.db_file.sync_all()?;
-        store.rebuild_id_index(&mut recovery)?;
+        if !log_only {
+            store.rebuild_id_index(&mut recovery)?;
+        }
         Ok((store, recovery))
     }
 
@@ -433,6 +458,7 @@ impl Store {
     /// durable head, so that the next open scans only what comes after it. Called at a clean
     /// stop, once nothing more is written.
     pub fn save_id_snapshot(&self) -> Result<(), StoreError> {
+        assert!(!self.log_only, "a store opened to read its log only has no event-id index to save");
         let head = self.head()?;
         let index = self.index.read().expect("memory index lock");
         id_snapshot::save(&self.dir, head.position, &head.hash, &index)
@@ -450,6 +476,7 @@ impl Store {
     /// the log out, then `fdatasync` on the database file makes it survive power loss. The
     /// records go into chunks, each stream's records into one index run.
     pub fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        assert!(!self.log_only, "a store opened to read its log only takes no commit");
         let mut write = sled::Batch::default();
         let mut chunks = ChunkWriter::default();
         let mut firsts = Vec::new();
@@ -512,6 +539,7 @@ impl Store {
 
     /// The position of a durably committed event, by its id.
     pub fn event_position(&self, id: &EventId) -> Result<Option<Position>, StoreError> {
+        assert!(!self.log_only, "a store opened to read its log only has no event-id index");
         Ok(self.index.read().expect("memory index lock").ids.get(id).copied())
     }
 
@@ -535,6 +563,10 @@ impl Store {
 
     /// Whether `stream`'s fingerprint is in the set: `false` means it certainly has no record.
     fn may_hold_stream(&self, stream: &StreamName) -> bool {
+        if self.log_only {
+            // No fingerprint set was built: every stream may be there.
+            return true;
+        }
         let fingerprint = stream_fingerprint(stream.as_str().as_bytes());
         self.index.read().expect("memory index lock").streams.contains(&fingerprint)
     }
@@ -614,6 +646,40 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Checks the records at positions `from..=to` in log order, as every read checks them
+    /// (chunk framing, each body's whole format, the position it claims), without building
+    /// their events or copying their bodies, and hands each to `visit`: its position, chain
+    /// hash and body. Stops at the first error, the store's or `visit`'s. The positions are
+    /// those the chunks hold: a missing chunk is a gap in them, for `visit` to notice.
+    pub fn check_log<E: From<StoreError>>(
+        &self,
+        from: Position,
+        to: Position,
+        mut visit: impl FnMut(Position, &Hash, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back().transpose() {
+            Ok(Some((key, _))) => key.to_vec(),
+            Ok(None) => keys::log(from).to_vec(),
+            Err(e) => return Err(StoreError::from(e).into()),
+        };
+        for entry in self.db.range(start..=keys::log(to).to_vec()) {
+            let (key, value) = entry.map_err(StoreError::from)?;
+            let chunk = LoadedChunk::load(&key, value)?;
+            for index in 0..chunk.layout.len() {
+                let position = Position(chunk.first.0 + index as u64);
+                if position < from {
+                    continue;
+                }
+                if position > to {
+                    return Ok(());
+                }
+                let (hash, body, _) = chunk.check(position)?;
+                visit(position, &hash, body)?;
+            }
+        }
+        Ok(())
     }
 
     /// Records in log order from `from` (inclusive), forwards or backwards, lazily.
@@ -777,6 +843,67 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(store.event_position(id).unwrap(), Some(Position(i as u64 + 1)));
         }
+    }
+
+    #[test]
+    fn a_log_only_open_checks_the_log_without_the_id_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = reopen(dir.path());
+        let (head, _) = commit_joins(&store, Head::EMPTY, 40);
+        store.save_id_snapshot().unwrap();
+        drop(store);
+        let (store, recovery) = Store::open_log_only(dir.path(), &StoreConfig::default()).unwrap();
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (0, 0));
+        assert_eq!(recovery.verified_tail_records, 40);
+        assert_eq!(store.head().unwrap(), head);
+        let mut seen = Vec::new();
+        store
+            .check_log(Position(3), Position(38), |position, hash, body| {
+                assert_eq!(*hash, [position.0 as u8; 32]);
+                assert_eq!(record::read_body(body).unwrap().position, position);
+                seen.push(position.0);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert_eq!(seen, (3..=38).collect::<Vec<_>>());
+        drop(store);
+        // The snapshot is still the one a server's open uses.
+        let (_, recovery) = reopen(dir.path());
+        assert_eq!((recovery.id_snapshot_position, recovery.scanned_id_records), (40, 0));
+    }
+
+    #[test]
+    fn checking_the_log_stops_at_a_corrupt_record_or_the_visitor_s_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = reopen(dir.path());
+        commit_joins(&store, Head::EMPTY, 20);
+        let mut seen = 0;
+        let stopped = store.check_log(Position(1), Position(20), |position, _, _| {
+            seen += 1;
+            if position.0 == 7 { Err(StoreError::corrupt("visitor", "stop")) } else { Ok(()) }
+        });
+        assert!(matches!(stopped, Err(StoreError::Corrupt { place, .. }) if place == "visitor"));
+        assert_eq!(seen, 7);
+        // A record claiming another position, rewritten in its chunk.
+        let (key, value) =
+            store.db.range(keys::log(Position(0))..=keys::log(Position(9))).next_back().unwrap().unwrap();
+        let first = keys::log_position(&key).unwrap();
+        let layout = ChunkLayout::parse(&value).unwrap();
+        let (_, body) = layout.record(&value, (9 - first.0) as usize);
+        let at = body.as_ptr() as usize - value.as_ptr() as usize;
+        let mut chunk = value.to_vec();
+        chunk[at + 8] ^= 1;
+        store.db.insert(key, chunk).unwrap();
+        let mut seen = Vec::new();
+        let stopped = store.check_log(Position(1), Position(20), |position, _, _| {
+            seen.push(position.0);
+            Ok::<_, StoreError>(())
+        });
+        assert!(
+            matches!(&stopped, Err(StoreError::Corrupt { place, reason }) if place == "position 9" && reason.contains("claims position")),
+            "{stopped:?}"
+        );
+        assert_eq!(seen, (1..=8).collect::<Vec<_>>());
     }
 
     #[test]

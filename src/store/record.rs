@@ -49,7 +49,9 @@
 //! # Decoding
 //!
 //! Decoding accepts exactly the bytes that encoding produces, so that one event has one
-//! encoding and one hash: it refuses another body format, truncation, trailing bytes, unknown
+//! encoding and one hash. [`read_body`] is the one reader of the format: it checks a body in
+//! place, allocating nothing, and [`decode_event`] builds the owned event from what it read. It
+//! refuses another body format, truncation, trailing bytes, unknown
 //! tags, invalid UTF-8, impossible times and dates, and labels out of order or repeated. Every
 //! identifier is re-parsed with its newtype's `parse` (corrupt bytes never construct an invalid
 //! value; UUIDs must not be nil), and the stored stream must be the stream the event data
@@ -58,9 +60,11 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, NaiveDate, Utc};
+
 use crate::domain::{
-    CommitmentId, EventData, EventId, Jurisdiction, MemberCode, Metadata, Position, ProjectId, ProposedEvent,
-    RecordedEvent, Revision, RuleId,
+    CommitmentId, EventData, EventId, FieldError, Jurisdiction, MemberCode, MemberKind, MemberRole, Metadata, Pillar,
+    Position, ProjectId, ProjectStatus, ProposedEvent, RecordedEvent, Revision, RuleId, StreamKey, Treatment,
 };
 
 /// The version of the body layout that [`encode_event`] writes and [`decode_event`] reads; the
@@ -69,6 +73,7 @@ pub const BODY_FORMAT: u8 = 1;
 
 /// Why bytes are not a record body this build can read.
 pub use crate::codec::DecodeError as RecordError;
+pub use crate::codec::Texts;
 use crate::codec::{
     Reader, Writer, read_member_kind, read_member_role, read_pillar, read_project_status, read_treatment,
     write_member_kind, write_member_role, write_pillar, write_project_status, write_treatment,
@@ -95,8 +100,110 @@ pub fn encode_event(event: &RecordedEvent) -> Vec<u8> {
     w.bytes
 }
 
-/// Reads back what [`encode_event`] wrote, and only that (see the module documentation).
+/// Reads back what [`encode_event`] wrote, and only that (see the module documentation):
+/// [`read_body`], then the owned event built from what it read.
 pub fn decode_event(bytes: &[u8]) -> Result<RecordedEvent, RecordError> {
+    read_body(bytes)?.to_event()
+}
+
+/// A record body read in place: every field of the format, checked as the module
+/// documentation says (the same checks, in the same order, whatever the caller does next),
+/// with texts and lists borrowed from the bytes. [`read_body`] builds it without allocating;
+/// [`decode_event`] builds the owned event from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BodyRef<'a> {
+    pub position: Position,
+    pub revision: Revision,
+    /// The stream the body is filed under; it is the stream its data belongs to.
+    pub stream: &'a str,
+    pub recorded_at: DateTime<Utc>,
+    pub event_id: EventId,
+    pub effective_at: Option<DateTime<Utc>>,
+    pub data: DataRef<'a>,
+    pub metadata: MetadataRef<'a>,
+}
+
+/// [`EventData`] read in place: codes, slugs and texts as checked `&str`, lists as [`Texts`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataRef<'a> {
+    MemberJoined {
+        code: &'a str,
+        name: &'a str,
+        kind: MemberKind,
+        role: MemberRole,
+    },
+    MemberRoleChanged {
+        code: &'a str,
+        role: MemberRole,
+    },
+    MemberWithdrew {
+        code: &'a str,
+        reason: &'a str,
+    },
+    ProjectIdentified {
+        project_id: ProjectId,
+        title: &'a str,
+        pillar: Pillar,
+        host: &'a str,
+        partners: Texts<'a>,
+        companies: Texts<'a>,
+        description: &'a str,
+    },
+    ProjectStatusChanged {
+        project_id: ProjectId,
+        status: ProjectStatus,
+        reason: &'a str,
+    },
+    ExportRuleChanged {
+        rule_id: &'a str,
+        item: &'a str,
+        origin: &'a str,
+        destination: &'a str,
+        treatment: Treatment,
+        levy_bps: Option<u32>,
+        effective_from: NaiveDate,
+        authority: &'a str,
+    },
+    CommitmentMade {
+        commitment_id: CommitmentId,
+        member: &'a str,
+        pillar: Pillar,
+        description: &'a str,
+        project_id: Option<ProjectId>,
+        due_on: NaiveDate,
+    },
+    CommitmentFulfilled {
+        commitment_id: CommitmentId,
+        evidence: &'a str,
+    },
+    CommitmentWithdrawn {
+        commitment_id: CommitmentId,
+        reason: &'a str,
+    },
+    SummitConvened {
+        date: NaiveDate,
+        host: &'a str,
+        chair: &'a str,
+        participants: Texts<'a>,
+        location: &'a str,
+    },
+}
+
+/// [`Metadata`] read in place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetadataRef<'a> {
+    pub actor: &'a str,
+    pub source: &'a str,
+    pub correlation_id: &'a str,
+    pub causation_id: &'a str,
+    /// The labels' (key, value) texts, in their (checked) strictly increasing key order.
+    pub labels: Texts<'a>,
+}
+
+/// Reads a record body in place, checking all of it (see [`BodyRef`]). Nothing is copied: the
+/// only allocations are an error's, and the text of a summit's date, formatted to be compared
+/// with its stream's name.
+pub fn read_body(bytes: &[u8]) -> Result<BodyRef<'_>, RecordError> {
     let mut r = Reader::new(bytes);
     let format = r.u8("body format")?;
     if format != BODY_FORMAT {
@@ -104,24 +211,38 @@ pub fn decode_event(bytes: &[u8]) -> Result<RecordedEvent, RecordError> {
     }
     let position = Position(r.u64("position")?);
     let revision = Revision(r.u64("revision")?);
-    let stream = r.string("stream")?;
+    let stream = r.str("stream")?;
     let recorded_at = r.time("recorded_at")?;
-    let event_id = EventId::parse("event_id", &r.uuid("event_id")?.to_string()).map_err(RecordError::Invalid)?;
+    let event_id = EventId::checked("event_id", r.uuid("event_id")?).map_err(RecordError::Invalid)?;
     let effective_at = r.option("effective_at", |r| r.time("effective_at"))?;
     let data = read_data(&mut r)?;
     let metadata = read_metadata(&mut r)?;
     r.finish()?;
-    let derived = data.stream();
-    if derived.as_str() != stream {
-        return Err(RecordError::StreamMismatch { stored: stream, derived: derived.to_string() });
+    let derived = data.stream_key();
+    if !derived.names(stream) {
+        return Err(RecordError::StreamMismatch { stored: stream.to_owned(), derived: derived.to_string() });
     }
-    Ok(RecordedEvent {
-        position,
-        stream: derived,
-        revision,
-        recorded_at,
-        event: ProposedEvent { event_id, data, effective_at, metadata },
-    })
+    Ok(BodyRef { position, revision, stream, recorded_at, event_id, effective_at, data, metadata })
+}
+
+impl BodyRef<'_> {
+    /// The owned event. Every field was checked by [`read_body`]; identifiers are parsed into
+    /// their types again here (by the same functions: they cannot disagree).
+    pub fn to_event(&self) -> Result<RecordedEvent, RecordError> {
+        let data = self.data.to_data()?;
+        Ok(RecordedEvent {
+            position: self.position,
+            stream: data.stream(),
+            revision: self.revision,
+            recorded_at: self.recorded_at,
+            event: ProposedEvent {
+                event_id: self.event_id,
+                data,
+                effective_at: self.effective_at,
+                metadata: self.metadata.to_metadata()?,
+            },
+        })
+    }
 }
 
 /// The stream name (its bytes, as stored: not checked as UTF-8 or as a name) and the event id
@@ -219,63 +340,162 @@ fn write_data(w: &mut Writer, data: &EventData) {
     }
 }
 
-fn read_data(r: &mut Reader<'_>) -> Result<EventData, RecordError> {
+fn read_data<'a>(r: &mut Reader<'a>) -> Result<DataRef<'a>, RecordError> {
     let data = match r.u8("event type")? {
-        0 => EventData::MemberJoined {
+        0 => DataRef::MemberJoined {
             code: read_member_code(r, "data.code")?,
-            name: r.string("data.name")?,
+            name: r.str("data.name")?,
             kind: read_member_kind(r)?,
             role: read_member_role(r)?,
         },
-        1 => EventData::MemberRoleChanged { code: read_member_code(r, "data.code")?, role: read_member_role(r)? },
-        2 => EventData::MemberWithdrew { code: read_member_code(r, "data.code")?, reason: r.string("data.reason")? },
-        3 => EventData::ProjectIdentified {
+        1 => DataRef::MemberRoleChanged { code: read_member_code(r, "data.code")?, role: read_member_role(r)? },
+        2 => DataRef::MemberWithdrew { code: read_member_code(r, "data.code")?, reason: r.str("data.reason")? },
+        3 => DataRef::ProjectIdentified {
             project_id: read_project_id(r, "data.project_id")?,
-            title: r.string("data.title")?,
+            title: r.str("data.title")?,
             pillar: read_pillar(r)?,
             host: read_member_code(r, "data.host")?,
-            partners: r.list("data.partners", |r| read_member_code(r, "data.partners"))?,
-            companies: r.list("data.companies", |r| r.string("data.companies"))?,
-            description: r.string("data.description")?,
+            partners: r.texts("data.partners", |code| check_member_code("data.partners", code))?,
+            companies: r.texts("data.companies", |_| Ok(()))?,
+            description: r.str("data.description")?,
         },
-        4 => EventData::ProjectStatusChanged {
+        4 => DataRef::ProjectStatusChanged {
             project_id: read_project_id(r, "data.project_id")?,
             status: read_project_status(r)?,
-            reason: r.string("data.reason")?,
+            reason: r.str("data.reason")?,
         },
-        5 => EventData::ExportRuleChanged {
-            rule_id: RuleId::parse("data.rule_id", &r.string("data.rule_id")?).map_err(RecordError::Invalid)?,
-            item: r.string("data.item")?,
+        5 => DataRef::ExportRuleChanged {
+            rule_id: checked(r.str("data.rule_id")?, |raw| RuleId::check("data.rule_id", raw))?,
+            item: r.str("data.item")?,
             origin: read_jurisdiction(r, "data.origin")?,
             destination: read_jurisdiction(r, "data.destination")?,
             treatment: read_treatment(r)?,
             levy_bps: r.option("data.levy_bps", |r| r.u32("data.levy_bps"))?,
             effective_from: r.date("data.effective_from")?,
-            authority: r.string("data.authority")?,
+            authority: r.str("data.authority")?,
         },
-        6 => EventData::CommitmentMade {
+        6 => DataRef::CommitmentMade {
             commitment_id: read_commitment_id(r)?,
             member: read_member_code(r, "data.member")?,
             pillar: read_pillar(r)?,
-            description: r.string("data.description")?,
+            description: r.str("data.description")?,
             project_id: r.option("data.project_id", |r| read_project_id(r, "data.project_id"))?,
             due_on: r.date("data.due_on")?,
         },
-        7 => EventData::CommitmentFulfilled {
-            commitment_id: read_commitment_id(r)?,
-            evidence: r.string("data.evidence")?,
-        },
-        8 => EventData::CommitmentWithdrawn { commitment_id: read_commitment_id(r)?, reason: r.string("data.reason")? },
-        9 => EventData::SummitConvened {
+        7 => DataRef::CommitmentFulfilled { commitment_id: read_commitment_id(r)?, evidence: r.str("data.evidence")? },
+        8 => DataRef::CommitmentWithdrawn { commitment_id: read_commitment_id(r)?, reason: r.str("data.reason")? },
+        9 => DataRef::SummitConvened {
             date: r.date("data.date")?,
             host: read_member_code(r, "data.host")?,
-            chair: r.string("data.chair")?,
-            participants: r.list("data.participants", |r| read_member_code(r, "data.participants"))?,
-            location: r.string("data.location")?,
+            chair: r.str("data.chair")?,
+            participants: r.texts("data.participants", |code| check_member_code("data.participants", code))?,
+            location: r.str("data.location")?,
         },
         tag => return Err(RecordError::UnknownTag { what: "event type", tag }),
     };
     Ok(data)
+}
+
+impl DataRef<'_> {
+    /// What the event's stream is named after (as [`EventData::stream_key`] says for the
+    /// owned data).
+    pub fn stream_key(&self) -> StreamKey<'_> {
+        match self {
+            Self::MemberJoined { code, .. }
+            | Self::MemberRoleChanged { code, .. }
+            | Self::MemberWithdrew { code, .. } => StreamKey::Member(code),
+            Self::ProjectIdentified { project_id, .. } | Self::ProjectStatusChanged { project_id, .. } => {
+                StreamKey::Project(*project_id)
+            }
+            Self::ExportRuleChanged { rule_id, .. } => StreamKey::ExportRule(rule_id),
+            Self::CommitmentMade { commitment_id, .. }
+            | Self::CommitmentFulfilled { commitment_id, .. }
+            | Self::CommitmentWithdrawn { commitment_id, .. } => StreamKey::Commitment(*commitment_id),
+            Self::SummitConvened { date, .. } => StreamKey::Summit(*date),
+        }
+    }
+
+    /// The owned event data.
+    pub fn to_data(&self) -> Result<EventData, RecordError> {
+        let text = |text: &str| text.to_owned();
+        let data = match self {
+            Self::MemberJoined { code, name, kind, role } => EventData::MemberJoined {
+                code: member_code("data.code", code)?,
+                name: text(name),
+                kind: *kind,
+                role: *role,
+            },
+            Self::MemberRoleChanged { code, role } => {
+                EventData::MemberRoleChanged { code: member_code("data.code", code)?, role: *role }
+            }
+            Self::MemberWithdrew { code, reason } => {
+                EventData::MemberWithdrew { code: member_code("data.code", code)?, reason: text(reason) }
+            }
+            Self::ProjectIdentified { project_id, title, pillar, host, partners, companies, description } => {
+                EventData::ProjectIdentified {
+                    project_id: *project_id,
+                    title: text(title),
+                    pillar: *pillar,
+                    host: member_code("data.host", host)?,
+                    partners: partners
+                        .iter()
+                        .map(|code| member_code("data.partners", code?))
+                        .collect::<Result<_, _>>()?,
+                    companies: companies.iter().map(|company| company.map(text)).collect::<Result<_, _>>()?,
+                    description: text(description),
+                }
+            }
+            Self::ProjectStatusChanged { project_id, status, reason } => {
+                EventData::ProjectStatusChanged { project_id: *project_id, status: *status, reason: text(reason) }
+            }
+            Self::ExportRuleChanged {
+                rule_id,
+                item,
+                origin,
+                destination,
+                treatment,
+                levy_bps,
+                effective_from,
+                authority,
+            } => EventData::ExportRuleChanged {
+                rule_id: RuleId::parse("data.rule_id", rule_id).map_err(RecordError::Invalid)?,
+                item: text(item),
+                origin: jurisdiction("data.origin", origin)?,
+                destination: jurisdiction("data.destination", destination)?,
+                treatment: *treatment,
+                levy_bps: *levy_bps,
+                effective_from: *effective_from,
+                authority: text(authority),
+            },
+            Self::CommitmentMade { commitment_id, member, pillar, description, project_id, due_on } => {
+                EventData::CommitmentMade {
+                    commitment_id: *commitment_id,
+                    member: member_code("data.member", member)?,
+                    pillar: *pillar,
+                    description: text(description),
+                    project_id: *project_id,
+                    due_on: *due_on,
+                }
+            }
+            Self::CommitmentFulfilled { commitment_id, evidence } => {
+                EventData::CommitmentFulfilled { commitment_id: *commitment_id, evidence: text(evidence) }
+            }
+            Self::CommitmentWithdrawn { commitment_id, reason } => {
+                EventData::CommitmentWithdrawn { commitment_id: *commitment_id, reason: text(reason) }
+            }
+            Self::SummitConvened { date, host, chair, participants, location } => EventData::SummitConvened {
+                date: *date,
+                host: member_code("data.host", host)?,
+                chair: text(chair),
+                participants: participants
+                    .iter()
+                    .map(|code| member_code("data.participants", code?))
+                    .collect::<Result<_, _>>()?,
+                location: text(location),
+            },
+        };
+        Ok(data)
+    }
 }
 
 fn write_metadata(w: &mut Writer, metadata: &Metadata) {
@@ -290,39 +510,78 @@ fn write_metadata(w: &mut Writer, metadata: &Metadata) {
     }
 }
 
-fn read_metadata(r: &mut Reader<'_>) -> Result<Metadata, RecordError> {
-    let actor = r.string("metadata.actor")?;
-    let source = r.string("metadata.source")?;
-    let correlation_id = r.string("metadata.correlation_id")?;
-    let causation_id = r.string("metadata.causation_id")?;
-    let mut labels = BTreeMap::new();
-    for _ in 0..r.count("metadata.labels")? {
-        let key = r.string("metadata.labels key")?;
-        let value = r.string("metadata.labels value")?;
+fn read_metadata<'a>(r: &mut Reader<'a>) -> Result<MetadataRef<'a>, RecordError> {
+    let actor = r.str("metadata.actor")?;
+    let source = r.str("metadata.source")?;
+    let correlation_id = r.str("metadata.correlation_id")?;
+    let causation_id = r.str("metadata.causation_id")?;
+    let pairs = r.count("metadata.labels")?;
+    let start = r.offset();
+    let mut last: Option<&str> = None;
+    for _ in 0..pairs {
+        let key = r.str("metadata.labels key")?;
+        r.str("metadata.labels value")?;
         // Pairs in increasing key order and no repeated key: the only order encoding produces.
-        if labels.last_key_value().is_some_and(|(last, _)| key <= *last) {
-            return Err(RecordError::LabelsOutOfOrder { key });
+        if last.is_some_and(|last| key <= last) {
+            return Err(RecordError::LabelsOutOfOrder { key: key.to_owned() });
         }
-        labels.insert(key, value);
+        last = Some(key);
     }
-    Ok(Metadata { actor, source, correlation_id, causation_id, labels })
+    // Each pair is two texts, key then value.
+    let labels = Texts::new("metadata.labels", pairs * 2, r.read_since(start));
+    Ok(MetadataRef { actor, source, correlation_id, causation_id, labels })
 }
 
-fn read_member_code(r: &mut Reader<'_>, what: &'static str) -> Result<MemberCode, RecordError> {
-    MemberCode::parse(what, &r.string(what)?).map_err(RecordError::Invalid)
+impl MetadataRef<'_> {
+    /// The owned metadata.
+    pub fn to_metadata(&self) -> Result<Metadata, RecordError> {
+        let mut labels = BTreeMap::new();
+        let mut texts = self.labels.iter();
+        while let (Some(key), Some(value)) = (texts.next(), texts.next()) {
+            labels.insert(key?.to_owned(), value?.to_owned());
+        }
+        Ok(Metadata {
+            actor: self.actor.to_owned(),
+            source: self.source.to_owned(),
+            correlation_id: self.correlation_id.to_owned(),
+            causation_id: self.causation_id.to_owned(),
+            labels,
+        })
+    }
 }
 
-fn read_jurisdiction(r: &mut Reader<'_>, what: &'static str) -> Result<Jurisdiction, RecordError> {
-    Jurisdiction::parse(what, &r.string(what)?).map_err(RecordError::Invalid)
+fn checked(raw: &str, check: impl FnOnce(&str) -> Result<(), FieldError>) -> Result<&str, RecordError> {
+    check(raw).map_err(RecordError::Invalid)?;
+    Ok(raw)
+}
+
+fn check_member_code(what: &'static str, raw: &str) -> Result<(), RecordError> {
+    MemberCode::check(what, raw).map_err(RecordError::Invalid)
+}
+
+fn read_member_code<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a str, RecordError> {
+    checked(r.str(what)?, |raw| MemberCode::check(what, raw))
+}
+
+fn read_jurisdiction<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a str, RecordError> {
+    checked(r.str(what)?, |raw| Jurisdiction::check(what, raw))
 }
 
 fn read_project_id(r: &mut Reader<'_>, what: &'static str) -> Result<ProjectId, RecordError> {
-    ProjectId::parse(what, &r.uuid(what)?.to_string()).map_err(RecordError::Invalid)
+    ProjectId::checked(what, r.uuid(what)?).map_err(RecordError::Invalid)
 }
 
 fn read_commitment_id(r: &mut Reader<'_>) -> Result<CommitmentId, RecordError> {
     let what = "data.commitment_id";
-    CommitmentId::parse(what, &r.uuid(what)?.to_string()).map_err(RecordError::Invalid)
+    CommitmentId::checked(what, r.uuid(what)?).map_err(RecordError::Invalid)
+}
+
+fn member_code(what: &'static str, raw: &str) -> Result<MemberCode, RecordError> {
+    MemberCode::parse(what, raw).map_err(RecordError::Invalid)
+}
+
+fn jurisdiction(what: &'static str, raw: &str) -> Result<Jurisdiction, RecordError> {
+    Jurisdiction::parse(what, raw).map_err(RecordError::Invalid)
 }
 
 #[cfg(test)]
@@ -519,8 +778,168 @@ mod tests {
     fn check_refused(edit: impl FnOnce(&mut Vec<u8>), expected: &str) {
         let mut bytes = golden_bytes();
         edit(&mut bytes);
-        let error = decode_event(&bytes).expect_err("corrupt bytes decoded");
+        check_bytes_refused(&bytes, expected);
+    }
+
+    /// Both the reader in place and the decoder refuse `bytes`, with the same error.
+    #[track_caller]
+    fn check_bytes_refused(bytes: &[u8], expected: &str) {
+        let error = decode_event(bytes).expect_err("corrupt bytes decoded");
         assert!(format!("{error:?}").starts_with(expected), "{error:?} is not {expected}");
+        let in_place = read_body(bytes).expect_err("corrupt bytes read in place");
+        assert_eq!(format!("{in_place:?}"), format!("{error:?}"));
+    }
+
+    /// Where the text `text` is stored, length-prefixed, in `bytes`: the offset of its first byte.
+    #[track_caller]
+    fn text_at(bytes: &[u8], text: &str) -> usize {
+        let needle = [&u32::try_from(text.len()).unwrap().to_be_bytes()[..], text.as_bytes()].concat();
+        let found: Vec<usize> =
+            bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i + 4).collect();
+        assert_eq!(found.len(), 1, "{text:?} is stored once");
+        found[0]
+    }
+
+    /// A corrupted byte in each kind of field is refused by [`read_body`] (and so by
+    /// [`decode_event`]), with the error naming the field.
+    #[test]
+    fn a_corrupted_byte_in_each_kind_of_field_is_refused_in_place() {
+        /// Where a change starts: a fixed offset, after the event type tag, or at a text (the
+        /// first byte after its length), plus `offset`.
+        enum At {
+            Byte(usize),
+            Tag(usize),
+            Text(&'static str, usize),
+        }
+        use At::*;
+        /// The change: one byte set, bytes written from there, one byte appended.
+        enum Change {
+            Set(u8),
+            Put(&'static [u8]),
+            Push,
+        }
+        use Change::*;
+        let events: Vec<RecordedEvent> = one_of_each_type().into_iter().map(recorded).collect();
+        const NIL: &[u8] = &[0; 16];
+        const MAX_DAYS: &[u8] = &i32::MAX.to_be_bytes();
+        const MIN_DAYS: &[u8] = &i32::MIN.to_be_bytes();
+        const BAD_NANOS: &[u8] = &[0xff; 4];
+        // One record of each type (`one_of_each_type`, in order): what to change and the error.
+        let cases: &[(usize, At, Change, &str)] = &[
+            // The envelope.
+            (0, Byte(0), Set(0), r#"UnsupportedFormat { what: "record body""#),
+            (0, Byte(17), Set(0xff), r#"Truncated { what: "stream""#),
+            (0, Byte(21), Set(0xff), r#"BadText { what: "stream""#),
+            (0, Text("member-OECD", 11 + 8), Put(BAD_NANOS), r#"BadTime { what: "recorded_at""#),
+            (0, Text("member-OECD", 11 + 12), Put(NIL), r#"Invalid(FieldError { field: "event_id""#),
+            (0, Tag(0), Set(2), r#"UnknownTag { what: "effective_at", tag: 2 }"#),
+            (0, Tag(9), Put(BAD_NANOS), r#"BadTime { what: "effective_at""#),
+            (0, Tag(13), Set(10), r#"UnknownTag { what: "event type", tag: 10 }"#),
+            // Codes, texts, enum tags.
+            (0, Text("OECD", 0), Set(b'o'), r#"Invalid(FieldError { field: "data.code""#),
+            (0, Text("OECD", 4), Set(0xff), r#"Truncated { what: "data.name""#),
+            (
+                0,
+                Text("Organisation for Economic Co-operation and Development", 0),
+                Set(0xff),
+                r#"BadText { what: "data.name""#,
+            ),
+            (
+                0,
+                Text("Organisation for Economic Co-operation and Development", 54),
+                Set(7),
+                r#"UnknownTag { what: "member kind", tag: 7 }"#,
+            ),
+            (1, Text("TW", 2), Set(2), r#"UnknownTag { what: "member role", tag: 2 }"#),
+            (2, Text("« raison »\nligne 2", 1), Set(b'x'), r#"BadText { what: "data.reason""#),
+            // Identifiers, in the stream name too, and lists.
+            (3, Tag(14), Set(0x77), r#"StreamMismatch { stored: "project-"#),
+            (3, Tag(14), Put(NIL), r#"Invalid(FieldError { field: "data.project_id""#),
+            (3, Text("Fab", 3), Set(5), r#"UnknownTag { what: "pillar", tag: 5 }"#),
+            (3, Text("US", 0), Set(b'u'), r#"Invalid(FieldError { field: "data.host""#),
+            (3, Text("KR", 1), Set(b'r'), r#"Invalid(FieldError { field: "data.partners""#),
+            (3, Text("JP", 0), Set(b'-'), r#"Invalid(FieldError { field: "data.partners""#),
+            (3, Text("JP", 2), Set(0xff), r#"Truncated { what: "data.partners""#),
+            (3, Text("SK Hynix", 2), Set(0xc3), r#"BadText { what: "data.companies""#),
+            (3, Text("ASML", 0), Set(0x80), r#"BadText { what: "data.companies""#),
+            (3, Text("KR", 2), Set(9), r#"Truncated { what: "data.companies""#),
+            (4, Tag(30), Set(5), r#"UnknownTag { what: "project status", tag: 5 }"#),
+            (5, Text("us-cn-nvidia-h200", 3), Set(b'-'), r#"Invalid(FieldError { field: "data.rule_id""#),
+            (5, Text("us-cn-nvidia-h200", 1), Set(b't'), r#"StreamMismatch { stored: "export-rule-us-cn-nvidia-h200""#),
+            (5, Text("Nvidia H200", 0), Set(0x80), r#"BadText { what: "data.item""#),
+            (5, Text("US", 1), Set(b's'), r#"Invalid(FieldError { field: "data.origin""#),
+            (5, Text("CN", 0), Set(b'-'), r#"Invalid(FieldError { field: "data.destination""#),
+            (5, Text("CN", 2), Set(4), r#"UnknownTag { what: "treatment", tag: 4 }"#),
+            (5, Text("CN", 3), Set(2), r#"UnknownTag { what: "data.levy_bps", tag: 2 }"#),
+            (5, Text("CN", 8), Put(MAX_DAYS), r#"BadDate { what: "data.effective_from""#),
+            (6, Tag(14), Put(NIL), r#"Invalid(FieldError { field: "data.commitment_id""#),
+            (6, Text("JP", 0), Set(b'j'), r#"Invalid(FieldError { field: "data.member""#),
+            (6, Text("Refine", 6), Set(3), r#"UnknownTag { what: "data.project_id", tag: 3 }"#),
+            (6, Text("Refine", 7), Put(NIL), r#"Invalid(FieldError { field: "data.project_id""#),
+            (6, Text("Refine", 23), Put(MIN_DAYS), r#"BadDate { what: "data.due_on""#),
+            (7, Text("https://example.org/report", 0), Set(0xfe), r#"BadText { what: "data.evidence""#),
+            (7, Tag(14), Set(0x77), r#"StreamMismatch { stored: "commitment-"#),
+            (8, Tag(30), Set(1), r#"Truncated { what: "data.reason""#),
+            (9, Tag(14), Put(MAX_DAYS), r#"BadDate { what: "data.date""#),
+            (9, Tag(17), Set(0x15), r#"StreamMismatch { stored: "summit-2025-12-11""#),
+            (9, Text("EU", 0), Set(b'e'), r#"Invalid(FieldError { field: "data.participants""#),
+            (9, Text("Jacob Helberg", 0), Set(0xff), r#"BadText { what: "data.chair""#),
+            (9, Text("Washington", 0), Set(0xff), r#"BadText { what: "data.location""#),
+            // The metadata, and the end.
+            (9, Text("secretariat", 0), Set(0xff), r#"BadText { what: "metadata.actor""#),
+            (9, Text("Benzinga, 2025-12-14", 0), Set(0xff), r#"BadText { what: "metadata.source""#),
+            (9, Text("c-1", 0), Set(0xff), r#"BadText { what: "metadata.correlation_id""#),
+            (9, Text("c-1", 3), Set(1), r#"Truncated { what: "metadata.causation_id""#),
+            (9, Text("illustrative", 0), Set(0xff), r#"BadText { what: "metadata.labels key""#),
+            (9, Text("illustrative", 12), Set(1), r#"Truncated { what: "metadata.labels value""#),
+            (9, Text("false", 0), Set(0xff), r#"BadText { what: "metadata.labels value""#),
+            (9, Text("lang", 0), Set(b'a'), r#"LabelsOutOfOrder { key: "aang" }"#),
+            (9, Text("illustrative", 0), Set(b'm'), r#"LabelsOutOfOrder { key: "lang" }"#),
+            (9, Text("illustrative", 0), Push, "TrailingBytes { count: 1 }"),
+        ];
+        for (i, (event, at, change, expected)) in cases.iter().enumerate() {
+            let mut bytes = encode_event(&events[*event]);
+            let tag = 1 + 8 + 8 + 4 + events[*event].stream.as_str().len() + 12 + 16;
+            let at = match at {
+                Byte(offset) => *offset,
+                Tag(offset) => tag + offset,
+                Text(text, offset) => text_at(&bytes, text) + offset,
+            };
+            let original = bytes.clone();
+            match change {
+                Set(value) => bytes[at] = *value,
+                Put(values) => bytes[at..at + values.len()].copy_from_slice(values),
+                Push => bytes.push(0),
+            }
+            assert_ne!(bytes, original, "case {i} changes nothing");
+            check_bytes_refused(&bytes, expected);
+        }
+    }
+
+    /// Every byte of a record of each type, changed to a few other values: what the reader in
+    /// place accepts, the decoder accepts too, and it is the canonical encoding of what it
+    /// decodes to (a change to a value that is just as valid, which the chain hash catches).
+    #[test]
+    fn reading_in_place_accepts_only_canonical_bytes() {
+        for data in one_of_each_type() {
+            let bytes = encode_event(&recorded(data));
+            for at in 0..bytes.len() {
+                for value in [bytes[at] ^ 0x01, bytes[at] ^ 0x80, 0x00, 0xff, b'a', b'A', b'-'] {
+                    let mut corrupted = bytes.clone();
+                    corrupted[at] = value;
+                    match read_body(&corrupted) {
+                        Ok(body) => {
+                            let event = body.to_event().expect("what is read in place decodes");
+                            assert_eq!(encode_event(&event), corrupted, "byte {at} = {value:#x}");
+                        }
+                        Err(error) => {
+                            let decoded = decode_event(&corrupted).expect_err("refused in place, decoded");
+                            assert_eq!(format!("{error:?}"), format!("{decoded:?}"));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -748,6 +1167,7 @@ mod tests {
             let bytes = encode_event(&event);
             for len in 0..bytes.len() {
                 prop_assert!(decode_event(&bytes[..len]).is_err(), "a prefix of {} bytes decoded", len);
+                prop_assert!(read_body(&bytes[..len]).is_err(), "a prefix of {} bytes read in place", len);
             }
         }
 
@@ -759,7 +1179,12 @@ mod tests {
             let at = at.index(bytes.len());
             bytes[at] = byte;
             if let Ok(decoded) = decode_event(&bytes) {
-                prop_assert_eq!(encode_event(&decoded), bytes);
+                prop_assert_eq!(encode_event(&decoded), bytes.clone());
+            }
+            // Reading in place accepts exactly what decoding accepts.
+            match read_body(&bytes) {
+                Ok(body) => prop_assert_eq!(encode_event(&body.to_event().unwrap()), bytes),
+                Err(error) => prop_assert_eq!(format!("{error:?}"), format!("{:?}", decode_event(&bytes).unwrap_err())),
             }
         }
     }

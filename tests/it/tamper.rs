@@ -55,6 +55,11 @@ async fn a_rewritten_record_answers_data_loss_and_halts_writes() {
     }
 
     let server = TestServer::start_in(&data).await;
+    // The live verification finds it, at its position.
+    let verdict = server.ledger.verify_live(100, |_, _| {}).unwrap();
+    let (at, reason) = verdict.failure.clone().expect("a failure");
+    assert_eq!((at, verdict.position), (TAMPERED, TAMPERED - 1), "{verdict:?}");
+    assert!(reason.contains("chain hash"), "{verdict:?}");
     let mut client = server.client().await;
     let tampered = client
         .get_event(pb::GetEventRequest { event_id: ids[TAMPERED as usize - 1].clone() })

@@ -153,6 +153,49 @@ async fn ranges_verified_in_parallel_meet_and_report_a_break_in_a_middle_range()
 }
 
 #[tokio::test]
+async fn a_broken_record_where_two_ranges_meet_is_reported_in_log_order() {
+    // 3,001 events in three ranges: the second starts from the stored hash of position 1,001
+    // (below the tail that opening re-reads). The record there, or its chunk, damaged: the
+    // first range reports it, with everything before it verified.
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.append(append(vec![member_joined("VB")])).await.unwrap();
+    for _ in 0..30 {
+        let events = (0..100).map(|_| commitment_made(&id(), "VB")).collect();
+        client.append(append(events)).await.unwrap();
+    }
+    drop(client);
+    let dir = server.stop().await.unwrap();
+    let config = pax_ledger::store::StoreConfig::default();
+    let db = open_sled(dir.path());
+    let key: Vec<u8> = b"L".iter().copied().chain(1001u64.to_be_bytes()).collect();
+    let (key, original) = db.range(b"L".to_vec()..=key).next_back().unwrap().unwrap();
+    let first = u64::from_be_bytes(key[1..9].try_into().unwrap());
+    drop(db);
+    let (start, _) = record_bodies(&original)[(1001 - first) as usize];
+    // The record's body format byte, or the chunk's framing (a byte after its records).
+    for (framing, place, verified) in
+        [(false, "position 1001".to_owned(), 1000), (true, format!("chunk at {first}"), first - 1)]
+    {
+        let db = open_sled(dir.path());
+        let mut chunk = original.to_vec();
+        if framing {
+            chunk.push(0);
+        } else {
+            chunk[start] = 9;
+        }
+        db.insert(&key, chunk).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        for threads in [1, 3] {
+            let verdict = pax_ledger::ledger::verify_store(dir.path(), &config, Some(threads)).unwrap();
+            let (at, _) = verdict.failure.clone().unwrap_or_else(|| panic!("{threads} threads: {verdict:?}"));
+            assert_eq!((at, verdict.verified), (place.clone(), verified), "{threads} threads: {verdict:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_forged_checkpoint_or_merkle_subtree_in_the_store_is_reported() {
     // 2,100 events: two 1,024-leaf blocks and the 2,048 above them have stored roots; one
     // checkpoint at the head.
@@ -191,6 +234,71 @@ async fn a_forged_checkpoint_or_merkle_subtree_in_the_store_is_reported() {
         assert!(verdict["reason"].as_str().unwrap().contains(what), "{verdict}");
         let db = open_sled(dir.path());
         db.insert(&key, original).unwrap();
+        db.flush().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn ranges_hash_the_merkle_blocks_and_a_forged_root_is_found_however_the_log_is_cut() {
+    // 2,101 events: two 1,024-leaf blocks (the ranges cut them at other places for each thread
+    // count), the 2,048 above them, and checkpoints inside the second block and at the head.
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.append(append(vec![member_joined("VM")])).await.unwrap();
+    for _ in 0..7 {
+        let events = (0..300).map(|_| commitment_made(&id(), "VM")).collect();
+        client.append(append(events)).await.unwrap();
+    }
+    for position in [1500, 2101] {
+        server.ledger.checkpoint_at(pax_ledger::domain::Position(position)).unwrap();
+    }
+    drop(client);
+    let dir = server.stop().await.unwrap();
+    let config = pax_ledger::store::StoreConfig::default();
+    let verify = |threads| pax_ledger::ledger::verify_store(dir.path(), &config, Some(threads)).unwrap();
+    for threads in [1, 2, 3, 5, 8] {
+        let verdict = verify(threads);
+        assert!(verdict.is_ok(), "{threads} threads: {verdict:?}");
+        assert_eq!((verdict.verified, verdict.checkpoints_verified), (2101, 2), "{threads} threads");
+    }
+
+    let subtree_key =
+        |level: u8, index: u64| -> Vec<u8> { [b'T', level].into_iter().chain(index.to_be_bytes()).collect() };
+    let checkpoint_key: Vec<u8> = b"C".iter().copied().chain(1500u64.to_be_bytes()).collect();
+    // Each forgery (or pair of them), and what is reported: the first in log order.
+    let cases: [(&[Vec<u8>], &str, &str); 4] = [
+        (&[subtree_key(10, 0)], "position 1024", "subtree 10/0"),
+        (&[subtree_key(11, 0)], "position 2048", "subtree 11/0"),
+        (std::slice::from_ref(&checkpoint_key), "position 1500", "checkpoint at 1500"),
+        (&[subtree_key(11, 0), checkpoint_key.clone()], "position 1500", "checkpoint at 1500"),
+    ];
+    for (keys, place, reason) in cases {
+        let db = open_sled(dir.path());
+        let originals: Vec<_> = keys.iter().map(|key| db.get(key).unwrap().expect("stored")).collect();
+        for (key, original) in keys.iter().zip(&originals) {
+            let mut forged = original.to_vec();
+            if key[0] == b'C' {
+                let mut file: serde_json::Value = serde_json::from_slice(&forged).unwrap();
+                file["root"] = serde_json::Value::String("11".repeat(32));
+                forged = serde_json::to_vec(&file).unwrap();
+            } else {
+                forged[0] ^= 1;
+            }
+            db.insert(key, forged).unwrap();
+        }
+        db.flush().unwrap();
+        drop(db);
+        for threads in [1, 2, 3, 8] {
+            let verdict = verify(threads);
+            let (at, why) = verdict.failure.clone().unwrap_or_else(|| panic!("{threads} threads: {verdict:?}"));
+            assert_eq!(at, place, "{threads} threads: {verdict:?}");
+            assert!(why.contains(reason), "{threads} threads: {verdict:?}");
+            assert_eq!(verdict.verified, 2101, "the chain itself holds");
+        }
+        let db = open_sled(dir.path());
+        for (key, original) in keys.iter().zip(originals) {
+            db.insert(key, original).unwrap();
+        }
         db.flush().unwrap();
     }
 }
