@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{LedgerError, hash_at, raise_fault};
 use crate::audit::{self, ChainVerifier};
 use crate::domain::{Position, RecordedEvent, StreamName};
-use crate::projection::codec::{VIEW_FORMAT, decode_record, encode_record, encode_summary};
-use crate::projection::{Summary, ViewBatch, ViewRecord};
+use crate::projection::codec::{VIEW_FORMAT, decode_record, encode_summary};
+use crate::projection::{EncodedRecord, Summary, ViewBatch, ViewRecord};
 use crate::store::{Head, Store, StoreError, ViewWrite, ViewsMeta};
 
 /// Most events folded into one view batch. sled applies a batch under an exclusive lock that
@@ -218,7 +218,7 @@ impl Projector {
         }
         let records = batch.finish(&mut self.summary);
         self.store.write_views(view_write(generation, &records, until, &self.summary, false))?;
-        for record in records {
+        for EncodedRecord { record, .. } in records {
             self.cache.put(record.stream.clone(), record);
         }
         self.publish(until);
@@ -299,14 +299,14 @@ impl Projector {
 /// summary (and, to switch to it, the live-generation marker).
 pub(super) fn view_write(
     generation: u32,
-    records: &[ViewRecord],
+    records: &[EncodedRecord],
     position: Position,
     summary: &Summary,
     activate: bool,
 ) -> ViewWrite {
     ViewWrite {
         generation,
-        records: records.iter().map(|r| (r.stream.as_str().to_owned(), encode_record(r))).collect(),
+        records: records.iter().map(|r| (r.record.stream.as_str().to_owned(), r.bytes.clone())).collect(),
         position,
         summary: encode_summary(summary),
         activate: activate.then_some(ViewsMeta { generation, format: VIEW_FORMAT }),

@@ -12,7 +12,7 @@ use super::projector::{Generation, Swap, load, read_checked, view_write};
 use super::{Ledger, LedgerError};
 use crate::audit::{ChainVerifier, Hash};
 use crate::domain::{Position, StreamName};
-use crate::projection::{Summary, ViewBatch, ViewRecord};
+use crate::projection::{EncodedRecord, Summary, ViewBatch, ViewRecord};
 
 /// Events folded between two writes of the generation being rebuilt (and two progress reports).
 /// sled applies a batch under an exclusive lock that commits wait for: small batches keep
@@ -103,7 +103,7 @@ impl Ledger {
             done = until;
             let written = batch.finish(&mut summary);
             self.guard(self.store.write_views(view_write(id, &written, Position(done), &summary, false)))?;
-            for record in written {
+            for EncodedRecord { record, .. } in written {
                 cache.put(record.stream.clone(), record);
             }
             let step = RebuildProgress { done, total: total.0, elapsed: clock.elapsed() };

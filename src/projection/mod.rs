@@ -191,24 +191,33 @@ impl ViewBatch {
         self.touched.is_empty()
     }
 
-    /// The records to write (in stream order), with `summary` moved from before to after.
-    pub fn finish(self, summary: &mut Summary) -> Vec<ViewRecord> {
-        let mut records: Vec<ViewRecord> = self
+    /// The records to write (in stream order), each with its canonical bytes, with `summary`
+    /// moved from before to after. Each record after the batch is encoded once, for both the
+    /// summary's set hash and the write.
+    pub fn finish(self, summary: &mut Summary) -> Vec<EncodedRecord> {
+        let mut records: Vec<EncodedRecord> = self
             .touched
             .into_values()
             .filter_map(|(before, after)| {
                 if let Some(before) = &before {
                     summary.remove(before);
                 }
-                if let Some(after) = &after {
-                    summary.add(after);
-                }
-                after
+                let after = after?;
+                let bytes = codec::encode_record(&after);
+                summary.add_encoded(&after, &bytes);
+                Some(EncodedRecord { record: after, bytes })
             })
             .collect();
-        records.sort_by(|a, b| a.stream.cmp(&b.stream));
+        records.sort_by(|a, b| a.record.stream.cmp(&b.record.stream));
         records
     }
+}
+
+/// A view record with its canonical bytes (`codec::encode_record`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedRecord {
+    pub record: ViewRecord,
+    pub bytes: Vec<u8>,
 }
 
 #[cfg(test)]

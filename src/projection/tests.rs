@@ -73,7 +73,11 @@ fn fold(events: &[RecordedEvent]) -> (Vec<ViewRecord>, Summary) {
     for event in events {
         batch.apply::<()>(event, |_| Ok(None)).unwrap();
     }
-    (batch.finish(&mut summary), summary)
+    let records = batch.finish(&mut summary);
+    for written in &records {
+        assert_eq!(written.bytes, encode_record(&written.record), "the bytes written are the record's");
+    }
+    (records.into_iter().map(|r| r.record).collect(), summary)
 }
 
 #[test]
@@ -291,7 +295,7 @@ fn a_batch_loads_each_stream_once_and_folds_onto_what_it_loaded() {
     // A stream's first event has nothing before it to load.
     let other = log(vec![(joined("JP", MemberRole::Member), None)]);
     batch.apply::<()>(&other[0], |_| panic!("a first event loads nothing")).unwrap();
-    let records = batch.finish(&mut summary);
+    let records: Vec<ViewRecord> = batch.finish(&mut summary).into_iter().map(|r| r.record).collect();
     assert_eq!(loads, 1);
     assert_eq!(records[1].revision, Revision(2));
     assert_eq!(summary.members_by_role, [1, 1], "guest → member → guest counts once, as a guest");
