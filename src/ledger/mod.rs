@@ -3,6 +3,7 @@
 //! visible only once its commit group has been fsynced.
 
 mod evidence;
+mod group_stats;
 mod projector;
 mod reads;
 mod rebuild;

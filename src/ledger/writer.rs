@@ -8,10 +8,12 @@
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
+use super::group_stats::{GroupSample, GroupStats, SLOW_GROUP};
 use super::{AppendJob, AppendOutcome, AppendRequest, Appended, Expected, LedgerConfig, LedgerError};
 use crate::audit;
 use crate::domain::{
@@ -66,6 +68,8 @@ pub(super) struct Writer {
     committed: mpsc::Sender<super::projector::Committed>,
     /// The Merkle tree's large subtrees: their roots go into the batch that completes them.
     tower: crate::audit::tower::SubtreeTower,
+    /// Every group's size and phases, logged when the writer stops.
+    stats: GroupStats,
 }
 
 impl Writer {
@@ -92,6 +96,7 @@ impl Writer {
             group_events_max: config.group_events_max,
             committed,
             tower,
+            stats: GroupStats::default(),
         })
     }
 
@@ -111,7 +116,7 @@ impl Writer {
             }
             self.commit_group(group);
         }
-        tracing::debug!("ledger writer stopped");
+        tracing::info!(groups = %self.stats, "ledger writer stopped");
     }
 
     fn commit_group(&mut self, group: Vec<AppendJob>) {
@@ -121,6 +126,8 @@ impl Writer {
             }
             return;
         }
+        let started = Instant::now();
+        let requests = group.len() as u64;
         let recorded_at = Utc::now().max(self.last_recorded_at);
         let mut overlay: HashMap<StreamName, StreamHead> = HashMap::new();
         let mut staged = Staged::default();
@@ -158,7 +165,11 @@ impl Writer {
             for (level, index, root) in completed {
                 batch.put_subtree(level, index, root);
             }
-            self.store.commit(batch)
+            let check = started.elapsed();
+            self.store.commit(batch).map(|commit| {
+                let sample = GroupSample { requests, events: hashes.len() as u64, check, commit };
+                self.observe(&sample);
+            })
         } else {
             Ok(())
         };
@@ -200,6 +211,23 @@ impl Writer {
                     });
                 }
             }
+        }
+    }
+
+    fn observe(&mut self, sample: &GroupSample) {
+        self.stats.record(sample);
+        let total = sample.total();
+        if total > SLOW_GROUP {
+            tracing::info!(
+                total_us = total.as_micros(),
+                requests = sample.requests,
+                events = sample.events,
+                check_us = sample.check.as_micros(),
+                apply_us = sample.commit.apply.as_micros(),
+                flush_us = sample.commit.flush.as_micros(),
+                fdatasync_us = sample.commit.sync.as_micros(),
+                "slow commit group"
+            );
         }
     }
 

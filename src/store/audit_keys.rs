@@ -103,7 +103,7 @@ impl Store {
     /// auditor must still be there after a crash.
     pub fn put_checkpoint(&self, position: Position, file_form: &[u8]) -> Result<(), StoreError> {
         self.db.insert(checkpoint_key(position), file_form)?;
-        self.sync()
+        self.sync().map(drop)
     }
 
     /// The stored checkpoint at exactly `position`.

@@ -22,6 +22,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chunk::{ChunkLayout, ChunkWriter};
 use memory_index::{MemoryIndex, stream_fingerprint};
@@ -241,10 +242,10 @@ impl LoadedChunk {
 /// How long opening waits for another holder of the database's file lock to let go. sled's
 /// background flusher keeps a closed database's lock for a moment after the last handle is
 /// dropped, so an in-process restart (or a supervisor's quick one) would otherwise fail.
-pub const OPEN_LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+pub const OPEN_LOCK_WAIT_MAX: Duration = Duration::from_secs(5);
 
 fn open_sled(dir: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     loop {
         let opened = sled::Config::new()
             .path(dir)
@@ -256,11 +257,21 @@ fn open_sled(dir: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock") && started.elapsed() < OPEN_LOCK_WAIT_MAX =>
             {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(20));
             }
             other => return Ok(other?),
         }
     }
+}
+
+/// Where a durable commit's time went: sled's `apply_batch` (which waits for sled's write
+/// lock, held by any other batch, e.g. the projector's), its `flush` (serialising the dirty
+/// pages), and the `fdatasync` of the database file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitTimings {
+    pub apply: Duration,
+    pub flush: Duration,
+    pub sync: Duration,
 }
 
 /// The embedded database.
@@ -475,7 +486,7 @@ impl Store {
     /// Applies `batch` atomically and returns only once it is durable: sled's `flush` writes
     /// the log out, then `fdatasync` on the database file makes it survive power loss. The
     /// records go into chunks, each stream's records into one index run.
-    pub fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+    pub fn commit(&self, batch: CommitBatch) -> Result<CommitTimings, StoreError> {
         assert!(!self.log_only, "a store opened to read its log only takes no commit");
         let mut write = sled::Batch::default();
         let mut chunks = ChunkWriter::default();
@@ -517,18 +528,23 @@ impl Store {
         if !new_streams.is_empty() {
             self.index.write().expect("memory index lock").streams.extend(new_streams);
         }
+        let started = Instant::now();
         self.db.apply_batch(write)?;
-        self.sync()?;
+        let apply = started.elapsed();
+        let (flush, sync) = self.sync()?;
         let mut index = self.index.write().expect("memory index lock");
         index.ids.extend(batch.records.iter().map(|r| (r.event_id, r.position)));
-        Ok(())
+        Ok(CommitTimings { apply, flush, sync })
     }
 
-    fn sync(&self) -> Result<(), StoreError> {
+    /// sled's `flush`, then `fdatasync`: how long each took.
+    fn sync(&self) -> Result<(Duration, Duration), StoreError> {
+        let started = Instant::now();
         self.db.flush()?;
+        let flushed = Instant::now();
         self.db_file.sync_data()?;
         self.syncs.fetch_add(1, Ordering::Release);
-        Ok(())
+        Ok((flushed - started, flushed.elapsed()))
     }
 
     /// How many durable syncs (`flush` + `fdatasync`) completed since open: the seam through

@@ -183,6 +183,6 @@ impl Store {
     /// Makes every write so far durable (sled `flush`, then `fdatasync`): what a clean stop
     /// does after the last view write.
     pub fn sync_all(&self) -> Result<(), StoreError> {
-        self.sync()
+        self.sync().map(drop)
     }
 }
