@@ -1,22 +1,24 @@
-//! A snapshot of the in-memory indexes (event ids and stream fingerprints, see
+//! A snapshot of the in-memory indexes (event ids and where each stream begins, see
 //! `memory_index`), so that opening does not scan the whole log.
 //!
-//! The file `ids.snapshot` in the data directory is, format 2, integers big-endian:
+//! The file `ids.snapshot` in the data directory is, format 3, integers big-endian:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 7 | magic `"PAXIDS\n"` |
-//! | 1 | [`SNAPSHOT_FORMAT`] (2) |
+//! | 1 | [`SNAPSHOT_FORMAT`] (3) |
 //! | 8 | position (u64): the snapshot covers positions 1..=position |
 //! | 32 | the chain hash of the record at position |
 //! | 8 | id count (u64) |
 //! | id count × 24 | per event: event id (16 bytes, the UUID's bytes), position (u64) |
 //! | 8 | stream count (u64) |
-//! | stream count × 8 | per stream: its fingerprint (u64; written big-endian, it is the first 8 bytes of BLAKE3 of the stream name) |
+//! | stream count × 16 | per stream: its fingerprint (u64; written big-endian, it is the first 8 bytes of BLAKE3 of the stream name), the position of its first event (u64) |
+//! | 8 | collided stream count (u64) |
+//! | per collided stream | name length (u16), name, the position of its first event (u64) |
 //! | 32 | BLAKE3 digest of every byte before it |
 //!
-//! (Format 1 was the same without the stream count and fingerprints; it is ignored like any
-//! unusable snapshot, and the next clean stop writes format 2.) It is written at a clean stop
+//! (Format 1 had no streams, format 2 fingerprints alone; like any unusable snapshot they are
+//! ignored, the log is scanned once, and the next clean stop writes format 3.) It is written at a clean stop
 //! (temporary file, fsync, rename, fsync of the directory), and used on open only if its
 //! digest is right and the log still holds, at its position, a record with its chain hash: the
 //! log is append-only, so the ids and streams up to that position are then exactly the
@@ -29,16 +31,16 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::memory_index::{MemoryIndex, StreamSet};
+use super::memory_index::{MemoryIndex, StreamMap};
 use super::{Hash, StoreError};
 use crate::domain::{EventId, Position};
 
 const MAGIC: &[u8] = b"PAXIDS\n";
 /// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u8 = 2;
+pub const SNAPSHOT_FORMAT: u8 = 3;
 const HEADER_BYTES: usize = MAGIC.len() + 1 + 8 + 32 + 8;
 const ENTRY_BYTES: usize = 16 + 8;
-const FINGERPRINT_BYTES: usize = 8;
+const STREAM_BYTES: usize = 8 + 8;
 
 /// A loaded snapshot: the indexes of positions 1..=`position`.
 pub struct IdSnapshot {
@@ -54,7 +56,7 @@ pub fn path(dir: &Path) -> PathBuf {
 /// Writes the snapshot of `index` (that of positions 1..=`position`) durably.
 pub fn save(dir: &Path, position: Position, hash: &Hash, index: &MemoryIndex) -> Result<(), StoreError> {
     let mut bytes = Vec::with_capacity(
-        HEADER_BYTES + index.ids.len() * ENTRY_BYTES + 8 + index.streams.len() * FINGERPRINT_BYTES + 32,
+        HEADER_BYTES + index.ids.len() * ENTRY_BYTES + 8 + index.streams.len() * STREAM_BYTES + 8 + 32,
     );
     bytes.extend_from_slice(MAGIC);
     bytes.push(SNAPSHOT_FORMAT);
@@ -66,8 +68,15 @@ pub fn save(dir: &Path, position: Position, hash: &Hash, index: &MemoryIndex) ->
         bytes.extend_from_slice(&at.0.to_be_bytes());
     }
     bytes.extend_from_slice(&(index.streams.len() as u64).to_be_bytes());
-    for fingerprint in &index.streams {
+    for (fingerprint, first) in &index.streams {
         bytes.extend_from_slice(&fingerprint.to_be_bytes());
+        bytes.extend_from_slice(&first.0.to_be_bytes());
+    }
+    bytes.extend_from_slice(&(index.collided.len() as u64).to_be_bytes());
+    for (name, first) in &index.collided {
+        bytes.extend_from_slice(&u16::try_from(name.len()).expect("stream names are short").to_be_bytes());
+        bytes.extend_from_slice(name);
+        bytes.extend_from_slice(&first.0.to_be_bytes());
     }
     let digest = blake3::hash(&bytes);
     bytes.extend_from_slice(digest.as_bytes());
@@ -102,25 +111,48 @@ pub fn load(dir: &Path) -> Option<IdSnapshot> {
         malformed();
         return None;
     };
-    let Some((stream_count, fingerprints)) = rest.split_at_checked(8) else {
+    let Some((streams, collided)) = split_counted(rest, STREAM_BYTES) else {
         malformed();
         return None;
     };
-    let stream_count = usize::try_from(u64::from_be_bytes(stream_count.try_into().ok()?)).ok()?;
-    if stream_count.checked_mul(FINGERPRINT_BYTES) != Some(fingerprints.len()) {
+    let Some(collided) = read_collided(collided) else {
         malformed();
         return None;
-    }
+    };
     let mut ids = HashMap::with_capacity(count);
     for entry in entries.chunks_exact(ENTRY_BYTES) {
         let id = EventId::from_uuid(uuid::Uuid::from_bytes(entry[..16].try_into().ok()?));
         ids.insert(id, Position(u64::from_be_bytes(entry[16..].try_into().ok()?)));
     }
-    let mut streams = StreamSet::with_capacity_and_hasher(stream_count, Default::default());
-    streams.extend(
-        fingerprints.chunks_exact(FINGERPRINT_BYTES).map(|f| u64::from_be_bytes(f.try_into().expect("8 bytes"))),
-    );
-    Some(IdSnapshot { position, hash, index: MemoryIndex { ids, streams } })
+    let streams: StreamMap =
+        streams.chunks_exact(STREAM_BYTES).map(|entry| (u64_at(entry), Position(u64_at(&entry[8..])))).collect();
+    Some(IdSnapshot { position, hash, index: MemoryIndex { ids, streams, collided } })
+}
+
+fn u64_at(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
+/// `bytes` split after a count (u64) and that many entries of `entry_bytes`.
+fn split_counted(bytes: &[u8], entry_bytes: usize) -> Option<(&[u8], &[u8])> {
+    let (count, rest) = bytes.split_at_checked(8)?;
+    let length = usize::try_from(u64_at(count)).ok()?.checked_mul(entry_bytes)?;
+    rest.split_at_checked(length)
+}
+
+/// The collided streams: a count, then each name (length u16) and first position; nothing after.
+fn read_collided(mut bytes: &[u8]) -> Option<std::collections::HashMap<Vec<u8>, Position>> {
+    let (count, rest) = bytes.split_at_checked(8)?;
+    bytes = rest;
+    let mut collided = HashMap::new();
+    for _ in 0..u64_at(count) {
+        let (length, rest) = bytes.split_first_chunk::<2>()?;
+        let (name, rest) = rest.split_at_checked(usize::from(u16::from_be_bytes(*length)))?;
+        let (first, rest) = rest.split_at_checked(8)?;
+        collided.insert(name.to_vec(), Position(u64_at(first)));
+        bytes = rest;
+    }
+    bytes.is_empty().then_some(collided)
 }
 
 #[cfg(test)]
@@ -129,9 +161,15 @@ mod tests {
 
     fn index() -> MemoryIndex {
         let ids = (1..=100u64).map(|p| (EventId::generate(), Position(p))).collect();
-        let streams = (0..37u64).map(|i| super::super::memory_index::stream_fingerprint(&i.to_be_bytes())).collect();
-        MemoryIndex { ids, streams }
+        let streams = (0..37u64)
+            .map(|i| (super::super::memory_index::stream_fingerprint(&i.to_be_bytes()), Position(2 * i + 1)))
+            .collect();
+        let collided = [(b"member-JP".to_vec(), Position(90))].into();
+        MemoryIndex { ids, streams, collided }
     }
+
+    /// Where the stream entries begin and the length of the collided part.
+    const COLLIDED_BYTES: usize = 8 + 2 + 9 + 8;
 
     #[test]
     fn a_snapshot_round_trips_and_a_damaged_one_is_ignored() {
@@ -142,11 +180,12 @@ mod tests {
         assert_eq!((loaded.position, loaded.hash), (Position(100), [7; 32]));
         assert_eq!(loaded.index.ids, index.ids);
         assert_eq!(loaded.index.streams, index.streams);
+        assert_eq!(loaded.index.collided, index.collided);
 
         let good = fs::read(path(dir.path())).unwrap();
-        assert_eq!(good.len(), HEADER_BYTES + 100 * ENTRY_BYTES + 8 + 37 * FINGERPRINT_BYTES + 32);
-        // A flipped bit in an id, in a fingerprint, or in the digest.
-        for at in [HEADER_BYTES + 3, good.len() - 32 - 5, good.len() - 1] {
+        assert_eq!(good.len(), HEADER_BYTES + 100 * ENTRY_BYTES + 8 + 37 * STREAM_BYTES + COLLIDED_BYTES + 32);
+        // A flipped bit in an id, in a stream's first position, in a collided name, or in the digest.
+        for at in [HEADER_BYTES + 3, good.len() - 32 - COLLIDED_BYTES - 5, good.len() - 32 - 12, good.len() - 1] {
             let mut bytes = good.clone();
             bytes[at] ^= 1;
             fs::write(path(dir.path()), &bytes).unwrap();
@@ -163,7 +202,15 @@ mod tests {
         save(dir.path(), Position(100), &[7; 32], &index).unwrap();
         let good = fs::read(path(dir.path())).unwrap();
         let stream_count_at = HEADER_BYTES + 100 * ENTRY_BYTES;
-        for (at, value) in [(HEADER_BYTES - 8, 101u64), (HEADER_BYTES - 8, u64::MAX), (stream_count_at, 36)] {
+        let collided_count_at = stream_count_at + 8 + 37 * STREAM_BYTES;
+        for (at, value) in [
+            (HEADER_BYTES - 8, 101u64),
+            (HEADER_BYTES - 8, u64::MAX),
+            (stream_count_at, 36),
+            (stream_count_at, u64::MAX),
+            (collided_count_at, 0),
+            (collided_count_at, 2),
+        ] {
             let mut bytes = good[..good.len() - 32].to_vec();
             bytes[at..at + 8].copy_from_slice(&value.to_be_bytes());
             let digest = blake3::hash(&bytes);
@@ -174,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_snapshot_is_ignored() {
+    fn a_snapshot_of_an_earlier_format_is_ignored() {
         // What the previous build wrote: the header, the ids, the digest, no fingerprints.
         let dir = tempfile::tempdir().unwrap();
         let mut bytes = MAGIC.to_vec();
@@ -184,6 +231,15 @@ mod tests {
         bytes.extend_from_slice(&1u64.to_be_bytes());
         bytes.extend_from_slice(EventId::generate().as_bytes());
         bytes.extend_from_slice(&1u64.to_be_bytes());
+        let digest = blake3::hash(&bytes);
+        bytes.extend_from_slice(digest.as_bytes());
+        fs::write(path(dir.path()), &bytes).unwrap();
+        assert!(load(dir.path()).is_none());
+        // Format 2: the same with a stream count and fingerprints, no first positions.
+        save(dir.path(), Position(100), &[7; 32], &index()).unwrap();
+        let mut bytes = fs::read(path(dir.path())).unwrap();
+        bytes.truncate(bytes.len() - 32);
+        bytes[MAGIC.len()] = 2;
         let digest = blake3::hash(&bytes);
         bytes.extend_from_slice(digest.as_bytes());
         fs::write(path(dir.path()), &bytes).unwrap();

@@ -5,15 +5,19 @@
 //! |---|---|---|
 //! | meta | `M` name | see [`META_FORMAT`], [`META_HEAD`] |
 //! | log | `L` first position of a chunk (u64) | a chunk of consecutive records (see `chunk`) |
-//! | stream index | `S` stream name, `0x00`, first revision of a run (u64) | the positions of the run's consecutive revisions (u64 each) |
+//! | stream index | `S` position of the stream's first event (u64), first revision of a run (u64, ≥ 1) | the positions of the run's consecutive revisions (u64 each) |
 //! | views (first layout, removed on open) | `V` … | — (views now live in a tree per generation, see `views`) |
 //!
-//! Stream names are ASCII without `0x00`, so the separator keeps `member-J` and `member-JP`
-//! apart in prefix scans. Several records share one log value and one commit group's events of
-//! a stream share one index value: sled's cost is per insert, so fewer inserts than events is
-//! what makes batched appends fast.
+//! A stream is keyed by where it began, not by its name (store format 1 did that): the store
+//! finds the position of a stream's first event from its name in memory (`memory_index`) and
+//! confirms it by reading that record, whose stream and revision 0 it checks (so a fingerprint
+//! shared by two streams never mixes them up). Revision 0 is that record, so a stream of one
+//! event — each commitment, each project — costs no index insert at all; its later revisions
+//! are runs under its first position. Several records share one log value and one commit
+//! group's events of a stream share one index value: sled's cost is per insert, so fewer
+//! inserts than events is what makes batched appends fast.
 
-use crate::domain::{Position, Revision, StreamName};
+use crate::domain::{Position, Revision};
 
 pub const META: u8 = b'M';
 pub const LOG: u8 = b'L';
@@ -39,24 +43,30 @@ pub fn log_position(key: &[u8]) -> Option<Position> {
     }
 }
 
-pub fn stream_prefix(stream: &StreamName) -> Vec<u8> {
-    let mut key = Vec::with_capacity(stream.as_str().len() + 10);
-    key.push(STREAM);
-    key.extend_from_slice(stream.as_str().as_bytes());
-    key.push(0);
+/// The prefix of every index run of the stream whose first event is at `first`.
+pub fn stream_prefix(first: Position) -> [u8; 9] {
+    let mut key = [STREAM; 9];
+    key[1..].copy_from_slice(&first.0.to_be_bytes());
     key
 }
 
-pub fn stream(stream: &StreamName, revision: Revision) -> Vec<u8> {
-    let mut key = stream_prefix(stream);
-    key.extend_from_slice(&revision.0.to_be_bytes());
+/// The key of the index run starting at `revision` of the stream whose first event is at `first`.
+pub fn stream(first: Position, revision: Revision) -> [u8; 17] {
+    let mut key = [STREAM; 17];
+    key[1..9].copy_from_slice(&first.0.to_be_bytes());
+    key[9..].copy_from_slice(&revision.0.to_be_bytes());
     key
 }
 
-/// The revision at the end of a stream-index key.
-pub fn stream_revision(key: &[u8]) -> Option<Revision> {
-    let tail = key.len().checked_sub(8)?;
-    Some(Revision(u64::from_be_bytes(key[tail..].try_into().ok()?)))
+/// The first position and revision of a stream-index key.
+pub fn stream_key_parts(key: &[u8]) -> Option<(Position, Revision)> {
+    match key {
+        [STREAM, rest @ ..] if rest.len() == 16 => Some((
+            Position(u64::from_be_bytes(rest[..8].try_into().ok()?)),
+            Revision(u64::from_be_bytes(rest[8..].try_into().ok()?)),
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -73,12 +83,16 @@ mod tests {
     }
 
     #[test]
-    fn stream_keys_do_not_mix_prefixes() {
-        let short = StreamName::parse("s", "member-EU").unwrap();
-        let long = StreamName::parse("s", "member-EUR").unwrap();
-        let short_key = stream(&short, Revision(u64::MAX));
-        assert!(short_key.starts_with(&stream_prefix(&short)));
-        assert!(!stream(&long, Revision(0)).starts_with(&stream_prefix(&short)));
-        assert_eq!(stream_revision(&stream(&long, Revision(7))), Some(Revision(7)));
+    fn stream_keys_sort_by_first_position_then_revision() {
+        let keys: Vec<_> = [(1u64, 0u64), (1, 1), (1, 256), (2, 0), (256, 0), (256, 9)]
+            .map(|(p, r)| stream(Position(p), Revision(r)))
+            .into();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert!(stream(Position(256), Revision(u64::MAX)).starts_with(&stream_prefix(Position(256))));
+        assert!(!stream(Position(257), Revision(0)).starts_with(&stream_prefix(Position(256))));
+        assert_eq!(stream_key_parts(&stream(Position(9), Revision(7))), Some((Position(9), Revision(7))));
+        assert_eq!(stream_key_parts(&log(Position(9))), None);
     }
 }

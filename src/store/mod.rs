@@ -25,13 +25,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chunk::{ChunkLayout, ChunkWriter};
-use memory_index::{MemoryIndex, stream_fingerprint};
+use memory_index::MemoryIndex;
 
 use crate::domain::{EventId, Position, RecordedEvent, Revision, StreamName};
 
 /// The store format this build writes and reads. A database written by a newer format is
-/// refused, never misread; an older one would be upgraded on open (there is none yet).
-pub const STORE_FORMAT: u8 = 1;
+/// refused, never misread; an older one is upgraded on open. Format 2 keys the stream index by
+/// the position of each stream's first event (format 1 keyed it by stream name): upgrading
+/// rewrites the index from the log ([`Store::reindex_streams`]).
+pub const STORE_FORMAT: u8 = 2;
 /// sled's segment size. sled writes any log message larger than a quarter of a segment to a
 /// separate blob file that it never fsyncs, so this, with [`RECORD_BODY_BYTES_MAX`], keeps every
 /// acknowledged byte in the one database file that the durable write syncs. sled refuses to open
@@ -41,6 +43,9 @@ pub const SEGMENT_BYTES: usize = 2 * 1024 * 1024;
 /// [`chunk::CHUNK_BYTES_TARGET`], so pages stay well below the blob threshold of a quarter
 /// segment (512 KiB).
 pub const RECORD_BODY_BYTES_MAX: usize = 16 * 1024;
+/// The most revisions in one index run written by [`Store::reindex_streams`] (8 KiB of
+/// positions: a value like a log chunk, far below sled's blob threshold).
+pub const REINDEX_RUN_MAX: usize = 1024;
 /// How many records at the tail of the log are read back and decoded on open.
 pub const RECOVERY_TAIL_CHECK_MAX: u64 = 1024;
 
@@ -189,12 +194,15 @@ fn decode_head(value: &[u8]) -> Result<Head, StoreError> {
     })
 }
 
-/// A stream-index run: the positions of consecutive revisions.
-fn decode_run(stream: &StreamName, value: &[u8]) -> Result<Vec<Position>, StoreError> {
+/// A stream-index run: the first revision it holds (from its key) and the positions of its
+/// consecutive revisions.
+fn decode_run(key: &[u8], value: &[u8]) -> Result<(Revision, Vec<Position>), StoreError> {
+    let malformed = || StoreError::corrupt(format!("stream index key {key:02x?}"), "malformed index run");
+    let (_, first) = keys::stream_key_parts(key).ok_or_else(malformed)?;
     if value.is_empty() || !value.len().is_multiple_of(8) {
-        return Err(StoreError::corrupt(format!("stream {stream}"), "malformed index entry"));
+        return Err(malformed());
     }
-    Ok(value.chunks_exact(8).map(|p| Position(u64::from_be_bytes(p.try_into().expect("8 bytes")))).collect())
+    Ok((first, value.chunks_exact(8).map(|p| Position(u64::from_be_bytes(p.try_into().expect("8 bytes")))).collect()))
 }
 
 /// A chunk fetched from the log, with its records located.
@@ -318,8 +326,12 @@ impl Store {
             dir: dir.to_owned(),
             log_only,
         };
-        store.check_format(dir)?;
+        let format = store.check_format(dir)?;
         let mut recovery = store.recover()?;
+        if format < STORE_FORMAT {
+            let runs = store.reindex_streams()?;
+            tracing::info!(from = format, to = STORE_FORMAT, runs, "store format upgraded: stream index rewritten");
+        }
         // What a killed process wrote but never synced may sit in the page cache; make it durable
         // (data and metadata) before anything is served, since a retry may be answered from it.
         store.db.flush()?;
@@ -330,9 +342,11 @@ impl Store {
         Ok((store, recovery))
     }
 
-    fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
+    /// The store's format: this build's, or an older one that open upgrades (1: the stream
+    /// index keyed by name). A newer one is refused.
+    fn check_format(&self, dir: &Path) -> Result<u8, StoreError> {
         match self.db.get(keys::META_FORMAT)? {
-            Some(v) if v.len() == 1 && v[0] == STORE_FORMAT => Ok(()),
+            Some(v) if v.len() == 1 && (1..=STORE_FORMAT).contains(&v[0]) => Ok(v[0]),
             Some(v) if v.len() == 1 && v[0] > STORE_FORMAT => {
                 Err(StoreError::NewerFormat { dir: dir.to_owned(), found: v[0], supported: STORE_FORMAT })
             }
@@ -340,10 +354,94 @@ impl Store {
             None if self.db.is_empty() => {
                 self.db.insert(keys::META_FORMAT, &[STORE_FORMAT])?;
                 self.sync()?;
-                Ok(())
+                Ok(STORE_FORMAT)
             }
             None => Err(StoreError::corrupt("store format", "a non-empty database without a format marker")),
         }
+    }
+
+    /// Rewrites the stream index from the log, up to the head: removes every index run, then
+    /// writes each stream's runs of revisions 1 and later (at most [`REINDEX_RUN_MAX`] each)
+    /// under the position of its first event, and marks the store as of this build's format in the last
+    /// batch. What upgrading a format-1 store takes; a crash half-way leaves the old format
+    /// marker, so the next open starts over. Returns how many runs it wrote.
+    fn reindex_streams(&self) -> Result<u64, StoreError> {
+        const BATCH_KEYS: usize = 10_000;
+        loop {
+            let old: Vec<sled::IVec> =
+                self.db.scan_prefix([keys::STREAM]).keys().take(BATCH_KEYS).collect::<Result<_, _>>()?;
+            if old.is_empty() {
+                break;
+            }
+            let mut batch = sled::Batch::default();
+            old.iter().for_each(|key| batch.remove(key));
+            self.db.apply_batch(batch)?;
+        }
+        struct Pending {
+            first: Position,
+            run_first: Revision,
+            positions: Vec<u8>,
+        }
+        let head = self.head()?;
+        let mut pending: HashMap<Vec<u8>, Pending> = HashMap::new();
+        let mut batch = sled::Batch::default();
+        let (mut in_batch, mut written) = (0usize, 0u64);
+        let mut put = |batch: &mut sled::Batch, run: &Pending| -> Result<(), StoreError> {
+            batch.insert(&keys::stream(run.first, run.run_first), run.positions.as_slice());
+            written += 1;
+            in_batch += 1;
+            if in_batch == BATCH_KEYS {
+                self.db.apply_batch(std::mem::take(batch))?;
+                in_batch = 0;
+            }
+            Ok(())
+        };
+        for entry in self.db.range(keys::log(Position(0))..=keys::log(head.position)) {
+            let (key, value) = entry?;
+            let chunk = LoadedChunk::load(&key, value)?;
+            for i in 0..chunk.layout.len() {
+                let position = Position(chunk.first.0 + i as u64);
+                let (_, body) = chunk.layout.record(&chunk.value, i);
+                let (stream, revision, _) = record::peek_stream_and_id(body)
+                    .map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
+                if revision.0 == 0 {
+                    // The stream's first event: where its runs go; it is in none of them.
+                    let run = Pending { first: position, run_first: Revision(1), positions: Vec::new() };
+                    if pending.insert(stream.to_vec(), run).is_some() {
+                        return Err(StoreError::corrupt(format!("position {position}"), "a stream begins twice"));
+                    }
+                    continue;
+                }
+                let Some(run) = pending.get_mut(stream) else {
+                    return Err(StoreError::corrupt(
+                        format!("position {position}"),
+                        "a stream without its first event",
+                    ));
+                };
+                if revision.0 != run.run_first.0 + (run.positions.len() / 8) as u64 {
+                    return Err(StoreError::corrupt(
+                        format!("position {position}"),
+                        format!("revision {revision} does not follow its stream's previous one"),
+                    ));
+                }
+                run.positions.extend_from_slice(&position.0.to_be_bytes());
+                if run.positions.len() / 8 == REINDEX_RUN_MAX {
+                    put(&mut batch, run)?;
+                    run.run_first = Revision(run.run_first.0 + REINDEX_RUN_MAX as u64);
+                    run.positions.clear();
+                }
+            }
+        }
+        // The rest in key order: sled appends fastest at the end of a tree.
+        let mut rest: Vec<_> = pending.values().filter(|run| !run.positions.is_empty()).collect();
+        rest.sort_by_key(|run| run.first);
+        for run in rest {
+            put(&mut batch, run)?;
+        }
+        batch.insert(keys::META_FORMAT, &[STORE_FORMAT]);
+        self.db.apply_batch(batch)?;
+        self.sync()?;
+        Ok(written)
     }
 
     /// Makes the tail consistent with the committed head: chunks past it (never acknowledged,
@@ -367,15 +465,20 @@ impl Store {
             let mut batch = sled::Batch::default();
             for (key, value) in beyond {
                 batch.remove(&key);
-                // Index runs of a chunk past the head go too, if the chunk decodes at all.
                 if let Ok(chunk) = LoadedChunk::load(&key, value) {
-                    for i in 0..chunk.layout.len() {
-                        let position = Position(chunk.first.0 + i as u64);
-                        if let Ok(record) = chunk.record(position) {
-                            batch.remove(keys::stream(&record.event.stream, record.event.revision));
-                        }
-                        recovery.removed_tail_records += 1;
-                    }
+                    recovery.removed_tail_records += chunk.layout.len() as u64;
+                }
+            }
+            // Their index runs go too. A run holds one commit group's events of a stream, so it
+            // is past the head as a whole; the runs of streams begun past the head are at the
+            // end of the key space, the others anywhere: this path is never expected (the head
+            // is in the same atomic batch as its records), so it looks at every run.
+            for run in self.db.scan_prefix([keys::STREAM]) {
+                let (key, value) = run?;
+                if let Ok((_, positions)) = decode_run(&key, &value)
+                    && positions[0] > head.position
+                {
+                    batch.remove(&key);
                 }
             }
             self.db.apply_batch(batch)?;
@@ -448,9 +551,11 @@ impl Store {
                     continue;
                 }
                 let (_, body) = chunk.layout.record(&chunk.value, i);
-                let (stream, id) = record::peek_stream_and_id(body)
+                let (stream, revision, id) = record::peek_stream_and_id(body)
                     .map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
-                index.streams.insert(stream_fingerprint(stream));
+                if revision.0 == 0 {
+                    index.add_stream(stream, position);
+                }
                 if let Some(earlier) = index.ids.insert(id, position) {
                     return Err(StoreError::corrupt(
                         format!("position {position}"),
@@ -491,10 +596,38 @@ impl Store {
         let mut write = sled::Batch::default();
         let mut chunks = ChunkWriter::default();
         let mut firsts = Vec::new();
+        // The index must know every stream visible in sled, so the new streams (a stream's
+        // revisions are dense from 0) go in before the batch is applied; if the write then
+        // fails, the index holds streams without records, which costs a seek, never a wrong
+        // answer (see `MemoryIndex::streams`).
+        // A stream's revision 0 is the record at its first position; the later ones go in runs.
         let mut runs: HashMap<&StreamName, (Revision, Vec<u8>)> = HashMap::new();
+        let mut starts: HashMap<&StreamName, Position> = HashMap::new();
+        {
+            let mut index = self.index.write().expect("memory index lock");
+            for record in &batch.records {
+                if record.revision.0 == 0 {
+                    index.add_stream(record.stream.as_str().as_bytes(), record.position);
+                }
+            }
+            for record in batch.records.iter().filter(|r| r.revision.0 > 0) {
+                if let std::collections::hash_map::Entry::Vacant(entry) = starts.entry(&record.stream) {
+                    let start = index.stream_start(record.stream.as_str().as_bytes()).ok_or_else(|| {
+                        StoreError::corrupt(
+                            format!("stream {}", record.stream),
+                            "a later revision of an unknown stream",
+                        )
+                    })?;
+                    entry.insert(start);
+                }
+            }
+        }
         for record in &batch.records {
             if chunks.push(&record.hash, &record.body) {
                 firsts.push(record.position);
+            }
+            if record.revision.0 == 0 {
+                continue;
             }
             let run = runs.entry(&record.stream).or_insert_with(|| (record.revision, Vec::new()));
             debug_assert_eq!(
@@ -508,25 +641,13 @@ impl Store {
             write.insert(&keys::log(first), chunk);
         }
         for (stream, (first_revision, positions)) in runs {
-            write.insert(keys::stream(stream, first_revision), positions);
+            write.insert(&keys::stream(starts[stream], first_revision), positions);
         }
         if let Some(head) = &batch.head {
             write.insert(keys::META_HEAD, encode_head(head));
         }
         for (level, index, root) in &batch.subtrees {
             batch_subtree(&mut write, *level, *index, root);
-        }
-        // The fingerprint set must hold every stream visible in sled, so the new streams (a
-        // stream's revisions are dense from 0) go in before the batch is applied; if the write
-        // then fails, the set is a superset, which costs a seek, never a wrong answer.
-        let new_streams: Vec<u64> = batch
-            .records
-            .iter()
-            .filter(|r| r.revision.0 == 0)
-            .map(|r| stream_fingerprint(r.stream.as_str().as_bytes()))
-            .collect();
-        if !new_streams.is_empty() {
-            self.index.write().expect("memory index lock").streams.extend(new_streams);
         }
         let started = Instant::now();
         self.db.apply_batch(write)?;
@@ -560,37 +681,45 @@ impl Store {
     }
 
     /// A stream's current revision (of its last event), or `None` if it has no event. A stream
-    /// whose fingerprint is not in the set certainly has no record and costs no seek (most
-    /// streams asked about by the writer are new ones); otherwise one reverse seek in the
-    /// stream index answers (after a fingerprint collision, it finds nothing).
+    /// the in-memory index does not know certainly has no record and costs no seek (most
+    /// streams asked about by the writer are new ones); otherwise the record at its first
+    /// position confirms it and one reverse seek among its runs answers (none: revision 0).
     pub fn stream_revision(&self, stream: &StreamName) -> Result<Option<Revision>, StoreError> {
-        if !self.may_hold_stream(stream) {
-            return Ok(None);
-        }
-        match self.db.scan_prefix(keys::stream_prefix(stream)).next_back().transpose()? {
+        let Some((start, _)) = self.confirmed_start(stream)? else { return Ok(None) };
+        match self.db.scan_prefix(keys::stream_prefix(start)).next_back().transpose()? {
             Some((key, value)) => {
-                let first = keys::stream_revision(&key)
-                    .ok_or_else(|| StoreError::corrupt(format!("stream {stream}"), "malformed key"))?;
-                Ok(Some(Revision(first.0 + decode_run(stream, &value)?.len() as u64 - 1)))
+                let (first, positions) = decode_run(&key, &value)?;
+                Ok(Some(Revision(first.0 + positions.len() as u64 - 1)))
             }
-            None => Ok(None),
+            None => Ok(Some(Revision(0))),
         }
     }
 
-    /// Whether `stream`'s fingerprint is in the set: `false` means it certainly has no record.
-    fn may_hold_stream(&self, stream: &StreamName) -> bool {
-        if self.log_only {
-            // No fingerprint set was built: every stream may be there.
-            return true;
-        }
-        let fingerprint = stream_fingerprint(stream.as_str().as_bytes());
-        self.index.read().expect("memory index lock").streams.contains(&fingerprint)
+    /// The position of `stream`'s first event and the chunk holding it, if the stream has a
+    /// record: the in-memory index's candidate, confirmed by the record there (this stream,
+    /// revision 0) — after a fingerprint collision or a write that failed, it is another
+    /// stream's record, or none.
+    fn confirmed_start(&self, stream: &StreamName) -> Result<Option<(Position, LoadedChunk)>, StoreError> {
+        let Some(start) = self.stream_start(stream) else { return Ok(None) };
+        let Some(chunk) = self.chunk_at(start)? else { return Ok(None) };
+        let index = usize::try_from(start.0 - chunk.first.0).expect("a chunk holds few records");
+        let (_, body) = chunk.layout.record(&chunk.value, index);
+        let (name, revision, _) = record::peek_stream_and_id(body)
+            .map_err(|e| StoreError::corrupt(format!("position {start}"), e.to_string()))?;
+        Ok((name == stream.as_str().as_bytes() && revision.0 == 0).then_some((start, chunk)))
     }
 
-    /// Puts `stream`'s fingerprint in the set without a record: a fingerprint collision.
+    /// Where `stream` began, if it may have a record (`None` is exact): see [`MemoryIndex`].
+    fn stream_start(&self, stream: &StreamName) -> Option<Position> {
+        assert!(!self.log_only, "a store opened to read its log only has no stream index in memory");
+        self.index.read().expect("memory index lock").stream_start(stream.as_str().as_bytes())
+    }
+
+    /// Records `stream` as beginning at `first` in the in-memory index without writing anything:
+    /// a stale entry (a write that failed) or, with another stream's name, a collision.
     #[cfg(test)]
-    fn add_stream_fingerprint(&self, stream: &StreamName) {
-        self.index.write().expect("memory index lock").streams.insert(stream_fingerprint(stream.as_str().as_bytes()));
+    fn add_stream_start(&self, stream: &StreamName, first: Position) {
+        self.index.write().expect("memory index lock").add_stream(stream.as_str().as_bytes(), first);
     }
 
     /// The chunk holding `position`, if any.
@@ -617,25 +746,44 @@ impl Store {
         forward: bool,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let prefix = keys::stream_prefix(stream);
-        // The run holding `from` starts at or before it.
-        let start = match self.db.range(prefix.clone()..=keys::stream(stream, from)).next_back().transpose()? {
-            Some((key, _)) => key.to_vec(),
-            None if forward => prefix.clone(),
-            None => return Ok(Vec::new()),
-        };
-        let runs = if forward {
-            Box::new(self.db.range(start..keys::stream(stream, Revision(u64::MAX)))) as Box<dyn Iterator<Item = _>>
-        } else {
-            Box::new(self.db.range(prefix..=start).rev())
-        };
+        let Some((start, first)) = self.confirmed_start(stream)? else { return Ok(Vec::new()) };
+        let mut chunk = Some(first);
         let mut out = Vec::new();
-        let mut chunk: Option<LoadedChunk> = None;
+        let mut read = |revision: Revision, position: Position, out: &mut Vec<StoredRecord>| {
+            if !chunk.as_ref().is_some_and(|c| c.contains(position)) {
+                chunk =
+                    Some(self.chunk_at(position)?.ok_or_else(|| {
+                        StoreError::corrupt(format!("position {position}"), "indexed record is missing")
+                    })?);
+            }
+            let record = chunk.as_ref().expect("loaded above").record(position)?;
+            if record.event.stream != *stream || record.event.revision != revision {
+                return Err(StoreError::corrupt(
+                    format!("position {position}"),
+                    "stream index disagrees with the record",
+                ));
+            }
+            out.push(record);
+            Ok::<_, StoreError>(())
+        };
+        // Revision 0 is the record at `start`; the runs hold revisions 1 and later.
+        if forward && from.0 == 0 && limit > 0 {
+            read(Revision(0), start, &mut out)?;
+        }
+        let lowest = keys::stream(start, Revision(1)).to_vec();
+        let highest = keys::stream(start, Revision(u64::MAX)).to_vec();
+        // The run holding `from` starts at or before it.
+        let holding = self.db.range(lowest.clone()..=keys::stream(start, from.max(Revision(1))).to_vec()).next_back();
+        let holding = holding.transpose()?.map(|(key, _)| key.to_vec());
+        let runs = match (forward, holding) {
+            (true, Some(key)) => Box::new(self.db.range(key..=highest)) as Box<dyn Iterator<Item = _>>,
+            (true, None) => Box::new(self.db.range(lowest..=highest)),
+            (false, Some(key)) if from.0 > 0 => Box::new(self.db.range(lowest..=key).rev()),
+            (false, _) => Box::new(std::iter::empty()),
+        };
         for run in runs {
             let (key, value) = run?;
-            let first = keys::stream_revision(&key)
-                .ok_or_else(|| StoreError::corrupt(format!("stream {stream}"), "malformed key"))?;
-            let positions = decode_run(stream, &value)?;
+            let (first, positions) = decode_run(&key, &value)?;
             let revisions = (0..positions.len()).map(|i| (Revision(first.0 + i as u64), positions[i]));
             let wanted: Box<dyn Iterator<Item = _>> = if forward {
                 Box::new(revisions.filter(|(r, _)| *r >= from))
@@ -646,20 +794,11 @@ impl Store {
                 if out.len() == limit {
                     return Ok(out);
                 }
-                if !chunk.as_ref().is_some_and(|c| c.contains(position)) {
-                    chunk = Some(self.chunk_at(position)?.ok_or_else(|| {
-                        StoreError::corrupt(format!("position {position}"), "indexed record is missing")
-                    })?);
-                }
-                let record = chunk.as_ref().expect("loaded above").record(position)?;
-                if record.event.stream != *stream || record.event.revision != revision {
-                    return Err(StoreError::corrupt(
-                        format!("position {position}"),
-                        "stream index disagrees with the record",
-                    ));
-                }
-                out.push(record);
+                read(revision, position, &mut out)?;
             }
+        }
+        if !forward && out.len() < limit {
+            read(Revision(0), start, &mut out)?;
         }
         Ok(out)
     }
@@ -821,15 +960,21 @@ mod tests {
         (head, ids)
     }
 
-    /// Every stream of `revisions` answers its last revision; every stream of `absent` answers
-    /// `None`, and from the fingerprint set alone.
+    /// Every stream of `revisions` answers its last revision and reads back whole, in both
+    /// directions; every stream of `absent` answers `None`, and from the in-memory index alone.
     #[track_caller]
     fn check_streams(store: &Store, revisions: &HashMap<StreamName, u64>, absent: &[StreamName]) {
         for (stream, revision) in revisions {
             assert_eq!(store.stream_revision(stream).unwrap(), Some(Revision(*revision)), "{stream}");
+            let forward = store.read_stream(stream, Revision(0), true, usize::MAX).unwrap();
+            let revisions: Vec<u64> = forward.iter().map(|r| r.event.revision.0).collect();
+            assert_eq!(revisions, (0..=*revision).collect::<Vec<_>>(), "{stream}");
+            assert!(forward.iter().all(|r| r.event.stream == *stream), "{stream}");
+            let backward = store.read_stream(stream, Revision(*revision), false, usize::MAX).unwrap();
+            assert_eq!(backward.len(), forward.len(), "{stream}");
         }
         for stream in absent {
-            assert!(!store.may_hold_stream(stream), "{stream} has a fingerprint");
+            assert_eq!(store.stream_start(stream), None, "{stream} is in the index");
             assert_eq!(store.stream_revision(stream).unwrap(), None, "{stream}");
         }
     }
@@ -1005,32 +1150,98 @@ mod tests {
     }
 
     #[test]
-    fn a_fingerprint_without_a_record_still_answers_none() {
+    fn an_index_entry_of_another_stream_or_of_no_record_still_answers_none() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = reopen(dir.path());
         let mut revisions = HashMap::new();
         let head =
             commit_events(&store, Head::EMPTY, vec![join("JP"), role_change("JP", 0), join("JQA")], &mut revisions);
-        // Collisions: a stream whose name extends a written one, one that sorts between two
-        // written ones, one that sorts after them all.
-        let ghosts = ["JPN", "JQ", "ZZ"].map(|raw| StreamName::member(&code(raw)));
-        for ghost in &ghosts {
-            store.add_stream_fingerprint(ghost);
-            assert!(store.may_hold_stream(ghost));
-            assert_eq!(store.stream_revision(ghost).unwrap(), None, "{ghost}");
+        // Entries as a fingerprint collision leaves them (pointing at another stream's runs:
+        // JP's at 1, JQA's at 3) and as a failed write does (pointing past the head).
+        let ghosts = [("JPN", 1), ("JQ", 3), ("ZZ", 4)].map(|(raw, at)| (StreamName::member(&code(raw)), Position(at)));
+        let check_ghosts = |store: &Store| {
+            for (ghost, at) in &ghosts {
+                assert_eq!(store.stream_start(ghost), Some(*at), "{ghost}");
+                assert_eq!(store.stream_revision(ghost).unwrap(), None, "{ghost}");
+                assert!(store.read_stream(ghost, Revision(0), true, 10).unwrap().is_empty(), "{ghost}");
+                assert!(store.read_stream(ghost, Revision(5), false, 10).unwrap().is_empty(), "{ghost}");
+            }
+        };
+        for (ghost, at) in &ghosts {
+            store.add_stream_start(ghost, *at);
         }
+        check_ghosts(&store);
         check_streams(&store, &revisions, &[]);
-        // The superset is kept by the snapshot, and still harmless.
+        // The snapshot keeps them, still harmless.
         store.save_id_snapshot().unwrap();
         drop(store);
         let (store, recovery) = reopen(dir.path());
         assert_eq!(recovery.id_snapshot_position, head.position.0);
-        for ghost in &ghosts {
-            assert!(store.may_hold_stream(ghost));
-            assert_eq!(store.stream_revision(ghost).unwrap(), None, "{ghost}");
-        }
+        check_ghosts(&store);
         check_streams(&store, &revisions, &[]);
-        commit_events(&store, head, vec![join("JPN")], &mut revisions);
+        // A ghost written for real, its fingerprint taken: it is kept apart by name, and stays
+        // so across a snapshot and a scan of the log.
+        let head = commit_events(&store, head, vec![join("JPN"), join("ZZ")], &mut revisions);
+        let head = commit_events(&store, head, vec![role_change("ZZ", 0)], &mut revisions);
+        let collided = |store: &Store| store.index.read().unwrap().collided.len();
+        assert_eq!(collided(&store), 2);
+        check_streams(&store, &revisions, &[]);
+        store.save_id_snapshot().unwrap();
+        drop(store);
+        let (store, recovery) = reopen(dir.path());
+        assert_eq!(recovery.id_snapshot_position, head.position.0);
+        assert_eq!(collided(&store), 2);
+        check_streams(&store, &revisions, &[]);
+        drop(store);
+        std::fs::remove_file(id_snapshot::path(dir.path())).unwrap();
+        let (store, _) = reopen(dir.path());
+        check_streams(&store, &revisions, &[]);
+    }
+
+    #[test]
+    fn a_format_1_store_is_upgraded_on_open_by_rewriting_its_stream_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = reopen(dir.path());
+        let mut revisions = HashMap::new();
+        // A stream longer than one rewritten run, a stream begun in a later group, and streams
+        // of one event.
+        let mut head =
+            commit_events(&store, Head::EMPTY, codes("A", 5).iter().map(|c| join(c)).collect(), &mut revisions);
+        let changes = REINDEX_RUN_MAX + 100;
+        head = commit_events(&store, head, (0..changes).map(|n| role_change("AA", n)).collect(), &mut revisions);
+        head =
+            commit_events(&store, head, vec![join("BA"), role_change("BA", 0), role_change("AB", 0)], &mut revisions);
+        // Turn it into what format 1 wrote: runs from revision 0, keyed by stream name.
+        let runs: Vec<_> = store.db.scan_prefix([keys::STREAM]).keys().collect::<Result<_, _>>().unwrap();
+        runs.iter().for_each(|key| drop(store.db.remove(key).unwrap()));
+        let mut streams: HashMap<StreamName, Vec<u8>> = HashMap::new();
+        for record in store.scan_log(Position(1), true) {
+            let event = record.unwrap().event;
+            streams.entry(event.stream).or_default().extend_from_slice(&event.position.0.to_be_bytes());
+        }
+        for (stream, positions) in streams {
+            let mut old_key = vec![keys::STREAM];
+            old_key.extend_from_slice(stream.as_str().as_bytes());
+            old_key.push(0);
+            old_key.extend_from_slice(&0u64.to_be_bytes());
+            store.db.insert(old_key, positions).unwrap();
+        }
+        store.db.insert(keys::META_FORMAT, &[1]).unwrap();
+        store.sync().unwrap();
+        drop(store);
+
+        let (store, _) = reopen(dir.path());
+        assert_eq!(store.check_format(dir.path()).unwrap(), STORE_FORMAT);
+        check_streams(&store, &revisions, &[StreamName::member(&code("ZZ"))]);
+        let runs: Vec<_> = store.db.scan_prefix([keys::STREAM]).collect::<Result<_, _>>().unwrap();
+        let run_lengths: Vec<usize> = runs.iter().map(|(k, v)| decode_run(k, v).unwrap().1.len()).collect();
+        // AA's revisions 1..=1124 in two runs, AB's and BA's revision 1; the streams of one
+        // event have none. Every revision but the 6 streams' first is in a run, once.
+        assert_eq!(run_lengths, [REINDEX_RUN_MAX, changes - REINDEX_RUN_MAX, 1, 1]);
+        assert_eq!(run_lengths.iter().sum::<usize>() as u64, head.position.0 - 6);
+        // The upgrade is done once: the next open finds this build's format.
+        drop(store);
+        let (store, _) = reopen(dir.path());
         check_streams(&store, &revisions, &[]);
     }
 

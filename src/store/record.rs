@@ -245,20 +245,21 @@ impl BodyRef<'_> {
     }
 }
 
-/// The stream name (its bytes, as stored: not checked as UTF-8 or as a name) and the event id
-/// of an encoded body, read without decoding the rest: what rebuilding the store's in-memory
-/// indexes on open needs (item 2 and the first field of item 3 of the layout above).
-pub fn peek_stream_and_id(bytes: &[u8]) -> Result<(&[u8], EventId), RecordError> {
+/// The stream name (its bytes, as stored: not checked as UTF-8 or as a name), the revision and
+/// the event id of an encoded body, read without decoding the rest: what rebuilding the store's
+/// in-memory indexes on open needs (item 2 and the first field of item 3 of the layout above).
+pub fn peek_stream_and_id(bytes: &[u8]) -> Result<(&[u8], Revision, EventId), RecordError> {
     let mut r = Reader::new(bytes);
     let format = r.u8("body format")?;
     if format != BODY_FORMAT {
         return Err(RecordError::UnsupportedFormat { what: "record body", found: format, supported: BODY_FORMAT });
     }
-    r.take(16, "position and revision")?;
+    r.take(8, "position")?;
+    let revision = Revision(r.u64("revision")?);
     let stream_len = r.count("stream")?;
     let stream = r.take(stream_len, "stream")?;
     r.take(12, "recorded_at")?;
-    Ok((stream, EventId::from_uuid(r.uuid("event_id")?)))
+    Ok((stream, revision, EventId::from_uuid(r.uuid("event_id")?)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1155,10 +1156,11 @@ mod tests {
         }
 
         #[test]
-        fn the_peek_reads_the_stream_and_the_event_id(event in arb_recorded_event()) {
+        fn the_peek_reads_the_stream_the_revision_and_the_event_id(event in arb_recorded_event()) {
             let bytes = encode_event(&event);
-            let (stream, id) = peek_stream_and_id(&bytes).unwrap();
+            let (stream, revision, id) = peek_stream_and_id(&bytes).unwrap();
             prop_assert_eq!(stream, event.stream.as_str().as_bytes());
+            prop_assert_eq!(revision, event.revision);
             prop_assert_eq!(id, event.event.event_id);
         }
 
