@@ -47,6 +47,11 @@ query "ListExportRules 90 % + appends 10 %, 32 clients closed loop" --clients 32
 rss=$(ps -o rss= -p "$server" | tr -d ' ')
 echo "RSS after the query runs: $((rss / 1024)) MiB"
 
+echo "== 32 writers (one event per request) on this ledger: throughput and the server's peak RSS"
+line=$("$bin" loadgen --addr "$addr" --clients 32 --batch 1 --duration 10 --output json)
+echo "32 writers: $line"
+echo "peak RSS (VmHWM) with $events+ events and 32 writers: $(($(awk '/VmHWM/ {print $2}' "/proc/$server/status") / 1024)) MiB"
+
 echo "== rebuild of every view from the log"
 rates=()
 for run in $(seq "$runs"); do
