@@ -223,6 +223,36 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             prop_assert_eq!(event.position, Position(i as u64 + 1));
             prop_assert_eq!((&event.stream, &event.revision, &event.event), (stream, revision, proposed));
         }
+        // Every stream reads back as the model's, forwards and backwards, in pages of 2 (through
+        // the stream index: a stream's first record, then its runs).
+        let mut streams: BTreeMap<&StreamName, Vec<Position>> = BTreeMap::new();
+        for (i, (stream, _, _)) in model.log.iter().enumerate() {
+            streams.entry(stream).or_default().push(Position(i as u64 + 1));
+        }
+        for (stream, positions) in &streams {
+            for forward in [true, false] {
+                let mut read = Vec::new();
+                let mut from = None;
+                loop {
+                    let page = ledger.read_stream(stream, from, forward, 2).expect("read_stream");
+                    prop_assert_eq!(page.stream_revision, Revision(positions.len() as u64 - 1));
+                    read.extend(page.events.iter().map(|e| (e.revision, e.position)));
+                    match page.next_revision {
+                        Some(next) => from = Some(next),
+                        None => break,
+                    }
+                }
+                let mut expected: Vec<_> =
+                    positions.iter().enumerate().map(|(r, p)| (Revision(r as u64), *p)).collect();
+                if !forward {
+                    expected.reverse();
+                }
+                prop_assert_eq!(read, expected, "{} read {}", stream, if forward { "forwards" } else { "backwards" });
+            }
+        }
+        let unknown = StreamName::member(&code(0)).as_str().replace("JP", "ZZ");
+        let unknown = StreamName::parse("stream", &unknown).expect("a stream name");
+        prop_assert!(matches!(ledger.read_stream(&unknown, None, true, 2), Err(LedgerError::NotFound(_))));
     }
     ledger.shutdown();
     Ok(())
