@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub checkpoint_every_events: u64,
     /// …or every this many seconds, if the log grew.
     pub checkpoint_every_secs: u64,
+    /// Save the event-id index's snapshot every this many events (and at a clean stop): a
+    /// start after a crash scans at most about this many records.
+    pub id_snapshot_every_events: u64,
 }
 
 impl Default for ServeConfig {
@@ -53,6 +56,7 @@ impl Default for ServeConfig {
             signing_key: None,
             checkpoint_every_events: ledger.audit.checkpoint_every_events,
             checkpoint_every_secs: ledger.audit.checkpoint_every.as_secs(),
+            id_snapshot_every_events: ledger.id_snapshot_every_events,
         }
     }
 }
@@ -107,6 +111,7 @@ impl ServeConfig {
                 checkpoint_every_events: self.checkpoint_every_events.max(1),
                 checkpoint_every: std::time::Duration::from_secs(self.checkpoint_every_secs.max(1)),
             },
+            id_snapshot_every_events: self.id_snapshot_every_events.max(1),
             ..LedgerConfig::default()
         }
     }

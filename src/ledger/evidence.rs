@@ -462,30 +462,60 @@ pub(super) fn signing_key(dir: &std::path::Path, config: &AuditConfig) -> Result
     keys::load_or_generate(&path).map_err(|e| LedgerError::Key(format!("{}: {e}", path.display())))
 }
 
-/// Issues a checkpoint every `checkpoint_every_events` events or `checkpoint_every` (if the
-/// log grew), until the ledger stops.
+/// The ledger's background thread, until the ledger stops: issues a checkpoint every
+/// `checkpoint_every_events` events or `checkpoint_every` (if the log grew), and saves the
+/// snapshot of the event-id index every `id_snapshot_every` events (a crash then leaves one
+/// that recent: opening scans only the log after it).
 pub(super) fn run_checkpointer(
     ledger: std::sync::Weak<Ledger>,
     config: AuditConfig,
+    id_snapshot_every: u64,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut last_at = Instant::now();
-    let mut last_position = match ledger.upgrade().map(|l| l.store.latest_checkpoint()) {
-        Some(Ok(Some((position, _)))) => position.0,
-        _ => 0,
+    let (mut last_position, mut last_snapshot) = match ledger.upgrade() {
+        Some(ledger) => (
+            match ledger.store.latest_checkpoint() {
+                Ok(Some((position, _))) => position.0,
+                _ => 0,
+            },
+            ledger.durable_head().position.0,
+        ),
+        None => return,
     };
     while !stop.load(std::sync::atomic::Ordering::Acquire) {
         std::thread::park_timeout(Duration::from_millis(500));
         let Some(ledger) = ledger.upgrade() else { return };
+        if ledger.watch_fault().borrow().is_some() {
+            continue;
+        }
         let head = ledger.durable_head().position.0;
         let due = head > last_position
             && (head - last_position >= config.checkpoint_every_events || last_at.elapsed() >= config.checkpoint_every);
-        if due && ledger.watch_fault().borrow().is_none() {
+        if due {
             match ledger.checkpoint_at(Position(head)) {
                 Ok(_) => last_position = head,
                 Err(error) => tracing::warn!(%error, "could not issue a checkpoint"),
             }
             last_at = Instant::now();
+        }
+        if head - last_snapshot >= id_snapshot_every {
+            let started = Instant::now();
+            match ledger.store.save_id_snapshot() {
+                Ok((position, locked)) => {
+                    last_snapshot = position.0;
+                    tracing::info!(
+                        position = position.0,
+                        ms = started.elapsed().as_millis(),
+                        index_held_ms = locked.as_millis(),
+                        "event-id snapshot saved"
+                    );
+                }
+                Err(error) => {
+                    last_snapshot = head;
+                    tracing::warn!(%error, "could not save the event-id snapshot; retrying later");
+                }
+            }
         }
     }
 }

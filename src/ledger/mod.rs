@@ -49,6 +49,10 @@ pub struct LedgerConfig {
     pub projector_handoff_max: usize,
     /// The signing key and when checkpoints are issued.
     pub audit: AuditConfig,
+    /// Save the snapshot of the event-id index every this many events while serving (it is
+    /// also saved at a clean stop), so that opening after a crash scans at most about this
+    /// many records of the log.
+    pub id_snapshot_every_events: u64,
 }
 
 impl Default for LedgerConfig {
@@ -60,6 +64,7 @@ impl Default for LedgerConfig {
             stream_cache_max: 16_384,
             projector_handoff_max: projector::COMMITTED_GROUPS_MAX,
             audit: AuditConfig::default(),
+            id_snapshot_every_events: 250_000,
         }
     }
 }
@@ -224,9 +229,10 @@ impl Ledger {
         });
         let (weak, stop, audit_config) =
             (Arc::downgrade(&ledger), ledger.checkpointer_stop.clone(), config.audit.clone());
+        let id_snapshot_every = config.id_snapshot_every_events.max(1);
         let checkpointer = std::thread::Builder::new()
             .name("ledger-checkpoints".into())
-            .spawn(move || evidence::run_checkpointer(weak, audit_config, stop))
+            .spawn(move || evidence::run_checkpointer(weak, audit_config, id_snapshot_every, stop))
             .map_err(StoreError::Io)?;
         *ledger.checkpointer.lock().expect("checkpointer lock") = Some(checkpointer);
         Ok(ledger)

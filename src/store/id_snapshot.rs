@@ -54,39 +54,59 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 /// Writes the snapshot of `index` (that of positions 1..=`position`) durably.
+#[cfg(test)]
 pub fn save(dir: &Path, position: Position, hash: &Hash, index: &MemoryIndex) -> Result<(), StoreError> {
-    let mut bytes = Vec::with_capacity(
-        HEADER_BYTES + index.ids.len() * ENTRY_BYTES + 8 + index.streams.len() * STREAM_BYTES + 8 + 32,
-    );
-    bytes.extend_from_slice(MAGIC);
-    bytes.push(SNAPSHOT_FORMAT);
-    bytes.extend_from_slice(&position.0.to_be_bytes());
-    bytes.extend_from_slice(hash);
-    bytes.extend_from_slice(&(index.ids.len() as u64).to_be_bytes());
+    let file = write(dir, position, hash, index)?;
+    publish(dir, file)
+}
+
+/// Writes the snapshot of `index` to a temporary file, streamed (nothing of its size is built
+/// in memory), without its digest: what needs `index` (and the caller's lock on it) is only
+/// this copy into the page cache; [`publish`] then hashes, syncs and installs it.
+pub fn write(dir: &Path, position: Position, hash: &Hash, index: &MemoryIndex) -> Result<fs::File, StoreError> {
+    let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(temporary(dir))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    out.write_all(MAGIC)?;
+    out.write_all(&[SNAPSHOT_FORMAT])?;
+    out.write_all(&position.0.to_be_bytes())?;
+    out.write_all(hash)?;
+    out.write_all(&(index.ids.len() as u64).to_be_bytes())?;
     for (id, at) in &index.ids {
-        bytes.extend_from_slice(id.as_bytes());
-        bytes.extend_from_slice(&at.0.to_be_bytes());
+        out.write_all(id.as_bytes())?;
+        out.write_all(&at.0.to_be_bytes())?;
     }
-    bytes.extend_from_slice(&(index.streams.len() as u64).to_be_bytes());
+    out.write_all(&(index.streams.len() as u64).to_be_bytes())?;
     for (fingerprint, first) in &index.streams {
-        bytes.extend_from_slice(&fingerprint.to_be_bytes());
-        bytes.extend_from_slice(&first.0.to_be_bytes());
+        out.write_all(&fingerprint.to_be_bytes())?;
+        out.write_all(&first.0.to_be_bytes())?;
     }
-    bytes.extend_from_slice(&(index.collided.len() as u64).to_be_bytes());
+    out.write_all(&(index.collided.len() as u64).to_be_bytes())?;
     for (name, first) in &index.collided {
-        bytes.extend_from_slice(&u16::try_from(name.len()).expect("stream names are short").to_be_bytes());
-        bytes.extend_from_slice(name);
-        bytes.extend_from_slice(&first.0.to_be_bytes());
+        out.write_all(&u16::try_from(name.len()).expect("stream names are short").to_be_bytes())?;
+        out.write_all(name)?;
+        out.write_all(&first.0.to_be_bytes())?;
     }
-    let digest = blake3::hash(&bytes);
-    bytes.extend_from_slice(digest.as_bytes());
-    let temporary = dir.join("ids.snapshot.tmp");
-    let mut file = fs::File::create(&temporary)?;
-    file.write_all(&bytes)?;
+    out.into_inner().map_err(|e| StoreError::Io(e.into_error()))
+}
+
+/// Appends the digest of what [`write`] wrote (read back from the file), syncs it and renames
+/// it over the current snapshot (then syncs the directory): a crash leaves the old snapshot
+/// or the new one, whole.
+pub fn publish(dir: &Path, mut file: fs::File) -> Result<(), StoreError> {
+    use std::io::Seek;
+    file.rewind()?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::io::BufReader::with_capacity(1 << 20, &file))?;
+    file.seek(std::io::SeekFrom::End(0))?;
+    file.write_all(hasher.finalize().as_bytes())?;
     file.sync_all()?;
-    fs::rename(&temporary, path(dir))?;
+    fs::rename(temporary(dir), path(dir))?;
     fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+fn temporary(dir: &Path) -> PathBuf {
+    dir.join("ids.snapshot.tmp")
 }
 
 /// Reads the snapshot, if there is one and it is intact; `None` otherwise (the caller scans).
@@ -126,7 +146,7 @@ pub fn load(dir: &Path) -> Option<IdSnapshot> {
     }
     let streams: StreamMap =
         streams.chunks_exact(STREAM_BYTES).map(|entry| (u64_at(entry), Position(u64_at(&entry[8..])))).collect();
-    Some(IdSnapshot { position, hash, index: MemoryIndex { ids, streams, collided } })
+    Some(IdSnapshot { position, hash, index: MemoryIndex { ids, covered: position, streams, collided } })
 }
 
 fn u64_at(bytes: &[u8]) -> u64 {
@@ -165,7 +185,7 @@ mod tests {
             .map(|i| (super::super::memory_index::stream_fingerprint(&i.to_be_bytes()), Position(2 * i + 1)))
             .collect();
         let collided = [(b"member-JP".to_vec(), Position(90))].into();
-        MemoryIndex { ids, streams, collided }
+        MemoryIndex { ids, covered: Position(100), streams, collided }
     }
 
     /// Where the stream entries begin and the length of the collided part.

@@ -44,10 +44,12 @@ impl Hasher for IdentityHasher {
 pub type StreamMap = HashMap<u64, Position, BuildHasherDefault<IdentityHasher>>;
 
 /// The in-memory indexes, under the store's one lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryIndex {
     /// Event id → position, for every durably committed event (extended after the sync).
     pub ids: HashMap<EventId, Position>,
+    /// The last position whose event id is in `ids`: what a snapshot of this index covers.
+    pub covered: Position,
     /// Invariant: holds, for every stream with a record visible in sled, the position of its
     /// first event under its fingerprint (extended *before* a batch is applied) — or, when
     /// another stream already held that fingerprint, in [`MemoryIndex::collided`]. It may hold
@@ -60,6 +62,12 @@ pub struct MemoryIndex {
     /// the position of that event. Almost always empty (two of n streams share a 64-bit
     /// fingerprint with probability ≈ n²/2⁶⁵).
     pub collided: HashMap<Vec<u8>, Position>,
+}
+
+impl Default for MemoryIndex {
+    fn default() -> Self {
+        Self { ids: HashMap::new(), covered: Position(0), streams: StreamMap::default(), collided: HashMap::new() }
+    }
 }
 
 impl MemoryIndex {

@@ -566,18 +566,37 @@ impl Store {
             }
             next = Some(Position(chunk.last().0 + 1));
         }
+        index.covered = head.position;
         *self.index.write().expect("memory index lock") = index;
         Ok(())
     }
 
-    /// Writes the snapshot of the in-memory indexes (event ids, stream fingerprints) at the
-    /// durable head, so that the next open scans only what comes after it. Called at a clean
-    /// stop, once nothing more is written.
-    pub fn save_id_snapshot(&self) -> Result<(), StoreError> {
+    /// Writes the snapshot of the in-memory indexes (event ids, where streams begin) up to the
+    /// last position they cover, so that the next open scans only what comes after it: at a
+    /// clean stop (the head), and periodically while serving, so that a crash leaves a recent
+    /// one. Commits wait while it is written (it holds the index's read lock: ≈ 30 ms per
+    /// million events), not while it is hashed and synced. Returns the position it covers and
+    /// how long the index was held.
+    pub fn save_id_snapshot(&self) -> Result<(Position, Duration), StoreError> {
         assert!(!self.log_only, "a store opened to read its log only has no event-id index to save");
-        let head = self.head()?;
         let index = self.index.read().expect("memory index lock");
-        id_snapshot::save(&self.dir, head.position, &head.hash, &index)
+        let locked = Instant::now();
+        let position = index.covered;
+        let hash = match position.0 {
+            0 => [0; 32],
+            _ => {
+                self.read_record(position)?
+                    .ok_or_else(|| {
+                        StoreError::corrupt(format!("position {position}"), "covered by the id index, not in the log")
+                    })?
+                    .hash
+            }
+        };
+        let file = id_snapshot::write(&self.dir, position, &hash, &index)?;
+        drop(index);
+        let locked = locked.elapsed();
+        id_snapshot::publish(&self.dir, file)?;
+        Ok((position, locked))
     }
 
     /// The log's last committed position and hash.
@@ -655,6 +674,9 @@ impl Store {
         let (flush, sync) = self.sync()?;
         let mut index = self.index.write().expect("memory index lock");
         index.ids.extend(batch.records.iter().map(|r| (r.event_id, r.position)));
+        if let Some(last) = batch.records.last() {
+            index.covered = last.position;
+        }
         Ok(CommitTimings { apply, flush, sync })
     }
 

@@ -947,3 +947,51 @@ async fn crash_rounds(seed: u64, rounds: usize) {
         found.head
     );
 }
+
+/// The position an `ids.snapshot` covers (docs: `store/id_snapshot.rs`; 7-byte magic, the
+/// format byte, then the position).
+fn snapshot_position(data: &Path) -> Option<u64> {
+    let bytes = std::fs::read(data.join("ids.snapshot")).ok()?;
+    Some(u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?))
+}
+
+/// While serving, the event-id index is snapshotted every `id_snapshot_every_events`: a crash
+/// then leaves a recent snapshot, whose ids still answer idempotent retries after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_periodic_id_snapshot_is_left_by_a_crash_and_serves_the_restart() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pax-ledger"));
+    command.args(ServerProcess::serve_args(&data)).env("PAX_LEDGER_ID_SNAPSHOT_EVERY_EVENTS", "40");
+    let server = ServerProcess::start_command(command, &dir.path().join("stderr-1")).await;
+    let mut client = connect(&server.url).await;
+    let code = |r: u8, i: u8| format!("S{}{}", (b'A' + r * 5 + i / 6) as char, (b'A' + i % 6) as char);
+    let requests: Vec<pb::AppendRequest> =
+        (0..5).map(|r| crate::support::append((0..30).map(|i| member_joined(&code(r, i))).collect())).collect();
+    let mut positions = Vec::new();
+    for request in &requests {
+        let response = client.append(request.clone()).await.expect("append").into_inner();
+        positions.push(response.events.iter().map(|e| e.position).collect::<Vec<_>>());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while snapshot_position(&data).is_none_or(|p| p < 120) {
+        assert!(Instant::now() < deadline, "no snapshot past 120 of 150 events; stderr:\n{}", server.stderr_tail());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill().await;
+    let covered = snapshot_position(&data).expect("the snapshot the crash left");
+    assert!((120..=150).contains(&covered), "{covered}");
+
+    // The restart uses it (a snapshot the log does not extend would be ignored and logged)
+    // and answers retries of requests before and after it as already committed.
+    let server = ServerProcess::start(&data, &dir.path().join("stderr-2")).await;
+    let mut client = connect(&server.url).await;
+    for (request, placed) in requests.iter().zip(&positions) {
+        let retry = client.append(request.clone()).await.expect("retry").into_inner();
+        assert!(retry.already_committed);
+        assert_eq!(&retry.events.iter().map(|e| e.position).collect::<Vec<_>>(), placed);
+    }
+    assert!(!server.stderr_tail().contains("ignoring"), "{}", server.stderr_tail());
+    let pid = server.pid();
+    assert!(server.terminate(pid).await.success());
+}
