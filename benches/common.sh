@@ -24,7 +24,12 @@ start_server() {
   until grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.01; done
   serving=$(python3 -c "print(round($(date +%s.%N) - $began, 3))")
 }
-stop_server() { kill -TERM "$server"; wait "$server" || true; }
+# Stops the server; prints its commit-group statistics (the writer logs them at stop) to stderr.
+stop_server() {
+  kill -TERM "$server"
+  wait "$server" || true
+  grep -o 'groups=.*' "$work/serve.err" | sed 's/^/  server: /' >&2 || true
+}
 # The median of the numbers given as arguments.
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 # One field of the JSON object on stdin.
