@@ -31,7 +31,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::memory_index::{MemoryIndex, StreamMap};
+use super::memory_index::{IdIndex, MemoryIndex, StreamMap};
 use super::{Hash, StoreError};
 use crate::domain::{EventId, Position};
 
@@ -71,7 +71,7 @@ pub fn write(dir: &Path, position: Position, hash: &Hash, index: &MemoryIndex) -
     out.write_all(&position.0.to_be_bytes())?;
     out.write_all(hash)?;
     out.write_all(&(index.ids.len() as u64).to_be_bytes())?;
-    for (id, at) in &index.ids {
+    for (id, at) in index.ids.iter() {
         out.write_all(id.as_bytes())?;
         out.write_all(&at.0.to_be_bytes())?;
     }
@@ -139,11 +139,17 @@ pub fn load(dir: &Path) -> Option<IdSnapshot> {
         malformed();
         return None;
     };
-    let mut ids = HashMap::with_capacity(count);
-    for entry in entries.chunks_exact(ENTRY_BYTES) {
-        let id = EventId::from_uuid(uuid::Uuid::from_bytes(entry[..16].try_into().ok()?));
-        ids.insert(id, Position(u64::from_be_bytes(entry[16..].try_into().ok()?)));
-    }
+    let entries: Vec<(EventId, Position)> = entries
+        .chunks_exact(ENTRY_BYTES)
+        .map(|entry| {
+            let id = EventId::from_uuid(uuid::Uuid::from_bytes(entry[..16].try_into().expect("16 bytes")));
+            (id, Position(u64_at(&entry[16..])))
+        })
+        .collect();
+    let Ok(ids) = IdIndex::from_entries(entries) else {
+        malformed();
+        return None;
+    };
     let streams: StreamMap =
         streams.chunks_exact(STREAM_BYTES).map(|entry| (u64_at(entry), Position(u64_at(&entry[8..])))).collect();
     Some(IdSnapshot { position, hash, index: MemoryIndex { ids, covered: position, streams, collided } })
@@ -180,7 +186,7 @@ mod tests {
     use super::*;
 
     fn index() -> MemoryIndex {
-        let ids = (1..=100u64).map(|p| (EventId::generate(), Position(p))).collect();
+        let ids = IdIndex::from_entries((1..=100u64).map(|p| (EventId::generate(), Position(p))).collect()).unwrap();
         let streams = (0..37u64)
             .map(|i| (super::super::memory_index::stream_fingerprint(&i.to_be_bytes()), Position(2 * i + 1)))
             .collect();
@@ -198,7 +204,8 @@ mod tests {
         save(dir.path(), Position(100), &[7; 32], &index).unwrap();
         let loaded = load(dir.path()).expect("a snapshot");
         assert_eq!((loaded.position, loaded.hash), (Position(100), [7; 32]));
-        assert_eq!(loaded.index.ids, index.ids);
+        let map = |ids: &IdIndex| ids.iter().map(|(id, p)| (*id, *p)).collect::<HashMap<_, _>>();
+        assert_eq!(map(&loaded.index.ids), map(&index.ids));
         assert_eq!(loaded.index.streams, index.streams);
         assert_eq!(loaded.index.collided, index.collided);
 

@@ -544,7 +544,6 @@ impl Store {
                     format!("the log jumps to {}", chunk.first),
                 ));
             }
-            index.ids.reserve(chunk.layout.len());
             for i in 0..chunk.layout.len() {
                 let position = Position(chunk.first.0 + i as u64);
                 if position < from {
@@ -673,7 +672,7 @@ impl Store {
         let apply = started.elapsed();
         let (flush, sync) = self.sync()?;
         let mut index = self.index.write().expect("memory index lock");
-        index.ids.extend(batch.records.iter().map(|r| (r.event_id, r.position)));
+        index.ids.extend_new(batch.records.iter().map(|r| (r.event_id, r.position)));
         if let Some(last) = batch.records.last() {
             index.covered = last.position;
         }
@@ -699,7 +698,7 @@ impl Store {
     /// The position of a durably committed event, by its id.
     pub fn event_position(&self, id: &EventId) -> Result<Option<Position>, StoreError> {
         assert!(!self.log_only, "a store opened to read its log only has no event-id index");
-        Ok(self.index.read().expect("memory index lock").ids.get(id).copied())
+        Ok(self.index.read().expect("memory index lock").ids.get(id))
     }
 
     /// A stream's current revision (of its last event), or `None` if it has no event. A stream
