@@ -1,9 +1,9 @@
 //! The store: the only module that imports sled. One tree, several key spaces (see [`keys`]),
 //! one durable atomic write per commit group (a sled `Batch`, then `flush`, then a real
 //! `fdatasync` of the database file), reads, and recovery on open. Records are stored in
-//! chunks of consecutive positions ([`chunk`]); the event-id index and the set of stream
-//! fingerprints live in memory ([`memory_index`]) and are rebuilt on open from their snapshot
-//! and the log after it.
+//! chunks of consecutive positions ([`chunk`]); the event-id index and where each stream
+//! began live in memory ([`memory_index`]) and are rebuilt on open from their snapshot and the
+//! log after it.
 
 mod audit_keys;
 pub mod chunk;
@@ -240,6 +240,14 @@ impl LoadedChunk {
         Ok((hash, bytes, body))
     }
 
+    /// The stream name (as stored), revision and event id of the record at `position`, read
+    /// without decoding the rest (`record::peek_stream_and_id`): what the in-memory indexes are
+    /// built from.
+    fn peek(&self, position: Position) -> Result<(&[u8], Revision, EventId), StoreError> {
+        let (_, body) = self.layout.record(&self.value, (position.0 - self.first.0) as usize);
+        record::peek_stream_and_id(body).map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))
+    }
+
     fn record(&self, position: Position) -> Result<StoredRecord, StoreError> {
         let (hash, bytes, body) = self.check(position)?;
         let event = body.to_event().map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
@@ -401,9 +409,7 @@ impl Store {
             let chunk = LoadedChunk::load(&key, value)?;
             for i in 0..chunk.layout.len() {
                 let position = Position(chunk.first.0 + i as u64);
-                let (_, body) = chunk.layout.record(&chunk.value, i);
-                let (stream, revision, _) = record::peek_stream_and_id(body)
-                    .map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
+                let (stream, revision, _) = chunk.peek(position)?;
                 if revision.0 == 0 {
                     // The stream's first event: where its runs go; it is in none of them.
                     let run = Pending { first: position, run_first: Revision(1), positions: Vec::new() };
@@ -451,9 +457,9 @@ impl Store {
     /// through `audit`.)
     ///
     /// This runs before the in-memory indexes are built, so the streams of the removed records
-    /// never reach the fingerprint set from the log; a snapshot may still hold some (it is only
-    /// written at a clean stop, but nothing here depends on that): a superset is fine, such a
-    /// stream costs one seek that finds nothing.
+    /// never reach them from the log; a snapshot may still name some (nothing here depends on
+    /// when it was written): such an entry is confirmed by reading its record, which is another
+    /// stream's or none, so it costs a read, never a wrong answer.
     fn recover(&self) -> Result<Recovery, StoreError> {
         let head = self.head()?;
         let mut recovery = Recovery::default();
@@ -508,7 +514,7 @@ impl Store {
         Ok(recovery)
     }
 
-    /// Rebuilds the in-memory indexes (event ids and stream fingerprints): from their snapshot
+    /// Rebuilds the in-memory indexes (event ids, where streams began): from their snapshot
     /// if there is a valid one, then from the chunks after it (from the start of the log
     /// otherwise), checking on the way that positions are dense.
     fn rebuild_id_index(&self, recovery: &mut Recovery) -> Result<(), StoreError> {
@@ -549,9 +555,7 @@ impl Store {
                 if position < from {
                     continue;
                 }
-                let (_, body) = chunk.layout.record(&chunk.value, i);
-                let (stream, revision, id) = record::peek_stream_and_id(body)
-                    .map_err(|e| StoreError::corrupt(format!("position {position}"), e.to_string()))?;
+                let (stream, revision, id) = chunk.peek(position)?;
                 if revision.0 == 0 {
                     index.add_stream(stream, position);
                 }
@@ -616,9 +620,9 @@ impl Store {
         let mut firsts = Vec::new();
         // The index must know every stream visible in sled, so the new streams (a stream's
         // revisions are dense from 0) go in before the batch is applied; if the write then
-        // fails, the index holds streams without records, which costs a seek, never a wrong
-        // answer (see `MemoryIndex::streams`).
-        // A stream's revision 0 is the record at its first position; the later ones go in runs.
+        // fails, the index holds streams without records, which costs a read, never a wrong
+        // answer (see `MemoryIndex::streams`). A stream's revision 0 is the record at its first
+        // position; only the later ones go in runs.
         let mut runs: HashMap<&StreamName, (Revision, Vec<u8>)> = HashMap::new();
         let mut starts: HashMap<&StreamName, Position> = HashMap::new();
         {
@@ -723,11 +727,9 @@ impl Store {
     fn confirmed_start(&self, stream: &StreamName) -> Result<Option<(Position, LoadedChunk)>, StoreError> {
         let Some(start) = self.stream_start(stream) else { return Ok(None) };
         let Some(chunk) = self.chunk_at(start)? else { return Ok(None) };
-        let index = usize::try_from(start.0 - chunk.first.0).expect("a chunk holds few records");
-        let (_, body) = chunk.layout.record(&chunk.value, index);
-        let (name, revision, _) = record::peek_stream_and_id(body)
-            .map_err(|e| StoreError::corrupt(format!("position {start}"), e.to_string()))?;
-        Ok((name == stream.as_str().as_bytes() && revision.0 == 0).then_some((start, chunk)))
+        let (name, revision, _) = chunk.peek(start)?;
+        let confirmed = name == stream.as_str().as_bytes() && revision.0 == 0;
+        Ok(confirmed.then_some((start, chunk)))
     }
 
     /// Where `stream` began, if it may have a record (`None` is exact): see [`MemoryIndex`].
