@@ -357,12 +357,9 @@ impl Writer {
             return Ok(h.clone());
         }
         let mut head = StreamHead::default();
-        // Most misses are streams that do not exist yet (each commitment is a new stream):
-        // the store's set of stream fingerprints answers those without a seek.
-        if self.store.stream_revision(stream)?.is_none() {
-            self.cache_insert(stream.clone(), head.clone());
-            return Ok(head);
-        }
+        // Most misses are streams that do not exist yet (each commitment is a new stream): for
+        // those the store's in-memory map of where streams began answers the first read, empty,
+        // without a seek.
         let mut from = Revision(0);
         loop {
             let page = self.store.read_stream(stream, from, true, 1024)?;
