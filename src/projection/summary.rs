@@ -94,19 +94,14 @@ impl Summary {
     }
 
     pub fn remove(&mut self, record: &ViewRecord) {
-        self.remove_encoded(record, &encode_record(record));
+        self.count(record, -1);
+        self.records.remove(&encode_record(record));
     }
 
     /// [`Summary::add`] of a record whose canonical bytes (`encode_record`) are at hand.
     pub fn add_encoded(&mut self, record: &ViewRecord, bytes: &[u8]) {
         self.count(record, 1);
         self.records.add(bytes);
-    }
-
-    /// [`Summary::remove`] of a record whose canonical bytes (`encode_record`) are at hand.
-    pub fn remove_encoded(&mut self, record: &ViewRecord, bytes: &[u8]) {
-        self.count(record, -1);
-        self.records.remove(bytes);
     }
 
     /// The view digest of the counted records at `position` (see [`RecordSetHash::digest`]).
