@@ -211,18 +211,55 @@ impl Ledger {
 
     /// The checkpoint stored at `position`, or a new one signed there (with the root of the
     /// first `position` records and, when the views reach it in time, their digest).
+    ///
+    /// Nothing is signed while writes are halted (the log failed a check, or the ledger is
+    /// read-only), and a root is signed only once the head journal holds it: a size the journal
+    /// says was signed with another root, or an earlier signed size whose record the log no
+    /// longer holds, is [`LedgerError::Equivocation`] — a fault, never a second signature.
     pub fn checkpoint_at(&self, position: Position) -> Result<SignedCheckpoint, LedgerError> {
         self.check_size(position.0)?;
         let root = self.merkle_root(position.0)?;
         if let Some(bytes) = self.guard(self.store.checkpoint(position))? {
             return self.stored_checkpoint(position, &bytes, &root);
         }
+        if let Some(reason) = self.fault.borrow().clone() {
+            return Err(LedgerError::Halted(reason));
+        }
+        let Some(keeper) = &self.keeper else {
+            return Err(LedgerError::Halted("the ledger is read-only: nothing is signed".into()));
+        };
         let view_digest = self.view_digest_at(position)?;
+        let _signing = self.signing.lock().expect("signing lock");
+        // Signed by another caller while this one waited for the views or the lock.
+        if let Some(bytes) = self.guard(self.store.checkpoint(position))? {
+            return self.stored_checkpoint(position, &bytes, &root);
+        }
+        let hash = self.guard(super::hash_at(&self.store, position))?;
+        if let Some(earlier) = keeper.signed_before(position) {
+            let now = self.guard(super::hash_at(&self.store, earlier.position))?;
+            if now != earlier.hash {
+                return Err(self.equivocation(LedgerError::Equivocation(format!(
+                    "a checkpoint at size {} was signed when its last record had chain hash {} (head journal, {}); \
+                     the log now holds {} there: it was rewritten, and no later size is signed over it",
+                    earlier.position,
+                    crate::audit::hex::encode(&earlier.hash),
+                    earlier.written_at(),
+                    crate::audit::hex::encode(&now),
+                ))));
+            }
+        }
+        keeper.before_signing(position, hash, root).map_err(|e| self.equivocation(e))?;
         let checkpoint = Checkpoint { position: position.0, root, view_digest, time: Utc::now() };
         let signed = checkpoint.sign(&self.signing_key);
         self.guard(self.store.put_checkpoint(position, signed.to_json().as_bytes()))?;
         tracing::info!(position = position.0, "checkpoint signed");
         Ok(signed)
+    }
+
+    /// Records a refusal to sign as a fault (writes halt, health NOT_SERVING) and returns it.
+    fn equivocation(&self, error: LedgerError) -> LedgerError {
+        self.record_fault(&error);
+        error
     }
 
     /// The positions of the stored checkpoints, in order.

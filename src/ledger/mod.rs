@@ -2,6 +2,7 @@
 //! that the services call. Reads never show an event past the durable head: an event becomes
 //! visible only once its commit group has been fsynced.
 
+mod continuity;
 mod evidence;
 mod group_stats;
 mod projector;
@@ -11,7 +12,8 @@ mod verify;
 mod views;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -19,7 +21,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit;
 use crate::domain::{DomainError, EventId, Position, ProposedEvent, Revision, StreamName};
-use crate::store::{Head, Recovery, Store, StoreConfig, StoreError};
+use crate::store::journal::{self, Journal, MarkKind};
+use crate::store::{Head, Recovery, Store, StoreConfig, StoreError, StoreErrorKind};
 
 pub use evidence::{AuditConfig, Consistency, Inclusion, LiveVerdict};
 pub use projector::{PROJECT_BATCH_EVENTS_MAX, VIEW_CACHE_MAX, ViewsSnapshot};
@@ -53,6 +56,10 @@ pub struct LedgerConfig {
     /// also saved at a clean stop), so that opening after a crash scans at most about this
     /// many records of the log.
     pub id_snapshot_every_events: u64,
+    /// Open to read out what a damaged data directory still holds: a log that does not reach
+    /// or extend the head journal is served (reads only) instead of refused, and nothing is
+    /// appended, projected, signed or written to the journal.
+    pub read_only: bool,
 }
 
 impl Default for LedgerConfig {
@@ -65,6 +72,7 @@ impl Default for LedgerConfig {
             projector_handoff_max: projector::COMMITTED_GROUPS_MAX,
             audit: AuditConfig::default(),
             id_snapshot_every_events: 250_000,
+            read_only: false,
         }
     }
 }
@@ -146,14 +154,26 @@ pub enum LedgerError {
     ViewsBehind { reached: Position, wanted: Position, waited: std::time::Duration },
     #[error("signing key {0}")]
     Key(String),
+    /// The log does not reach or extend the ledger's own evidence of what it acknowledged or
+    /// signed (refused at open).
+    #[error("refusing to open: {0}")]
+    Shortened(String),
+    /// A second, different Merkle root for a size already signed: never signed.
+    #[error("refusing to sign: {0}")]
+    Equivocation(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl LedgerError {
-    /// Whether the error means stored bytes failed their check.
+    /// Whether the error means stored data failed a check, or is less than the ledger's own
+    /// evidence says it was: the read that found it answers DATA_LOSS and writes halt.
     pub fn is_data_loss(&self) -> bool {
-        matches!(self, Self::Store(StoreError::Corrupt { .. }))
+        match self {
+            Self::Store(e) => e.kind() == StoreErrorKind::Damage,
+            Self::Shortened(_) | Self::Equivocation(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -174,7 +194,16 @@ pub struct Ledger {
     rebuild: Mutex<rebuild::RebuildState>,
     signing_key: ed25519_dalek::SigningKey,
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    checkpointer_stop: Arc<std::sync::atomic::AtomicBool>,
+    checkpointer_stop: Arc<AtomicBool>,
+    /// The head journal (none when read-only), and the thread that marks the durable head in it.
+    keeper: Option<Arc<continuity::Keeper>>,
+    marker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    marker_stop: Arc<AtomicBool>,
+    /// Held while a checkpoint is signed and stored: one signature per size.
+    signing: Mutex<()>,
+    /// Set once the clean stop is in the journal (`shutdown` runs again on drop).
+    stopped_cleanly: AtomicBool,
+    dir: PathBuf,
     fault: Arc<watch::Sender<Option<String>>>,
     shutdown: watch::Sender<bool>,
     append_queue_max: usize,
@@ -184,37 +213,77 @@ pub struct Ledger {
 impl Ledger {
     /// Opens the store in `dir`, recovers it, re-checks the chain of its tail, and starts the
     /// writer thread.
+    ///
+    /// The log must reach and extend the ledger's own evidence of what it acknowledged and
+    /// signed (the head journal, and the event-id snapshot): otherwise acknowledged events are
+    /// gone and opening is refused ([`LedgerError::Shortened`]) — unless `read_only`, which
+    /// opens anyway to serve reads of what is left, with writes halted.
     pub fn open(dir: &Path, config: LedgerConfig) -> Result<Arc<Self>, LedgerError> {
-        let (store, recovery) = Store::open(dir, &config.store)?;
+        let read_only = config.read_only;
+        let (store, recovery) =
+            if read_only { Store::open_read_only(dir, &config.store)? } else { Store::open(dir, &config.store)? };
         let store = Arc::new(store);
         let head = store.head()?;
-        verify_tail_chain(&store, head, recovery.verified_tail_records)?;
+        let fault = Arc::new(watch::Sender::new(None));
+        let (keeper, evidence) = if read_only {
+            (None, journal::read(dir)?.0)
+        } else {
+            let journal = Journal::open(dir)?;
+            let evidence = journal.evidence().clone();
+            (Some(Arc::new(continuity::Keeper::new(journal))), evidence)
+        };
+        let checked = verify_tail_chain(&store, head, recovery.verified_tail_records)
+            .and_then(|()| continuity::check(&store, dir, head, &evidence, &recovery));
+        match checked {
+            Err(error) if read_only => {
+                tracing::error!(%error, "serving read-only what is left");
+                fault.send_replace(Some(format!("started read-only on data that failed its checks: {error}")));
+            }
+            Err(error) => return Err(error),
+            Ok(()) if read_only => {
+                fault.send_replace(Some("started read-only (serve --read-only)".to_owned()));
+            }
+            Ok(()) => {}
+        }
+        if let Some(keeper) = &keeper
+            && evidence.furthest.is_none()
+        {
+            keeper.seed(&store, head)?;
+        }
         let signing_key = evidence::signing_key(dir, &config.audit)?;
-        let tower = evidence::open_tower(&store, head)?;
         let (durable_tx, durable) = watch::channel(head);
         let (jobs_tx, jobs_rx) = mpsc::channel(config.append_queue_max);
-        let fault = Arc::new(watch::Sender::new(None));
         let (committed_tx, committed) = mpsc::channel(config.projector_handoff_max.max(1));
-        let writer = writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), committed_tx, tower, &config)?;
-        let handle = std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || writer.run(jobs_rx))
-            .map_err(StoreError::Io)?;
-        let (live, retired) = projector::open_views(&store, head)?;
+        let (live, retired) = projector::open_views(&store, head, !read_only)?;
         let (views_tx, views) = watch::channel(live.clone());
         let (swaps, swaps_rx) = mpsc::unbounded_channel();
-        let projector = projector::Projector::new(store.clone(), live, retired, views_tx, fault.clone(), committed)?;
-        let heads = durable.clone();
-        let projector = std::thread::Builder::new()
-            .name("ledger-projector".into())
-            .spawn(move || projector.run(heads, swaps_rx))
-            .map_err(StoreError::Io)?;
-        tracing::info!(head = head.position.0, ?recovery, "ledger opened");
+        let (mut handle, mut projector_handle) = (None, None);
+        if !read_only {
+            let tower = evidence::open_tower(&store, head)?;
+            let writer =
+                writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), committed_tx, tower, &config)?;
+            handle = Some(
+                std::thread::Builder::new()
+                    .name("ledger-writer".into())
+                    .spawn(move || writer.run(jobs_rx))
+                    .map_err(StoreError::Io)?,
+            );
+            let projector =
+                projector::Projector::new(store.clone(), live, retired, views_tx, fault.clone(), committed)?;
+            let heads = durable.clone();
+            projector_handle = Some(
+                std::thread::Builder::new()
+                    .name("ledger-projector".into())
+                    .spawn(move || projector.run(heads, swaps_rx))
+                    .map_err(StoreError::Io)?,
+            );
+        }
+        tracing::info!(head = head.position.0, read_only, ?recovery, "ledger opened");
         let ledger = Arc::new(Self {
             store,
-            jobs: Mutex::new(Some(jobs_tx)),
-            writer: Mutex::new(Some(handle)),
-            projector: Mutex::new(Some(projector)),
+            jobs: Mutex::new((!read_only).then_some(jobs_tx)),
+            writer: Mutex::new(handle),
+            projector: Mutex::new(projector_handle),
             durable,
             views,
             swaps,
@@ -222,19 +291,33 @@ impl Ledger {
             signing_key,
             checkpointer: Mutex::new(None),
             checkpointer_stop: Arc::default(),
+            keeper,
+            marker: Mutex::new(None),
+            marker_stop: Arc::default(),
+            signing: Mutex::new(()),
+            stopped_cleanly: AtomicBool::new(false),
+            dir: dir.to_owned(),
             fault,
             shutdown: watch::Sender::new(false),
             append_queue_max: config.append_queue_max,
             recovery,
         });
-        let (weak, stop, audit_config) =
-            (Arc::downgrade(&ledger), ledger.checkpointer_stop.clone(), config.audit.clone());
-        let id_snapshot_every = config.id_snapshot_every_events.max(1);
-        let checkpointer = std::thread::Builder::new()
-            .name("ledger-checkpoints".into())
-            .spawn(move || evidence::run_checkpointer(weak, audit_config, id_snapshot_every, stop))
-            .map_err(StoreError::Io)?;
-        *ledger.checkpointer.lock().expect("checkpointer lock") = Some(checkpointer);
+        if let Some(keeper) = &ledger.keeper {
+            let (weak, keeper, stop) = (Arc::downgrade(&ledger), keeper.clone(), ledger.marker_stop.clone());
+            let marker = std::thread::Builder::new()
+                .name("ledger-journal".into())
+                .spawn(move || continuity::run_marker(weak, keeper, stop))
+                .map_err(StoreError::Io)?;
+            *ledger.marker.lock().expect("marker lock") = Some(marker);
+            let (weak, stop, audit_config) =
+                (Arc::downgrade(&ledger), ledger.checkpointer_stop.clone(), config.audit.clone());
+            let id_snapshot_every = config.id_snapshot_every_events.max(1);
+            let checkpointer = std::thread::Builder::new()
+                .name("ledger-checkpoints".into())
+                .spawn(move || evidence::run_checkpointer(weak, audit_config, id_snapshot_every, stop))
+                .map_err(StoreError::Io)?;
+            *ledger.checkpointer.lock().expect("checkpointer lock") = Some(checkpointer);
+        }
         Ok(ledger)
     }
 
@@ -282,7 +365,8 @@ impl Ledger {
     /// and answered after their fsync. Does not block.
     pub fn close(&self) {
         self.shutdown.send_replace(true);
-        self.checkpointer_stop.store(true, std::sync::atomic::Ordering::Release);
+        self.checkpointer_stop.store(true, Ordering::Release);
+        self.marker_stop.store(true, Ordering::Release);
         self.jobs.lock().expect("jobs lock").take();
     }
 
@@ -312,6 +396,28 @@ impl Ledger {
                 tracing::warn!(%error, "could not save the event-id snapshot; the next start scans the log");
             }
         }
+        if let Some(marker) = self.marker.lock().expect("marker lock").take()
+            && marker.thread().id() != std::thread::current().id()
+        {
+            marker.thread().unpark();
+            let _ = marker.join();
+        }
+        // The last word of a clean stop: the log must end exactly here at the next open. (Also
+        // when writes halted: what was acknowledged stays acknowledged.)
+        if let Some(keeper) = self.keeper.as_ref()
+            && !self.stopped_cleanly.swap(true, Ordering::AcqRel)
+        {
+            let head = self.durable_head();
+            match keeper.mark(MarkKind::CleanStop, head) {
+                Ok(()) => tracing::info!(head = head.position.0, "clean stop recorded in the head journal"),
+                Err(error) => tracing::warn!(%error, "could not record the clean stop in the head journal"),
+            }
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn record_fault(&self, error: &LedgerError) {

@@ -74,8 +74,14 @@ pub(super) struct Projector {
     legacy_cleared: bool,
 }
 
-/// Reads (or starts) the live generation; returns it with the generations to clear.
-pub(super) fn open_views(store: &Store, head: Head) -> Result<(ViewsSnapshot, Vec<Arc<Generation>>), StoreError> {
+/// Reads (or starts) the live generation; returns it with the generations to clear. Unless
+/// `writable`, a generation that would have to be started is not written: the views then
+/// answer as of position 0 (a ledger opened read-only serves the log, not views it cannot trust).
+pub(super) fn open_views(
+    store: &Store,
+    head: Head,
+    writable: bool,
+) -> Result<(ViewsSnapshot, Vec<Arc<Generation>>), StoreError> {
     let existing = store.view_generations()?;
     let meta = store.views_meta()?;
     let current = match meta {
@@ -106,7 +112,13 @@ pub(super) fn open_views(store: &Store, head: Head) -> Result<(ViewsSnapshot, Ve
         None => {
             // A fresh generation at position 0: the projector folds the whole log into it.
             let generation = existing.iter().chain(meta.as_ref().map(|m| &m.generation)).max().map_or(0, |g| g + 1);
-            store.write_views(view_write(generation, &[], Position(0), &Summary::default(), true))?;
+            if writable {
+                store.write_views(view_write(generation, &[], Position(0), &Summary::default(), true))?;
+            } else {
+                tracing::warn!(
+                    "the views do not fit the log and are not rebuilt read-only: queries answer as of position 0"
+                );
+            }
             (generation, Position(0), Summary::default())
         }
     };

@@ -152,7 +152,14 @@ impl Writer {
                     Ok((appended, false))
                 }
                 Ok(Verdict::Replay(appended)) => Ok((appended, true)),
-                Err(e) => Err(e),
+                Err(e) => {
+                    if e.is_data_loss() {
+                        // Checking read stored data that failed its check: this request gets
+                        // DATA_LOSS, and nothing more is written on top of that data.
+                        super::raise_fault(&self.fault, &e.to_string());
+                    }
+                    Err(e)
+                }
             };
             answers.push((reply, answer));
         }

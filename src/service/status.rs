@@ -8,7 +8,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::FieldError;
 use crate::ledger::LedgerError;
-use crate::store::StoreError;
+use crate::store::StoreErrorKind;
 
 /// The `ErrorInfo.domain` of every error this service details.
 pub const ERROR_DOMAIN: &str = "pax-ledger";
@@ -90,13 +90,38 @@ pub fn from_ledger(error: LedgerError) -> Status {
             )
         }
         LedgerError::ShuttingDown => Status::unavailable(message),
-        LedgerError::Halted(_) => Status::unavailable(message),
-        LedgerError::Store(StoreError::Corrupt { .. }) => Status::data_loss(message),
-        LedgerError::Store(StoreError::NewerFormat { .. }) => Status::failed_precondition(message),
-        LedgerError::Store(StoreError::Sled(_) | StoreError::Io(_)) | LedgerError::Key(_) => {
-            tracing::error!(error = %message, "storage failure");
-            Status::internal(message)
+        LedgerError::Halted(reason) => {
+            let metadata = HashMap::from([("reason".to_owned(), reason)]);
+            Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_error_info("WRITES_HALTED", ERROR_DOMAIN, metadata),
+            )
         }
+        // Stored data failed a check, the engine failed on it, or the log is less than the
+        // ledger's own evidence of what it acknowledged or signed.
+        LedgerError::Shortened(_) | LedgerError::Equivocation(_) => Status::data_loss(message),
+        LedgerError::Store(error) => match error.kind() {
+            StoreErrorKind::Damage => Status::data_loss(message),
+            // The disk refused (full, I/O error): the server is not able to serve this now,
+            // and may be again once an operator has acted; nothing half-written is served.
+            StoreErrorKind::Io => {
+                tracing::error!(error = %message, "storage i/o failure");
+                Status::with_error_details(
+                    Code::Unavailable,
+                    message,
+                    ErrorDetails::with_error_info("STORAGE_IO", ERROR_DOMAIN, HashMap::new()),
+                )
+            }
+            StoreErrorKind::Unusable => Status::failed_precondition(message),
+            // sled reports a misuse of its API (a tree dropped under a reader): ours, a bug.
+            StoreErrorKind::Engine => {
+                tracing::error!(error = %message, "storage engine misuse");
+                Status::internal(message)
+            }
+        },
+        // The server's signing key cannot be used: an operator must fix it.
+        LedgerError::Key(_) => Status::failed_precondition(message),
     }
 }
 

@@ -11,7 +11,7 @@
 //! one block of leaves read from the log. Smaller subtrees are recomputed from the chain hashes
 //! stored in the chunks.
 
-use super::{CommitBatch, Hash, LoadedChunk, Store, StoreError, keys};
+use super::{CommitBatch, Hash, LoadedChunk, Store, StoreError, engine, keys};
 use crate::domain::Position;
 
 /// The smallest subtree whose root is stored: 2^10 = 1,024 leaves.
@@ -49,84 +49,93 @@ pub(super) fn batch_subtree(batch: &mut sled::Batch, level: u8, index: u64, root
 impl Store {
     /// The stored root of an aligned subtree, if written.
     pub fn subtree(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
-        match self.db.get(subtree_key(level, index))? {
+        engine("reading the Merkle tree", || match self.db.get(subtree_key(level, index))? {
             None => Ok(None),
             Some(value) => Ok(Some(value.as_ref().try_into().map_err(|_| {
                 StoreError::corrupt(format!("subtree {level}/{index}"), "a subtree root is not 32 bytes")
             })?)),
-        }
+        })
     }
 
     /// Writes subtree roots computed after the fact (a store from before they were kept, or
     /// one imported from a bundle). Not synced: they can always be computed again.
     pub fn put_subtrees(&self, roots: &[(u8, u64, Hash)]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (level, index, root) in roots {
-            batch_subtree(&mut batch, *level, *index, root);
-        }
-        Ok(self.db.apply_batch(batch)?)
+        engine("writing the Merkle tree", || {
+            let mut batch = sled::Batch::default();
+            for (level, index, root) in roots {
+                batch_subtree(&mut batch, *level, *index, root);
+            }
+            Ok(self.db.apply_batch(batch)?)
+        })
     }
 
     /// The chain hashes of the records at positions `from..=to` (the Merkle tree's leaves),
     /// read from the chunks without decoding the bodies.
     pub fn chain_hashes(&self, from: Position, to: Position) -> Result<Vec<Hash>, StoreError> {
-        let mut hashes = Vec::with_capacity(to.0.saturating_sub(from.0).saturating_add(1).min(1 << 20) as usize);
-        if from > to {
-            return Ok(hashes);
-        }
-        let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back().transpose()? {
-            Some((key, _)) => key.to_vec(),
-            None => keys::log(from).to_vec(),
-        };
-        let mut next = from.0;
-        for entry in self.db.range(start..=keys::log(to).to_vec()) {
-            let (key, value) = entry?;
-            let chunk = LoadedChunk::load(&key, value)?;
-            if chunk.first.0 > next {
-                break;
+        engine("reading the log", || {
+            let mut hashes = Vec::with_capacity(to.0.saturating_sub(from.0).saturating_add(1).min(1 << 20) as usize);
+            if from > to {
+                return Ok(hashes);
             }
-            for index in (next - chunk.first.0) as usize..chunk.layout.len() {
-                if next > to.0 {
+            let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back().transpose()? {
+                Some((key, _)) => key.to_vec(),
+                None => keys::log(from).to_vec(),
+            };
+            let mut next = from.0;
+            for entry in self.db.range(start..=keys::log(to).to_vec()) {
+                let (key, value) = entry?;
+                let chunk = LoadedChunk::load(&key, value)?;
+                if chunk.first.0 > next {
                     break;
                 }
-                hashes.push(chunk.layout.record(&chunk.value, index).0);
-                next += 1;
+                for index in (next - chunk.first.0) as usize..chunk.layout.len() {
+                    if next > to.0 {
+                        break;
+                    }
+                    hashes.push(chunk.layout.record(&chunk.value, index).0);
+                    next += 1;
+                }
             }
-        }
-        if next <= to.0 {
-            return Err(StoreError::corrupt(format!("position {next}"), "record missing below the log head"));
-        }
-        Ok(hashes)
+            if next <= to.0 {
+                return Err(StoreError::corrupt(format!("position {next}"), "record missing below the log head"));
+            }
+            Ok(hashes)
+        })
     }
 
     /// Stores a signed checkpoint (its file form) and syncs: a checkpoint handed to an
     /// auditor must still be there after a crash.
     pub fn put_checkpoint(&self, position: Position, file_form: &[u8]) -> Result<(), StoreError> {
-        self.db.insert(checkpoint_key(position), file_form)?;
-        self.sync().map(drop)
+        engine("storing a checkpoint", || {
+            self.db.insert(checkpoint_key(position), file_form)?;
+            self.sync().map(drop)
+        })
     }
 
     /// The stored checkpoint at exactly `position`.
     pub fn checkpoint(&self, position: Position) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(checkpoint_key(position))?.map(|v| v.to_vec()))
+        engine("reading checkpoints", || Ok(self.db.get(checkpoint_key(position))?.map(|v| v.to_vec())))
     }
 
     /// The stored checkpoints in position order: (position, file form).
     pub fn checkpoints(&self) -> impl DoubleEndedIterator<Item = Result<(Position, Vec<u8>), StoreError>> + '_ {
-        self.db.scan_prefix([CHECKPOINT]).map(|entry| {
-            let (key, value) = entry?;
-            let position = key
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .filter(|_| key.len() == 9)
-                .ok_or_else(|| StoreError::corrupt("checkpoints", "malformed key"))?;
-            Ok((Position(position), value.to_vec()))
-        })
+        super::Guarded::new(
+            "reading checkpoints",
+            self.db.scan_prefix([CHECKPOINT]).map(|entry| {
+                let (key, value) = entry?;
+                let position = key
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .filter(|_| key.len() == 9)
+                    .ok_or_else(|| StoreError::corrupt("checkpoints", "malformed key"))?;
+                Ok((Position(position), value.to_vec()))
+            }),
+        )
     }
 
     /// The latest stored checkpoint.
     pub fn latest_checkpoint(&self) -> Result<Option<(Position, Vec<u8>)>, StoreError> {
-        self.checkpoints().next_back().transpose()
+        engine("reading checkpoints", || self.checkpoints().next_back().transpose())
     }
 }

@@ -7,6 +7,7 @@
 
 mod audit_keys;
 pub mod chunk;
+pub mod journal;
 use audit_keys::batch_subtree;
 mod id_snapshot;
 pub mod keys;
@@ -64,6 +65,33 @@ pub enum StoreError {
     NewerFormat { dir: PathBuf, found: u8, supported: u8 },
     #[error("stored data failed its check at {place}: {reason}")]
     Corrupt { place: String, reason: String },
+    /// The storage engine panicked: its files hold something it cannot read (a panic while
+    /// recovering or reading is how sled meets some damage).
+    #[error("the storage engine failed while {during}: {message}")]
+    EnginePanic { during: String, message: String },
+    /// Another process holds the database.
+    #[error(
+        "the data directory {} is in use by another process (a running pax-ledger server, or another command on it): stop it first, or use another --data directory",
+        dir.display()
+    )]
+    Locked { dir: PathBuf },
+    /// The data directory cannot be used as one.
+    #[error("{}: {reason}", dir.display())]
+    BadDirectory { dir: PathBuf, reason: String },
+}
+
+/// What kind of failure a store error is, for the one place that picks a status code and for
+/// the fault state: damage is never retried and halts writes; an I/O failure may pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Stored bytes failed a check (ours or the engine's), or the engine failed on them.
+    Damage,
+    /// The operating system refused a read or write (disk full, I/O error).
+    Io,
+    /// The store cannot be opened as it is (newer format, in use, not a directory).
+    Unusable,
+    /// The engine reports a misuse of its API or a bug of its own.
+    Engine,
 }
 
 impl StoreError {
@@ -82,6 +110,24 @@ impl StoreError {
                 Self::NewerFormat { dir: dir.clone(), found: *found, supported: *supported }
             }
             Self::Corrupt { place, reason } => Self::Corrupt { place: place.clone(), reason: reason.clone() },
+            Self::EnginePanic { during, message } => {
+                Self::EnginePanic { during: during.clone(), message: message.clone() }
+            }
+            Self::Locked { dir } => Self::Locked { dir: dir.clone() },
+            Self::BadDirectory { dir, reason } => Self::BadDirectory { dir: dir.clone(), reason: reason.clone() },
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            Self::Corrupt { .. } | Self::EnginePanic { .. } => StoreErrorKind::Damage,
+            // sled reports a checksum or framing failure of its own log as corruption.
+            Self::Sled(sled::Error::Corruption { .. }) => StoreErrorKind::Damage,
+            Self::Sled(sled::Error::Io(_)) | Self::Io(_) => StoreErrorKind::Io,
+            Self::Sled(sled::Error::ReportableBug(_)) => StoreErrorKind::Damage,
+            Self::Sled(sled::Error::Unsupported(_) | sled::Error::CollectionNotFound(_)) => StoreErrorKind::Engine,
+            Self::NewerFormat { .. } | Self::Locked { .. } | Self::BadDirectory { .. } => StoreErrorKind::Unusable,
         }
     }
 
@@ -125,6 +171,11 @@ pub struct Recovery {
     pub id_snapshot_position: u64,
     /// Records whose event id was read from the log to rebuild the index.
     pub scanned_id_records: u64,
+    /// An intact event-id snapshot that the log does not extend: the position and chain hash
+    /// it covers. The snapshot is written only from durable commits, so this is evidence that
+    /// acknowledged events are gone (the ledger refuses to open on it); the index was rebuilt
+    /// from the log instead.
+    pub unextended_snapshot: Option<(Position, Hash)>,
 }
 
 /// A committed record: the event, its chain hash and the canonical bytes that were hashed.
@@ -255,6 +306,70 @@ impl LoadedChunk {
     }
 }
 
+/// Runs `f`, which calls the storage engine: a panic inside the engine (how sled meets some
+/// damage, e.g. a page it cannot deserialize) becomes [`StoreError::EnginePanic`], answered and
+/// recorded like any damage, instead of unwinding through the ledger's threads and handlers.
+fn engine<T, E: From<StoreError>>(during: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        tracing::error!(during, %message, "the storage engine panicked");
+        Err(StoreError::EnginePanic { during: during.to_owned(), message }.into())
+    })
+}
+
+/// An iterator over the engine's data whose steps run in [`engine`]: a panic ends it with
+/// [`StoreError::EnginePanic`].
+struct Guarded<I> {
+    inner: Option<I>,
+    during: &'static str,
+}
+
+impl<I> Guarded<I> {
+    fn new(during: &'static str, inner: I) -> Self {
+        Self { inner: Some(inner), during }
+    }
+
+    fn step<T>(&mut self, next: impl FnOnce(&mut I) -> Option<Result<T, StoreError>>) -> Option<Result<T, StoreError>> {
+        let inner = self.inner.as_mut()?;
+        match engine(self.during, || Ok::<_, StoreError>(next(inner))) {
+            Ok(item) => item,
+            Err(error) => {
+                self.inner = None;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+impl<T, I: Iterator<Item = Result<T, StoreError>>> Iterator for Guarded<I> {
+    type Item = Result<T, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(Iterator::next)
+    }
+}
+
+impl<T, I: DoubleEndedIterator<Item = Result<T, StoreError>>> DoubleEndedIterator for Guarded<I> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.step(DoubleEndedIterator::next_back)
+    }
+}
+
+/// How a store is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// To serve: everything, commits included.
+    Full,
+    /// The log and what is stored about it, without the event-id index (offline verification).
+    LogOnly,
+    /// Everything but writes (a damaged directory served read-only).
+    ReadOnly,
+}
+
 /// How long opening waits for another holder of the database's file lock to let go. sled's
 /// background flusher keeps a closed database's lock for a moment after the last handle is
 /// dropped, so an in-process restart (or a supervisor's quick one) would otherwise fail.
@@ -274,6 +389,9 @@ fn open_sled(dir: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
                 if e.to_string().contains("could not acquire lock") && started.elapsed() < OPEN_LOCK_WAIT_MAX =>
             {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(StoreError::Locked { dir: dir.to_owned() });
             }
             other => return Ok(other?),
         }
@@ -309,7 +427,7 @@ impl Store {
     /// Opens (or creates) the store in `dir`, checks its format, recovers its tail and rebuilds
     /// the event-id index.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
-        Self::open_with(dir, config, false)
+        Self::open_with(dir, config, Access::Full)
     }
 
     /// Opens the store to read its log and what is stored about it, nothing else (the offline
@@ -317,11 +435,26 @@ impl Store {
     /// event-id index, which is most of the time an open of a large log takes (its snapshot
     /// loaded, or the log scanned). Such a store answers no event id and takes no commit.
     pub fn open_log_only(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
-        Self::open_with(dir, config, true)
+        Self::open_with(dir, config, Access::LogOnly)
     }
 
-    fn open_with(dir: &Path, config: &StoreConfig, log_only: bool) -> Result<(Self, Recovery), StoreError> {
+    /// Opens the store to read it as it is, for a server that only serves reads of a damaged
+    /// directory: as [`Store::open`], event-id index included, but nothing of ours is written —
+    /// no tail removed (reads stop at the head anyway), no format upgrade (refused), no sync.
+    /// (The storage engine's own recovery on open is out of our hands.) Takes no commit.
+    pub fn open_read_only(dir: &Path, config: &StoreConfig) -> Result<(Self, Recovery), StoreError> {
+        Self::open_with(dir, config, Access::ReadOnly)
+    }
+
+    fn open_with(dir: &Path, config: &StoreConfig, access: Access) -> Result<(Self, Recovery), StoreError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::BadDirectory { dir: dir.to_owned(), reason: "is a file, not a directory".into() });
+        }
         std::fs::create_dir_all(dir)?;
+        engine("opening the database (the engine recovers its log)", || Self::open_in(dir, config, access))
+    }
+
+    fn open_in(dir: &Path, config: &StoreConfig, access: Access) -> Result<(Self, Recovery), StoreError> {
         let db = open_sled(dir, config)?;
         let db_file = File::open(dir.join("db"))?;
         // The database file's directory entry must itself be durable once.
@@ -332,19 +465,29 @@ impl Store {
             syncs: AtomicU64::new(0),
             index: RwLock::new(MemoryIndex::default()),
             dir: dir.to_owned(),
-            log_only,
+            log_only: access == Access::LogOnly,
         };
-        let format = store.check_format(dir)?;
-        let mut recovery = store.recover()?;
+        let writes = access != Access::ReadOnly;
+        let format = store.check_format(dir, writes)?;
+        let mut recovery = store.recover(writes)?;
         if format < STORE_FORMAT {
+            if !writes {
+                return Err(StoreError::corrupt(
+                    "store format",
+                    format!("format {format} must be upgraded to {STORE_FORMAT}, which a read-only open does not do"),
+                ));
+            }
             let runs = store.reindex_streams()?;
             tracing::info!(from = format, to = STORE_FORMAT, runs, "store format upgraded: stream index rewritten");
         }
-        // What a killed process wrote but never synced may sit in the page cache; make it durable
-        // (data and metadata) before anything is served, since a retry may be answered from it.
-        store.db.flush()?;
-        store.db_file.sync_all()?;
-        if !log_only {
+        if writes {
+            // What a killed process wrote but never synced may sit in the page cache; make it
+            // durable (data and metadata) before anything is served, since a retry may be
+            // answered from it.
+            store.db.flush()?;
+            store.db_file.sync_all()?;
+        }
+        if access != Access::LogOnly {
             store.rebuild_id_index(&mut recovery)?;
         }
         Ok((store, recovery))
@@ -352,13 +495,14 @@ impl Store {
 
     /// The store's format: this build's, or an older one that open upgrades (1: the stream
     /// index keyed by name). A newer one is refused.
-    fn check_format(&self, dir: &Path) -> Result<u8, StoreError> {
+    fn check_format(&self, dir: &Path, writes: bool) -> Result<u8, StoreError> {
         match self.db.get(keys::META_FORMAT)? {
             Some(v) if v.len() == 1 && (1..=STORE_FORMAT).contains(&v[0]) => Ok(v[0]),
             Some(v) if v.len() == 1 && v[0] > STORE_FORMAT => {
                 Err(StoreError::NewerFormat { dir: dir.to_owned(), found: v[0], supported: STORE_FORMAT })
             }
             Some(v) => Err(StoreError::corrupt("store format", format!("unreadable format marker {:?}", &*v))),
+            None if self.db.is_empty() && !writes => Ok(STORE_FORMAT),
             None if self.db.is_empty() => {
                 self.db.insert(keys::META_FORMAT, &[STORE_FORMAT])?;
                 self.sync()?;
@@ -460,14 +604,16 @@ impl Store {
     /// never reach them from the log; a snapshot may still name some (nothing here depends on
     /// when it was written): such an entry is confirmed by reading its record, which is another
     /// stream's or none, so it costs a read, never a wrong answer.
-    fn recover(&self) -> Result<Recovery, StoreError> {
+    fn recover(&self, writes: bool) -> Result<Recovery, StoreError> {
         let head = self.head()?;
         let mut recovery = Recovery::default();
         let beyond: Vec<_> = self
             .db
             .range(keys::log(Position(head.position.0 + 1))..=keys::log(Position(u64::MAX)))
             .collect::<Result<_, _>>()?;
-        if !beyond.is_empty() {
+        if !beyond.is_empty() && !writes {
+            tracing::warn!(head = head.position.0, "records past the log head are left in place (read-only)");
+        } else if !beyond.is_empty() {
             let mut batch = sled::Batch::default();
             for (key, value) in beyond {
                 batch.remove(&key);
@@ -524,7 +670,9 @@ impl Store {
                 && (snapshot.position.0 == 0
                     || matches!(self.read_record(snapshot.position), Ok(Some(r)) if r.hash == snapshot.hash));
             if !valid {
-                tracing::warn!(position = snapshot.position.0, "ignoring an event-id snapshot the log does not extend");
+                // An intact snapshot covers only durable commits: evidence for the ledger.
+                tracing::error!(position = snapshot.position.0, "the log does not extend the event-id snapshot");
+                recovery.unextended_snapshot = Some((snapshot.position, snapshot.hash));
             }
             valid
         });
@@ -581,106 +729,113 @@ impl Store {
     /// million events), not while it is hashed and synced. Returns the position it covers and
     /// how long the index was held.
     pub fn save_id_snapshot(&self) -> Result<(Position, Duration), StoreError> {
-        assert!(!self.log_only, "a store opened to read its log only has no event-id index to save");
-        let index = self.index.read().expect("memory index lock");
-        let locked = Instant::now();
-        let position = index.covered;
-        let hash = match position.0 {
-            0 => [0; 32],
-            _ => {
-                self.read_record(position)?
-                    .ok_or_else(|| {
-                        StoreError::corrupt(format!("position {position}"), "covered by the id index, not in the log")
-                    })?
-                    .hash
-            }
-        };
-        let file = id_snapshot::write(&self.dir, position, &hash, &index)?;
-        drop(index);
-        let locked = locked.elapsed();
-        id_snapshot::publish(&self.dir, file)?;
-        Ok((position, locked))
+        engine("saving the event-id snapshot", || {
+            assert!(!self.log_only, "a store opened to read its log only has no event-id index to save");
+            let index = self.index.read().expect("memory index lock");
+            let locked = Instant::now();
+            let position = index.covered;
+            let hash = match position.0 {
+                0 => [0; 32],
+                _ => {
+                    self.read_record(position)?
+                        .ok_or_else(|| {
+                            StoreError::corrupt(
+                                format!("position {position}"),
+                                "covered by the id index, not in the log",
+                            )
+                        })?
+                        .hash
+                }
+            };
+            let file = id_snapshot::write(&self.dir, position, &hash, &index)?;
+            drop(index);
+            let locked = locked.elapsed();
+            id_snapshot::publish(&self.dir, file)?;
+            Ok((position, locked))
+        })
     }
 
     /// The log's last committed position and hash.
     pub fn head(&self) -> Result<Head, StoreError> {
-        match self.db.get(keys::META_HEAD)? {
+        engine("reading the log head", || match self.db.get(keys::META_HEAD)? {
             Some(v) => decode_head(&v),
             None => Ok(Head::EMPTY),
-        }
+        })
     }
 
     /// Applies `batch` atomically and returns only once it is durable: sled's `flush` writes
     /// the log out, then `fdatasync` on the database file makes it survive power loss. The
     /// records go into chunks, each stream's records into one index run.
     pub fn commit(&self, batch: CommitBatch) -> Result<CommitTimings, StoreError> {
-        assert!(!self.log_only, "a store opened to read its log only takes no commit");
-        let mut write = sled::Batch::default();
-        let mut chunks = ChunkWriter::default();
-        let mut firsts = Vec::new();
-        // The index must know every stream visible in sled, so the new streams (a stream's
-        // revisions are dense from 0) go in before the batch is applied; if the write then
-        // fails, the index holds streams without records, which costs a read, never a wrong
-        // answer (see `MemoryIndex::streams`). A stream's revision 0 is the record at its first
-        // position; only the later ones go in runs.
-        let mut runs: HashMap<&StreamName, (Revision, Vec<u8>)> = HashMap::new();
-        let mut starts: HashMap<&StreamName, Position> = HashMap::new();
-        {
-            let mut index = self.index.write().expect("memory index lock");
+        engine("committing", || {
+            assert!(!self.log_only, "a store opened to read its log only takes no commit");
+            let mut write = sled::Batch::default();
+            let mut chunks = ChunkWriter::default();
+            let mut firsts = Vec::new();
+            // The index must know every stream visible in sled, so the new streams (a stream's
+            // revisions are dense from 0) go in before the batch is applied; if the write then
+            // fails, the index holds streams without records, which costs a read, never a wrong
+            // answer (see `MemoryIndex::streams`). A stream's revision 0 is the record at its first
+            // position; only the later ones go in runs.
+            let mut runs: HashMap<&StreamName, (Revision, Vec<u8>)> = HashMap::new();
+            let mut starts: HashMap<&StreamName, Position> = HashMap::new();
+            {
+                let mut index = self.index.write().expect("memory index lock");
+                for record in &batch.records {
+                    if record.revision.0 == 0 {
+                        index.add_stream(record.stream.as_str().as_bytes(), record.position);
+                    }
+                }
+                for record in batch.records.iter().filter(|r| r.revision.0 > 0) {
+                    if let std::collections::hash_map::Entry::Vacant(entry) = starts.entry(&record.stream) {
+                        let start = index.stream_start(record.stream.as_str().as_bytes()).ok_or_else(|| {
+                            StoreError::corrupt(
+                                format!("stream {}", record.stream),
+                                "a later revision of an unknown stream",
+                            )
+                        })?;
+                        entry.insert(start);
+                    }
+                }
+            }
             for record in &batch.records {
+                if chunks.push(&record.hash, &record.body) {
+                    firsts.push(record.position);
+                }
                 if record.revision.0 == 0 {
-                    index.add_stream(record.stream.as_str().as_bytes(), record.position);
+                    continue;
                 }
+                let run = runs.entry(&record.stream).or_insert_with(|| (record.revision, Vec::new()));
+                debug_assert_eq!(
+                    run.0.0 + (run.1.len() / 8) as u64,
+                    record.revision.0,
+                    "revisions of a stream are consecutive"
+                );
+                run.1.extend_from_slice(&record.position.0.to_be_bytes());
             }
-            for record in batch.records.iter().filter(|r| r.revision.0 > 0) {
-                if let std::collections::hash_map::Entry::Vacant(entry) = starts.entry(&record.stream) {
-                    let start = index.stream_start(record.stream.as_str().as_bytes()).ok_or_else(|| {
-                        StoreError::corrupt(
-                            format!("stream {}", record.stream),
-                            "a later revision of an unknown stream",
-                        )
-                    })?;
-                    entry.insert(start);
-                }
+            for (first, chunk) in firsts.into_iter().zip(chunks.finish()) {
+                write.insert(&keys::log(first), chunk);
             }
-        }
-        for record in &batch.records {
-            if chunks.push(&record.hash, &record.body) {
-                firsts.push(record.position);
+            for (stream, (first_revision, positions)) in runs {
+                write.insert(&keys::stream(starts[stream], first_revision), positions);
             }
-            if record.revision.0 == 0 {
-                continue;
+            if let Some(head) = &batch.head {
+                write.insert(keys::META_HEAD, encode_head(head));
             }
-            let run = runs.entry(&record.stream).or_insert_with(|| (record.revision, Vec::new()));
-            debug_assert_eq!(
-                run.0.0 + (run.1.len() / 8) as u64,
-                record.revision.0,
-                "revisions of a stream are consecutive"
-            );
-            run.1.extend_from_slice(&record.position.0.to_be_bytes());
-        }
-        for (first, chunk) in firsts.into_iter().zip(chunks.finish()) {
-            write.insert(&keys::log(first), chunk);
-        }
-        for (stream, (first_revision, positions)) in runs {
-            write.insert(&keys::stream(starts[stream], first_revision), positions);
-        }
-        if let Some(head) = &batch.head {
-            write.insert(keys::META_HEAD, encode_head(head));
-        }
-        for (level, index, root) in &batch.subtrees {
-            batch_subtree(&mut write, *level, *index, root);
-        }
-        let started = Instant::now();
-        self.db.apply_batch(write)?;
-        let apply = started.elapsed();
-        let (flush, sync) = self.sync()?;
-        let mut index = self.index.write().expect("memory index lock");
-        index.ids.extend_new(batch.records.iter().map(|r| (r.event_id, r.position)));
-        if let Some(last) = batch.records.last() {
-            index.covered = last.position;
-        }
-        Ok(CommitTimings { apply, flush, sync })
+            for (level, index, root) in &batch.subtrees {
+                batch_subtree(&mut write, *level, *index, root);
+            }
+            let started = Instant::now();
+            self.db.apply_batch(write)?;
+            let apply = started.elapsed();
+            let (flush, sync) = self.sync()?;
+            let mut index = self.index.write().expect("memory index lock");
+            index.ids.extend_new(batch.records.iter().map(|r| (r.event_id, r.position)));
+            if let Some(last) = batch.records.last() {
+                index.covered = last.position;
+            }
+            Ok(CommitTimings { apply, flush, sync })
+        })
     }
 
     /// sled's `flush`, then `fdatasync`: how long each took.
@@ -710,14 +865,16 @@ impl Store {
     /// streams asked about by the writer are new ones); otherwise the record at its first
     /// position confirms it and one reverse seek among its runs answers (none: revision 0).
     pub fn stream_revision(&self, stream: &StreamName) -> Result<Option<Revision>, StoreError> {
-        let Some((start, _)) = self.confirmed_start(stream)? else { return Ok(None) };
-        match self.db.scan_prefix(keys::stream_prefix(start)).next_back().transpose()? {
-            Some((key, value)) => {
-                let (first, positions) = decode_run(&key, &value)?;
-                Ok(Some(Revision(first.0 + positions.len() as u64 - 1)))
+        engine("reading the stream index", || {
+            let Some((start, _)) = self.confirmed_start(stream)? else { return Ok(None) };
+            match self.db.scan_prefix(keys::stream_prefix(start)).next_back().transpose()? {
+                Some((key, value)) => {
+                    let (first, positions) = decode_run(&key, &value)?;
+                    Ok(Some(Revision(first.0 + positions.len() as u64 - 1)))
+                }
+                None => Ok(Some(Revision(0))),
             }
-            None => Ok(Some(Revision(0))),
-        }
+        })
     }
 
     /// The position of `stream`'s first event and the chunk holding it, if the stream has a
@@ -758,7 +915,7 @@ impl Store {
 
     /// One record by position.
     pub fn read_record(&self, position: Position) -> Result<Option<StoredRecord>, StoreError> {
-        self.chunk_at(position)?.map(|chunk| chunk.record(position)).transpose()
+        engine("reading the log", || self.chunk_at(position)?.map(|chunk| chunk.record(position)).transpose())
     }
 
     /// Up to `limit` records of a stream from revision `from` (inclusive) in the given direction.
@@ -769,61 +926,63 @@ impl Store {
         forward: bool,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let Some((start, first)) = self.confirmed_start(stream)? else { return Ok(Vec::new()) };
-        let mut chunk = Some(first);
-        let mut out = Vec::new();
-        let mut read = |revision: Revision, position: Position, out: &mut Vec<StoredRecord>| {
-            if !chunk.as_ref().is_some_and(|c| c.contains(position)) {
-                chunk =
-                    Some(self.chunk_at(position)?.ok_or_else(|| {
+        engine("reading a stream", || {
+            let Some((start, first)) = self.confirmed_start(stream)? else { return Ok(Vec::new()) };
+            let mut chunk = Some(first);
+            let mut out = Vec::new();
+            let mut read = |revision: Revision, position: Position, out: &mut Vec<StoredRecord>| {
+                if !chunk.as_ref().is_some_and(|c| c.contains(position)) {
+                    chunk = Some(self.chunk_at(position)?.ok_or_else(|| {
                         StoreError::corrupt(format!("position {position}"), "indexed record is missing")
                     })?);
-            }
-            let record = chunk.as_ref().expect("loaded above").record(position)?;
-            if record.event.stream != *stream || record.event.revision != revision {
-                return Err(StoreError::corrupt(
-                    format!("position {position}"),
-                    "stream index disagrees with the record",
-                ));
-            }
-            out.push(record);
-            Ok::<_, StoreError>(())
-        };
-        // Revision 0 is the record at `start`; the runs hold revisions 1 and later.
-        if forward && from.0 == 0 && limit > 0 {
-            read(Revision(0), start, &mut out)?;
-        }
-        let lowest = keys::stream(start, Revision(1)).to_vec();
-        let highest = keys::stream(start, Revision(u64::MAX)).to_vec();
-        // The run holding `from` starts at or before it.
-        let holding = self.db.range(lowest.clone()..=keys::stream(start, from.max(Revision(1))).to_vec()).next_back();
-        let holding = holding.transpose()?.map(|(key, _)| key.to_vec());
-        let runs = match (forward, holding) {
-            (true, Some(key)) => Box::new(self.db.range(key..=highest)) as Box<dyn Iterator<Item = _>>,
-            (true, None) => Box::new(self.db.range(lowest..=highest)),
-            (false, Some(key)) if from.0 > 0 => Box::new(self.db.range(lowest..=key).rev()),
-            (false, _) => Box::new(std::iter::empty()),
-        };
-        for run in runs {
-            let (key, value) = run?;
-            let (first, positions) = decode_run(&key, &value)?;
-            let revisions = (0..positions.len()).map(|i| (Revision(first.0 + i as u64), positions[i]));
-            let wanted: Box<dyn Iterator<Item = _>> = if forward {
-                Box::new(revisions.filter(|(r, _)| *r >= from))
-            } else {
-                Box::new(revisions.rev().filter(|(r, _)| *r <= from))
-            };
-            for (revision, position) in wanted {
-                if out.len() == limit {
-                    return Ok(out);
                 }
-                read(revision, position, &mut out)?;
+                let record = chunk.as_ref().expect("loaded above").record(position)?;
+                if record.event.stream != *stream || record.event.revision != revision {
+                    return Err(StoreError::corrupt(
+                        format!("position {position}"),
+                        "stream index disagrees with the record",
+                    ));
+                }
+                out.push(record);
+                Ok::<_, StoreError>(())
+            };
+            // Revision 0 is the record at `start`; the runs hold revisions 1 and later.
+            if forward && from.0 == 0 && limit > 0 {
+                read(Revision(0), start, &mut out)?;
             }
-        }
-        if !forward && out.len() < limit {
-            read(Revision(0), start, &mut out)?;
-        }
-        Ok(out)
+            let lowest = keys::stream(start, Revision(1)).to_vec();
+            let highest = keys::stream(start, Revision(u64::MAX)).to_vec();
+            // The run holding `from` starts at or before it.
+            let holding =
+                self.db.range(lowest.clone()..=keys::stream(start, from.max(Revision(1))).to_vec()).next_back();
+            let holding = holding.transpose()?.map(|(key, _)| key.to_vec());
+            let runs = match (forward, holding) {
+                (true, Some(key)) => Box::new(self.db.range(key..=highest)) as Box<dyn Iterator<Item = _>>,
+                (true, None) => Box::new(self.db.range(lowest..=highest)),
+                (false, Some(key)) if from.0 > 0 => Box::new(self.db.range(lowest..=key).rev()),
+                (false, _) => Box::new(std::iter::empty()),
+            };
+            for run in runs {
+                let (key, value) = run?;
+                let (first, positions) = decode_run(&key, &value)?;
+                let revisions = (0..positions.len()).map(|i| (Revision(first.0 + i as u64), positions[i]));
+                let wanted: Box<dyn Iterator<Item = _>> = if forward {
+                    Box::new(revisions.filter(|(r, _)| *r >= from))
+                } else {
+                    Box::new(revisions.rev().filter(|(r, _)| *r <= from))
+                };
+                for (revision, position) in wanted {
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                    read(revision, position, &mut out)?;
+                }
+            }
+            if !forward && out.len() < limit {
+                read(Revision(0), start, &mut out)?;
+            }
+            Ok(out)
+        })
     }
 
     /// Checks the records at positions `from..=to` in log order, as every read checks them
@@ -837,31 +996,41 @@ impl Store {
         to: Position,
         mut visit: impl FnMut(Position, &Hash, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back().transpose() {
-            Ok(Some((key, _))) => key.to_vec(),
-            Ok(None) => keys::log(from).to_vec(),
-            Err(e) => return Err(StoreError::from(e).into()),
-        };
-        for entry in self.db.range(start..=keys::log(to).to_vec()) {
-            let (key, value) = entry.map_err(StoreError::from)?;
-            let chunk = LoadedChunk::load(&key, value)?;
-            for index in 0..chunk.layout.len() {
-                let position = Position(chunk.first.0 + index as u64);
-                if position < from {
-                    continue;
+        engine("reading the log", || {
+            let start = match self.db.range(keys::log(Position(0))..=keys::log(from)).next_back().transpose() {
+                Ok(Some((key, _))) => key.to_vec(),
+                Ok(None) => keys::log(from).to_vec(),
+                Err(e) => return Err(StoreError::from(e).into()),
+            };
+            for entry in self.db.range(start..=keys::log(to).to_vec()) {
+                let (key, value) = entry.map_err(StoreError::from)?;
+                let chunk = LoadedChunk::load(&key, value)?;
+                for index in 0..chunk.layout.len() {
+                    let position = Position(chunk.first.0 + index as u64);
+                    if position < from {
+                        continue;
+                    }
+                    if position > to {
+                        return Ok(());
+                    }
+                    let (hash, body, _) = chunk.check(position)?;
+                    visit(position, &hash, body)?;
                 }
-                if position > to {
-                    return Ok(());
-                }
-                let (hash, body, _) = chunk.check(position)?;
-                visit(position, &hash, body)?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Records in log order from `from` (inclusive), forwards or backwards, lazily.
     pub fn scan_log(
+        &self,
+        from: Position,
+        forward: bool,
+    ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + '_ {
+        Guarded::new("reading the log", self.scan_log_unguarded(from, forward))
+    }
+
+    fn scan_log_unguarded(
         &self,
         from: Position,
         forward: bool,
@@ -1254,7 +1423,7 @@ mod tests {
         drop(store);
 
         let (store, _) = reopen(dir.path());
-        assert_eq!(store.check_format(dir.path()).unwrap(), STORE_FORMAT);
+        assert_eq!(store.check_format(dir.path(), true).unwrap(), STORE_FORMAT);
         check_streams(&store, &revisions, &[StreamName::member(&code("ZZ"))]);
         let runs: Vec<_> = store.db.scan_prefix([keys::STREAM]).collect::<Result<_, _>>().unwrap();
         let run_lengths: Vec<usize> = runs.iter().map(|(k, v)| decode_run(k, v).unwrap().1.len()).collect();

@@ -18,7 +18,7 @@
 //! durable with the next commit's sync, and on open the projector catches up from the position
 //! its generation recorded, so a crash between a commit and its views loses nothing.
 
-use super::{Store, StoreError, keys};
+use super::{Store, StoreError, engine, keys};
 use crate::domain::Position;
 
 const META_VIEWS: &[u8] = b"Mviews";
@@ -60,7 +60,7 @@ fn record_key(stream: &str) -> Vec<u8> {
 impl Store {
     /// The live generation, if views were ever written.
     pub fn views_meta(&self) -> Result<Option<ViewsMeta>, StoreError> {
-        match self.db.get(META_VIEWS)? {
+        engine("reading the views", || match self.db.get(META_VIEWS)? {
             None => Ok(None),
             Some(value) => match value.as_ref() {
                 [g0, g1, g2, g3, format] => {
@@ -68,23 +68,23 @@ impl Store {
                 }
                 _ => Err(StoreError::corrupt("views meta", "malformed value")),
             },
-        }
+        })
     }
 
     /// The position a generation reflects and its summary's bytes; `None` for an unwritten one.
     pub fn views_position(&self, generation: u32) -> Result<Option<(Position, Vec<u8>)>, StoreError> {
-        match self.generation(generation)?.get(POSITION)? {
+        engine("reading the views", || match self.generation(generation)?.get(POSITION)? {
             None => Ok(None),
             Some(value) if value.len() >= 8 => {
                 Ok(Some((Position(u64::from_be_bytes(value[..8].try_into().expect("8 bytes"))), value[8..].to_vec())))
             }
             Some(_) => Err(StoreError::corrupt(format!("views generation {generation}"), "malformed position")),
-        }
+        })
     }
 
     /// One stream's view record in a generation.
     pub fn view(&self, generation: u32, stream: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.generation(generation)?.get(record_key(stream))?.map(|v| v.to_vec()))
+        engine("reading the views", || Ok(self.generation(generation)?.get(record_key(stream))?.map(|v| v.to_vec())))
     }
 
     /// The view records of a generation whose stream starts with `prefix`, in stream-name order,
@@ -115,33 +115,38 @@ impl Store {
                     as Box<dyn Iterator<Item = Result<(String, Vec<u8>), StoreError>>>;
             }
         };
-        Box::new(entries.take_while(move |entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix_key))).map(
-            |entry| {
-                let (key, value) = entry?;
-                let stream = std::str::from_utf8(&key[1..])
-                    .map_err(|_| StoreError::corrupt("views", "a view key is not UTF-8"))?
-                    .to_owned();
-                Ok((stream, value.to_vec()))
-            },
+        Box::new(super::Guarded::new(
+            "reading the views",
+            entries.take_while(move |entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix_key))).map(
+                |entry| {
+                    let (key, value) = entry?;
+                    let stream = std::str::from_utf8(&key[1..])
+                        .map_err(|_| StoreError::corrupt("views", "a view key is not UTF-8"))?
+                        .to_owned();
+                    Ok((stream, value.to_vec()))
+                },
+            ),
         ))
     }
 
     /// Applies a view write atomically (no sync of its own; see the module documentation).
     pub fn write_views(&self, write: ViewWrite) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (stream, bytes) in write.records {
-            batch.insert(record_key(&stream), bytes);
-        }
-        let mut position = write.position.0.to_be_bytes().to_vec();
-        position.extend_from_slice(&write.summary);
-        batch.insert(POSITION, position);
-        self.generation(write.generation)?.apply_batch(batch)?;
-        if let Some(meta) = write.activate {
-            let mut value = meta.generation.to_be_bytes().to_vec();
-            value.push(meta.format);
-            self.db.insert(META_VIEWS, value)?;
-        }
-        Ok(())
+        engine("writing the views", || {
+            let mut batch = sled::Batch::default();
+            for (stream, bytes) in write.records {
+                batch.insert(record_key(&stream), bytes);
+            }
+            let mut position = write.position.0.to_be_bytes().to_vec();
+            position.extend_from_slice(&write.summary);
+            batch.insert(POSITION, position);
+            self.generation(write.generation)?.apply_batch(batch)?;
+            if let Some(meta) = write.activate {
+                let mut value = meta.generation.to_be_bytes().to_vec();
+                value.push(meta.format);
+                self.db.insert(META_VIEWS, value)?;
+            }
+            Ok(())
+        })
     }
 
     /// A generation's tree (sled keeps opened trees: this is a look-up after the first call).
@@ -151,38 +156,44 @@ impl Store {
 
     /// Every generation that has a tree, live or not.
     pub fn view_generations(&self) -> Result<Vec<u32>, StoreError> {
-        let mut generations: Vec<u32> = self
-            .db
-            .tree_names()
-            .iter()
-            .filter_map(|name| std::str::from_utf8(name).ok()?.strip_prefix(TREE_PREFIX)?.parse().ok())
-            .collect();
-        generations.sort_unstable();
-        Ok(generations)
+        engine("reading the views", || {
+            let mut generations: Vec<u32> = self
+                .db
+                .tree_names()
+                .iter()
+                .filter_map(|name| std::str::from_utf8(name).ok()?.strip_prefix(TREE_PREFIX)?.parse().ok())
+                .collect();
+            generations.sort_unstable();
+            Ok(generations)
+        })
     }
 
     /// Drops a generation that is not live, whole.
     pub fn drop_views(&self, generation: u32) -> Result<(), StoreError> {
-        self.db.drop_tree(tree_name(generation))?;
-        Ok(())
+        engine("dropping old views", || {
+            self.db.drop_tree(tree_name(generation))?;
+            Ok(())
+        })
     }
 
     /// Removes up to `max_keys` keys of the views' first layout (view format 1 kept them in the
     /// default tree under `V`); `true` once none is left.
     pub fn clear_legacy_views(&self, max_keys: usize) -> Result<bool, StoreError> {
-        let mut batch = sled::Batch::default();
-        let mut count = 0;
-        for key in self.db.scan_prefix([keys::VIEWS]).keys().take(max_keys) {
-            batch.remove(key?);
-            count += 1;
-        }
-        self.db.apply_batch(batch)?;
-        Ok(count < max_keys)
+        engine("removing old views", || {
+            let mut batch = sled::Batch::default();
+            let mut count = 0;
+            for key in self.db.scan_prefix([keys::VIEWS]).keys().take(max_keys) {
+                batch.remove(key?);
+                count += 1;
+            }
+            self.db.apply_batch(batch)?;
+            Ok(count < max_keys)
+        })
     }
 
     /// Makes every write so far durable (sled `flush`, then `fdatasync`): what a clean stop
     /// does after the last view write.
     pub fn sync_all(&self) -> Result<(), StoreError> {
-        self.sync().map(drop)
+        engine("syncing", || self.sync().map(drop))
     }
 }

@@ -597,7 +597,7 @@ async fn a_failed_fdatasync_is_reported_once_in_the_status_message() {
         append_within(&mut client, three_events("reported-once", ["RA", "RB"])).await.expect_err("a failed fdatasync");
     drop(client);
     assert!(server.terminate(pid).await.success());
-    assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(
         status.message().contains("Input/output error"),
         "the message does not name the I/O error: {:?}",
