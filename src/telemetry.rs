@@ -12,4 +12,25 @@ pub fn init(default_filter: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+    quiet_engine_panics();
+}
+
+/// A panic inside the storage engine is how it meets some damage to its files; the store catches
+/// it and reports it as damage (`StoreError::EnginePanic`). Such a panic is logged as one line
+/// instead of the default report and backtrace, which would read as a crash of the server.
+/// Every other panic is reported as before.
+fn quiet_engine_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_engine = info.location().is_some_and(|l| l.file().contains("/sled-"));
+            if in_engine {
+                let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+                tracing::debug!(%location, "the storage engine panicked (caught and reported as damage)");
+            } else {
+                default(info);
+            }
+        }));
+    });
 }

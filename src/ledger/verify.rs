@@ -1,7 +1,8 @@
 //! Offline verification of a stopped ledger's data directory: every record decodes, sits at the
 //! next position, and continues the hash chain, and the head names the last one; then the
 //! stored Merkle subtree roots are those of the tree over the chain, and every stored
-//! checkpoint signs the log's root at its position (with the key it names).
+//! checkpoint signs the log's root at its position (with the key it names); and the log reaches
+//! and extends what the head journal recorded.
 
 use std::path::Path;
 use std::time::Instant;
@@ -11,7 +12,8 @@ use crate::audit::merkle::leaf_hash;
 use crate::audit::tower::{LeafRun, Piece};
 use crate::audit::{ChainBreak, ChainVerifier, Hash};
 use crate::domain::Position;
-use crate::store::{SUBTREE_LEVEL_MIN, Store, StoreConfig, StoreError};
+use crate::store::journal;
+use crate::store::{Recovery, SUBTREE_LEVEL_MIN, Store, StoreConfig, StoreError, StoreErrorKind};
 
 /// What a verification found.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,6 +55,9 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
     let store = match Store::open_log_only(dir, config) {
         Ok((store, _)) => store,
         Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &ChainVerifier::default())),
+        Err(e) if e.kind() == StoreErrorKind::Damage => {
+            return Ok(failed("the database".into(), e.to_string(), &ChainVerifier::default()));
+        }
         Err(e) => return Err(e.into()),
     };
     let head = store.head()?;
@@ -111,6 +116,16 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &chain)),
         Err(e) => return Err(e.into()),
     };
+    // A whole, self-consistent log may still be shorter than what the ledger acknowledged or
+    // signed: the head journal says how far it reached.
+    let evidence = match journal::read(dir) {
+        Ok((evidence, _, _)) => evidence,
+        Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &chain)),
+        Err(e) => return Err(e.into()),
+    };
+    if let Err(error) = super::continuity::check(store, dir, head, &evidence, &Recovery::default()) {
+        return Ok(failed("log head".into(), error.to_string(), &chain));
+    }
     Ok(Verdict {
         verified: chain.head().0,
         head: chain.head(),

@@ -205,7 +205,11 @@ pub fn read(dir: &Path) -> Result<(Evidence, usize, u64), StoreError> {
                 return Err(StoreError::corrupt(
                     format!("{} entry {} (byte {})", path(dir).display(), index + 1, index * ENTRY_BYTES),
                     format!(
-                        "the journal entry {reason}: the ledger's own record of what it acknowledged and signed is damaged"
+                        "the journal entry {reason}: the ledger's own record of what it acknowledged and signed is \
+                         damaged. If `pax-ledger verify --data {dir}` reports nothing but this, the log itself is whole: move {file} \
+                         aside, and the next start begins a new journal from the log and its checkpoints",
+                        dir = dir.display(),
+                        file = path(dir).display(),
                     ),
                 ));
             }

@@ -67,7 +67,11 @@ pub enum StoreError {
     Corrupt { place: String, reason: String },
     /// The storage engine panicked: its files hold something it cannot read (a panic while
     /// recovering or reading is how sled meets some damage).
-    #[error("the storage engine failed while {during}: {message}")]
+    #[error(
+        "the storage engine failed while {during} ({message}): its files hold something it cannot read, i.e. they are \
+         damaged. Nothing more is written. Restore the data directory from a backup, or import an export; \
+         `pax-ledger verify --data` shows what can still be read"
+    )]
     EnginePanic { during: String, message: String },
     /// Another process holds the database.
     #[error(

@@ -7,6 +7,7 @@ mod audit_server;
 mod cli_views;
 mod concurrency;
 mod crash;
+mod damage;
 mod durability;
 mod errors;
 mod idempotency;
