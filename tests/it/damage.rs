@@ -61,7 +61,7 @@ fn code(i: u64) -> String {
 }
 
 fn filler(i: u64, member: &str) -> pb::ProposedEvent {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         member_joined(&code(i))
     } else {
         let mut event = commitment_made(&id(), member);
@@ -261,10 +261,9 @@ async fn trial(data: PathBuf, acknowledged: Arc<Acknowledged>, window_from: Opti
         Err(other) => return Err(format!("refused with an unexpected error: {other}")),
         Ok(ledger) => ledger,
     };
-    let outcome = tokio::task::spawn_blocking(move || check_served(&ledger, &acknowledged, window_from))
+    tokio::task::spawn_blocking(move || check_served(&ledger, &acknowledged, window_from))
         .await
-        .map_err(|e| format!("checking panicked: {e}"))?;
-    outcome
+        .map_err(|e| format!("checking panicked: {e}"))?
 }
 
 fn check_served(
