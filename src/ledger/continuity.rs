@@ -202,3 +202,26 @@ pub(super) fn run_marker(ledger: Weak<Ledger>, keeper: Arc<Keeper>, stop: Arc<At
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_is_recorded_once_and_another_root_for_its_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let keeper = Keeper::new(Journal::open(dir.path()).unwrap());
+        keeper.before_signing(Position(5), [1; 32], [2; 32]).unwrap();
+        let entries = || std::fs::metadata(journal::path(dir.path())).unwrap().len();
+        let after_first = entries();
+        // The same root again (a retry after a crash between the journal and the store): fine,
+        // and not recorded twice.
+        keeper.before_signing(Position(5), [1; 32], [2; 32]).unwrap();
+        assert_eq!(entries(), after_first);
+        let refused = keeper.before_signing(Position(5), [1; 32], [3; 32]).unwrap_err();
+        assert!(matches!(refused, LedgerError::Equivocation(ref m) if m.contains("size 5")), "{refused}");
+        assert_eq!(entries(), after_first, "a refused root is not recorded");
+        assert_eq!(keeper.signed_before(Position(6)).map(|m| m.position), Some(Position(5)));
+        assert_eq!(keeper.signed_before(Position(5)), None);
+    }
+}

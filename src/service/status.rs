@@ -153,4 +153,24 @@ mod tests {
         let bad = status.get_details_bad_request().expect("bad request");
         assert_eq!(bad.field_violations[0].field, "events[2].member_joined.code");
     }
+
+    #[test]
+    fn storage_errors_map_to_deliberate_codes() {
+        use crate::store::StoreError;
+        let check = |error: StoreError, code: Code| {
+            let status = from_ledger(LedgerError::Store(error));
+            assert_eq!(status.code(), code, "{status:?}");
+        };
+        check(StoreError::Sled(sled::Error::Corruption { at: None, bt: () }), Code::DataLoss);
+        check(StoreError::EnginePanic { during: "reading".into(), message: "x".into() }, Code::DataLoss);
+        check(StoreError::corrupt("position 3", "chain hash"), Code::DataLoss);
+        check(StoreError::Io(std::io::Error::from_raw_os_error(28)), Code::Unavailable);
+        check(StoreError::Sled(sled::Error::Io(std::io::Error::from_raw_os_error(5))), Code::Unavailable);
+        check(StoreError::Locked { dir: "d".into() }, Code::FailedPrecondition);
+        let halted = from_ledger(LedgerError::Halted("the log failed a check".into()));
+        assert_eq!(halted.code(), Code::Unavailable);
+        assert_eq!(halted.get_details_error_info().expect("error info").reason, "WRITES_HALTED");
+        assert_eq!(from_ledger(LedgerError::Shortened("x".into())).code(), Code::DataLoss);
+        assert_eq!(from_ledger(LedgerError::Equivocation("x".into())).code(), Code::DataLoss);
+    }
 }

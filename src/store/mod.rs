@@ -1458,4 +1458,39 @@ mod tests {
         assert_eq!(recovery.removed_tail_records, 3);
         check_streams(&store, &revisions, &["IT", "ES"].map(|raw| StreamName::member(&code(raw))));
     }
+
+    #[test]
+    fn a_panic_inside_the_engine_is_damage_not_an_unwind() {
+        let error = engine::<(), StoreError>("reading the log", || panic!("tried to serialize Uninitialized"))
+            .expect_err("the panic is an error");
+        assert!(matches!(&error, StoreError::EnginePanic { during, message }
+            if during == "reading the log" && message.contains("Uninitialized")));
+        assert_eq!(error.kind(), StoreErrorKind::Damage);
+        // An iterator over the engine's data ends with the error at the step that panicked.
+        let steps = (0..3).map(|i| if i == 1 { panic!("torn page") } else { Ok::<_, StoreError>(i) });
+        let items: Vec<_> = Guarded::new("scanning", steps).collect();
+        assert_eq!(items.len(), 2);
+        assert!(matches!(items[0], Ok(0)));
+        assert!(matches!(&items[1], Err(StoreError::EnginePanic { message, .. }) if message == "torn page"));
+    }
+
+    #[test]
+    fn engine_errors_are_classified_on_purpose() {
+        let corruption = StoreError::Sled(sled::Error::Corruption { at: None, bt: () });
+        assert_eq!(corruption.kind(), StoreErrorKind::Damage);
+        assert_eq!(StoreError::Sled(sled::Error::ReportableBug("x".into())).kind(), StoreErrorKind::Damage);
+        let full = std::io::Error::from_raw_os_error(28);
+        assert_eq!(StoreError::Sled(sled::Error::Io(full)).kind(), StoreErrorKind::Io);
+        assert_eq!(StoreError::Sled(sled::Error::Unsupported("x".into())).kind(), StoreErrorKind::Engine);
+        assert_eq!(StoreError::Locked { dir: "d".into() }.kind(), StoreErrorKind::Unusable);
+    }
+
+    #[test]
+    fn a_file_given_as_the_data_directory_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-directory");
+        std::fs::write(&file, b"x").unwrap();
+        let error = Store::open(&file, &StoreConfig::default()).err().expect("refused");
+        assert!(error.to_string().contains("is a file, not a directory"), "{error}");
+    }
 }

@@ -477,3 +477,112 @@ async fn a_flipped_bit_after_a_sigkill_under_load_loses_nothing_outside_the_docu
     let flips = places(&pristine, &acknowledged, &mut rng);
     run_trials(&pristine, scratch.path(), acknowledged, flips, Some(window_from)).await;
 }
+
+/// Appends `count` joins of fresh members through the ledger API.
+async fn join_members(ledger: &Ledger, prefix: &str, count: u64) {
+    for i in 0..count {
+        let code =
+            format!("{prefix}{}", (b'A' + (i % 26) as u8) as char) + &((b'A' + (i / 26) as u8) as char).to_string();
+        ledger.append(AppendRequest { events: vec![member_joined_event(&code)], expectations: vec![] }).await.unwrap();
+    }
+}
+
+async fn open_ledger(data: &Path, config: LedgerConfig) -> Result<Arc<Ledger>, LedgerError> {
+    let data = data.to_owned();
+    tokio::task::spawn_blocking(move || Ledger::open(&data, config)).await.unwrap()
+}
+
+/// An older copy of the files under the journal of a longer log (what a restore of the wrong
+/// backup, or an engine that recovered damage as a shorter log, looks like): refused at open,
+/// naming the missing positions; `read_only` serves what is left and writes and signs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_shorter_than_its_journal_is_refused_and_served_read_only_on_request() {
+    pax_ledger::telemetry::init("error");
+    let scratch = tempfile::tempdir().unwrap();
+    let (data, older) = (scratch.path().join("data"), scratch.path().join("older"));
+    let ledger = open_ledger(&data, LedgerConfig::default()).await.unwrap();
+    join_members(&ledger, "A", 20).await;
+    ledger.shutdown();
+    drop(ledger);
+    copy_dir(&data, &older);
+    let ledger = open_ledger(&data, LedgerConfig::default()).await.unwrap();
+    join_members(&ledger, "B", 15).await;
+    ledger.shutdown();
+    drop(ledger);
+    std::fs::copy(journal::path(&data), journal::path(&older)).unwrap();
+
+    let refused = open_ledger(&older, LedgerConfig::default()).await.err().expect("a shorter log is refused");
+    let message = refused.to_string();
+    assert!(matches!(refused, LedgerError::Shortened(_)), "{message}");
+    for needle in ["ends at position 20", "positions 21..=35 are missing", "verify --data", "--read-only"] {
+        assert!(message.contains(needle), "the refusal does not say {needle:?}: {message}");
+    }
+
+    let config = LedgerConfig { read_only: true, ..LedgerConfig::default() };
+    let ledger = open_ledger(&older, config).await.expect("read-only opens what is left");
+    assert_eq!(read_everything(&ledger).unwrap().len(), 20, "what is left is served");
+    let reason = ledger.watch_fault().borrow().clone().expect("writes are halted");
+    assert!(reason.contains("read-only") && reason.contains("positions 21..=35"), "{reason}");
+    let append = ledger.append(AppendRequest { events: vec![member_joined_event("ZZ")], expectations: vec![] }).await;
+    assert!(matches!(append, Err(LedgerError::Halted(_))), "{append:?}");
+    let signed = ledger.checkpoint_at(Position(20));
+    assert!(matches!(signed, Err(LedgerError::Halted(_))), "nothing is signed read-only: {signed:?}");
+    let journal_before = std::fs::read(journal::path(&older)).unwrap();
+    ledger.shutdown();
+    drop(ledger);
+    assert_eq!(std::fs::read(journal::path(&older)).unwrap(), journal_before, "read-only writes no journal entry");
+    // Still refused afterwards: read-only changed nothing.
+    assert!(matches!(open_ledger(&older, LedgerConfig::default()).await, Err(LedgerError::Shortened(_))));
+}
+
+/// A size the journal says was signed with another root is never signed again: the request is
+/// refused and the ledger faults (writes halt, health NOT_SERVING).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_root_for_a_signed_size_is_refused_and_faults_the_ledger() {
+    pax_ledger::telemetry::init("error");
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    let ledger = open_ledger(&data, LedgerConfig::default()).await.unwrap();
+    join_members(&ledger, "C", 12).await;
+    let first = ledger.checkpoint_at(Position(10)).unwrap();
+    ledger.shutdown();
+    drop(ledger);
+    // The journal says size 12 (this very record) was signed with a root the log does not have.
+    let mut journal = journal::Journal::open(&data).unwrap();
+    let head = journal.evidence().clean_stop.expect("a clean stop");
+    assert_eq!(head.position, Position(12));
+    journal.append(journal::Mark::signed(Position(12), head.hash, [9; 32])).unwrap();
+    drop(journal);
+
+    let ledger = open_ledger(&data, LedgerConfig::default()).await.unwrap();
+    assert_eq!(ledger.checkpoint_at(Position(10)).unwrap().checkpoint.root, first.checkpoint.root);
+    let refused = ledger.checkpoint_at(Position(12)).expect_err("a second root for size 12");
+    assert!(matches!(refused, LedgerError::Equivocation(_)), "{refused}");
+    assert!(refused.to_string().contains("size 12"), "{refused}");
+    assert!(ledger.watch_fault().borrow().is_some(), "the ledger faults");
+    assert!(ledger.checkpoint_positions().unwrap().iter().all(|p| p.0 != 12), "nothing was signed at 12");
+    let append = ledger.append(AppendRequest { events: vec![member_joined_event("ZZ")], expectations: vec![] }).await;
+    assert!(matches!(append, Err(LedgerError::Halted(_))), "{append:?}");
+}
+
+/// A ledger written before the journal existed starts one from its log and its checkpoints, so
+/// what it signed before is never signed otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_without_a_journal_starts_one_from_its_checkpoints() {
+    pax_ledger::telemetry::init("error");
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    let ledger = open_ledger(&data, LedgerConfig::default()).await.unwrap();
+    join_members(&ledger, "E", 8).await;
+    let signed = ledger.checkpoint_at(Position(5)).unwrap();
+    ledger.shutdown();
+    drop(ledger);
+    std::fs::remove_file(journal::path(&data)).unwrap();
+    let ledger = open_ledger(&data, LedgerConfig::default()).await.unwrap();
+    ledger.shutdown();
+    drop(ledger);
+    let (evidence, _, _) = journal::read(&data).unwrap();
+    assert_eq!(evidence.signed[&5].root, signed.checkpoint.root);
+    assert_eq!(evidence.furthest.map(|m| m.position), Some(Position(8)));
+    assert_eq!(evidence.clean_stop.map(|m| m.position), Some(Position(8)));
+}
