@@ -23,8 +23,10 @@
 //! digest is right and the log still holds, at its position, a record with its chain hash: the
 //! log is append-only, so the ids and streams up to that position are then exactly the
 //! snapshot's (the fingerprints possibly a superset, which is harmless), and only the chunks
-//! after it are scanned. Anything else, and the snapshot is ignored (the whole log is scanned):
-//! it is a cache, never a source of truth.
+//! after it are scanned. A damaged or unreadable snapshot is ignored (the whole log is scanned):
+//! as an index it is a cache, never a source of truth. An intact one that the log does not
+//! extend is reported (`Recovery::unextended_snapshot`): it was written from durable commits
+//! only, so it is evidence that acknowledged events are gone, and the ledger refuses to open.
 
 use std::collections::HashMap;
 use std::fs;
