@@ -54,7 +54,8 @@ pub struct ReadAllPage {
 #[derive(Clone, Debug)]
 pub enum SubscriptionItem {
     Event(Box<RecordedEvent>),
-    /// Every event committed before the subscription reached the head has been delivered.
+    /// The catch-up has read the log up to this position (the head it reached, at least every
+    /// position delivered before) and delivered every matching event at or below it.
     CaughtUp(Position),
 }
 
@@ -166,6 +167,9 @@ impl Ledger {
             let mut caught_up = false;
             loop {
                 let head = heads.borrow_and_update().position;
+                // A page reads up to the head of its own moment, which may be past `head`: what
+                // the catch-up delivered is below `next`, and CaughtUp must cover all of it.
+                let mut reached = head;
                 while next <= head {
                     let page = ledger.read_all(next, true, SUBSCRIPTION_BUFFER_MAX, &filter);
                     let page = match page {
@@ -176,6 +180,7 @@ impl Ledger {
                         }
                     };
                     next = page.next_position.unwrap_or(Position(page.head_position.0 + 1));
+                    reached = reached.max(Position(next.0 - 1));
                     for event in page.events {
                         if !deliver(&tx, Ok(SubscriptionItem::Event(Box::new(event))), &mut shutdown).await {
                             return;
@@ -187,7 +192,7 @@ impl Ledger {
                 }
                 if !caught_up {
                     caught_up = true;
-                    if !deliver(&tx, Ok(SubscriptionItem::CaughtUp(head)), &mut shutdown).await {
+                    if !deliver(&tx, Ok(SubscriptionItem::CaughtUp(reached)), &mut shutdown).await {
                         return;
                     }
                 }

@@ -156,6 +156,76 @@ async fn a_subscriber_started_during_a_burst_sees_every_event_once_in_order() {
     server.stop().await;
 }
 
+/// A subscriber whose catch-up outlasts a stretch of appends: the reader pages through the log
+/// (256 events a page) to the head of each page's moment, past the head it started from, and
+/// CaughtUp must still cover every event delivered before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_covers_every_event_delivered_before_it_while_appends_go_on() {
+    // Not on a page boundary (8,105 = 31 × 256 + 169); appends of 100 events never land on one.
+    const LOG: u64 = 8_105;
+    const APPEND: usize = 100;
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut written = 0;
+    while written < LOG {
+        let n = (LOG - written).min(1000) as usize;
+        client
+            .append(append((0..n).map(|_| export_rule_changed("catch-up", pb::Treatment::Allowed, None)).collect()))
+            .await
+            .unwrap();
+        written += n as u64;
+    }
+    // A small HTTP/2 window, so that the reader task soon waits for this subscriber to read, long
+    // before it reaches the head it started from.
+    let narrow = tonic::transport::Channel::from_shared(server.url.clone())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let mut subscription =
+        LedgerServiceClient::new(narrow).subscribe(pb::SubscribeRequest::default()).await.unwrap().into_inner();
+
+    let appending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (mut client, appending) = (server.client().await, appending.clone());
+        tokio::spawn(async move {
+            while appending.load(std::sync::atomic::Ordering::Relaxed) {
+                let events = (0..APPEND).map(|_| export_rule_changed("live", pb::Treatment::Allowed, None)).collect();
+                client.append(append(events)).await.expect("append");
+            }
+        })
+    };
+    let mut heads = server.ledger.watch_head();
+    tokio::time::timeout(Duration::from_secs(30), heads.wait_for(|h| h.position.0 >= LOG + 1000))
+        .await
+        .expect("the appends go on")
+        .unwrap();
+
+    let mut delivered = Vec::new();
+    let caught_up = loop {
+        match next_message(&mut subscription).await {
+            Message::Event(event) => delivered.push(event.position),
+            Message::CaughtUp(at) => break at.position,
+        }
+    };
+    appending.store(false, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(30), writer).await.expect("the writer stops").unwrap();
+    let head = head_position(&mut client).await;
+
+    let last = delivered.len() as u64;
+    assert_eq!(delivered, (1..=last).collect::<Vec<_>>(), "every event once, in position order");
+    assert!(last >= LOG, "the catch-up stopped at {last}, before the head it started from");
+    assert!(caught_up >= last, "CaughtUp({caught_up}) after delivering position {last}");
+    // Live events continue right after the CaughtUp position: nothing skipped, nothing twice.
+    let live = events(&mut subscription, (head - caught_up) as usize).await;
+    assert_eq!(positions(&live), (caught_up + 1..=head).collect::<Vec<_>>());
+    assert_quiet(&mut subscription).await;
+    drop(subscription);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_subscriber_from_a_middle_position_starts_there() {
     let server = TestServer::start().await;
