@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::FieldError;
 use super::event::{EventData, LEVY_BPS_MAX, MemberRole, Metadata, ProjectStatus, Treatment};
@@ -330,13 +330,32 @@ fn check_levy(treatment: Treatment, levy_bps: Option<u32>) -> Result<(), FieldEr
     }
 }
 
-fn check_date(field: &str, date: &NaiveDate) -> Result<(), FieldError> {
+/// Whether `date` lies in the years [`DATE_YEAR_MIN`]..=[`DATE_YEAR_MAX`]: every date an event or
+/// a request carries.
+pub fn check_date(field: &str, date: &NaiveDate) -> Result<(), FieldError> {
     if (DATE_YEAR_MIN..=DATE_YEAR_MAX).contains(&date.year()) {
         Ok(())
     } else {
         Err(FieldError::new(
             field,
             format!("must lie between the years {DATE_YEAR_MIN} and {DATE_YEAR_MAX}, got {date}"),
+        ))
+    }
+}
+
+/// Whether `time` lies in the same years as a date, from 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999999999Z: the range of protobuf's `Timestamp` (and of RFC 3339's
+/// four-digit years), so that every time the ledger accepts can be answered on the wire.
+pub fn check_time(field: &str, time: &DateTime<Utc>) -> Result<(), FieldError> {
+    if (DATE_YEAR_MIN..=DATE_YEAR_MAX).contains(&time.year()) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "must lie between {DATE_YEAR_MIN:04}-01-01T00:00:00Z and {DATE_YEAR_MAX}-12-31T23:59:59.999999999Z (the range of a protobuf Timestamp), got {}",
+                time.to_rfc3339()
+            ),
         ))
     }
 }

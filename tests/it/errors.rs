@@ -316,6 +316,70 @@ async fn malformed_reads_are_invalid_argument_naming_the_field() {
     server.stop().await;
 }
 
+/// Times and dates outside protobuf's Timestamp range (years 1 to 9999) would be stored and
+/// then answered as values no client can decode: every one a request carries is refused.
+#[tokio::test]
+async fn times_and_dates_outside_the_range_of_a_protobuf_timestamp_are_invalid_argument() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.append(append(vec![member_joined("JP")])).await.unwrap();
+    let at = |seconds, nanos| pb::ProposedEvent {
+        effective_time: Some(prost_types::Timestamp { seconds, nanos }),
+        ..member_joined("KR")
+    };
+    // Just past 9999-12-31T23:59:59.999999999Z, just before 0001-01-01T00:00:00Z, and the
+    // year -29719 of the report.
+    for (seconds, nanos) in [(253_402_300_800, 0), (-62_135_596_801, 999_999_999), (-999_999_999_999, 0)] {
+        check_invalid(&mut client, append(vec![at(seconds, nanos)]), "events[0].effective_time").await;
+    }
+    check_invalid(&mut client, append(vec![member_joined("KR"), at(i64::MAX, 0)]), "events[1].effective_time").await;
+    // The ends of the range are accepted and read back as given.
+    let ends = [(253_402_300_799, 999_999_999), (-62_135_596_800, 0)];
+    let mut request = append(vec![at(ends[0].0, ends[0].1), at(ends[1].0, ends[1].1)]);
+    request.events[1].data = member_joined("DE").data;
+    client.append(request.clone()).await.unwrap();
+    for (event, (seconds, nanos)) in request.events.iter().zip(ends) {
+        let read = client.get_event(pb::GetEventRequest { event_id: event.event_id.clone() }).await.unwrap();
+        assert_eq!(read.into_inner().effective_time, Some(prost_types::Timestamp { seconds, nanos }));
+    }
+
+    let mut query = pax_ledger::proto::v1::query_service_client::QueryServiceClient::new(server.channel().await);
+    let far = Some(pb::Consistency {
+        as_of_time: Some(prost_types::Timestamp { seconds: 253_402_300_800, nanos: 0 }),
+        ..Default::default()
+    });
+    let status = query
+        .get_member(pb::GetMemberRequest { code: "JP".into(), consistency: far.clone() })
+        .await
+        .expect_err("an as-of time past year 9999");
+    assert_eq!(
+        (status.code(), violated_fields(&status)),
+        (Code::InvalidArgument, vec!["consistency.as_of_time".into()])
+    );
+    let status = query
+        .list_members(pb::ListMembersRequest { consistency: far, ..Default::default() })
+        .await
+        .expect_err("an as-of time past year 9999");
+    assert_eq!(
+        (status.code(), violated_fields(&status)),
+        (Code::InvalidArgument, vec!["consistency.as_of_time".into()])
+    );
+    let status = query
+        .list_export_rules(pb::ListExportRulesRequest { effective_on: "0000-12-31".into(), ..Default::default() })
+        .await
+        .expect_err("a date of the year 0");
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["effective_on".into()]));
+    let status = query
+        .list_commitments(pb::ListCommitmentsRequest { on: "0000-12-31".into(), ..Default::default() })
+        .await
+        .expect_err("a date of the year 0");
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["on".into()]));
+    for on in ["0001-01-01", "9999-12-31"] {
+        query.list_commitments(pb::ListCommitmentsRequest { on: on.into(), ..Default::default() }).await.unwrap();
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_wrong_expected_revision_is_aborted_with_the_actual_revision() {
     let server = TestServer::start().await;
