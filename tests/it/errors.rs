@@ -41,15 +41,30 @@ fn with_id(mut event: pb::ProposedEvent, event_id: &str) -> pb::ProposedEvent {
     event
 }
 
-/// Asserts that no event of `request` is readable by its id, except the ids in `committed`.
+/// Asserts that no event of `request` is readable by its id (in canonical form, whatever the
+/// request's spelling), except the ids in `committed`.
 async fn assert_not_written(client: &mut Client, request: &pb::AppendRequest, committed: &[&str]) {
     for event in &request.events {
-        let parsed = uuid::Uuid::try_parse(&event.event_id);
-        if parsed.is_ok_and(|u| !u.is_nil()) && !committed.contains(&event.event_id.as_str()) {
-            let status = client.get_event(pb::GetEventRequest { event_id: event.event_id.clone() }).await.unwrap_err();
+        let parsed = uuid::Uuid::try_parse(&event.event_id).ok().filter(|u| !u.is_nil());
+        if let Some(id) = parsed
+            && !committed.contains(&event.event_id.as_str())
+        {
+            let event_id = id.hyphenated().to_string();
+            let status = client.get_event(pb::GetEventRequest { event_id }).await.unwrap_err();
             assert_eq!(status.code(), Code::NotFound, "event {} was written: {status:?}", event.event_id);
         }
     }
+}
+
+/// The spellings of `id` that the `uuid` crate reads but that are not its canonical form.
+fn other_spellings(id: &str) -> Vec<String> {
+    let id = uuid::Uuid::try_parse(id).unwrap();
+    vec![
+        id.hyphenated().to_string().to_uppercase(),
+        id.simple().to_string(),
+        id.braced().to_string(),
+        id.urn().to_string(),
+    ]
 }
 
 /// Appends `request`, expects `code`, and checks that nothing was written (head unchanged, no
@@ -377,6 +392,45 @@ async fn times_and_dates_outside_the_range_of_a_protobuf_timestamp_are_invalid_a
     for on in ["0001-01-01", "9999-12-31"] {
         query.list_commitments(pb::ListCommitmentsRequest { on: on.into(), ..Default::default() }).await.unwrap();
     }
+    server.stop().await;
+}
+
+/// Ids are answered in canonical form (hyphenated, lower case) only, so only that form is
+/// accepted: an idempotent retry spelled otherwise would not be recognised by its client.
+#[tokio::test]
+async fn ids_are_accepted_in_canonical_form_only() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let committed = member_joined("JP");
+    client.append(append(vec![committed.clone()])).await.unwrap();
+    for spelling in other_spellings(&id()) {
+        check_invalid(&mut client, append(vec![with_id(member_joined("KR"), &spelling)]), "events[0].event_id").await;
+        let project = project_identified(&spelling, "JP", &[]);
+        check_invalid(&mut client, append(vec![project]), "events[0].data.project_identified.project_id").await;
+        let commitment = commitment_made(&spelling, "JP");
+        check_invalid(&mut client, append(vec![commitment]), "events[0].data.commitment_made.commitment_id").await;
+    }
+    let mut audit = pax_ledger::proto::v1::audit_service_client::AuditServiceClient::new(server.channel().await);
+    let mut query = pax_ledger::proto::v1::query_service_client::QueryServiceClient::new(server.channel().await);
+    for spelling in other_spellings(&committed.event_id) {
+        let status = client.get_event(pb::GetEventRequest { event_id: spelling.clone() }).await.unwrap_err();
+        assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["event_id".into()]));
+        let status = audit
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                target: Some(pb::get_inclusion_proof_request::Target::EventId(spelling.clone())),
+                tree_size: 1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["event_id".into()]));
+        let status =
+            query.get_project(pb::GetProjectRequest { project_id: spelling, ..Default::default() }).await.unwrap_err();
+        assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["project_id".into()]));
+    }
+    // The canonical spelling works everywhere.
+    let read = client.get_event(pb::GetEventRequest { event_id: committed.event_id.clone() }).await.unwrap();
+    assert_eq!(read.into_inner().position, 1);
+    assert_eq!(head_position(&mut client).await, 1);
     server.stop().await;
 }
 
