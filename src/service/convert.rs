@@ -369,6 +369,19 @@ mod tests {
         assert_eq!(date("f", "2025-1-5").unwrap_err().field, "f");
     }
 
+    /// Every rule of `domain::decide` is part of the wire contract: each event message says which
+    /// ledger rules it must keep.
+    #[test]
+    fn the_wire_contract_states_the_ledger_rules_of_every_event() {
+        let proto = include_str!("../../proto/pax/ledger/v1/ledger.proto");
+        for type_name in domain::EVENT_TYPE_NAMES {
+            let message: String = type_name.split('_').map(|word| word[..1].to_uppercase() + &word[1..]).collect();
+            let at = proto.find(&format!("\nmessage {message} {{")).unwrap_or_else(|| panic!("no message {message}"));
+            let comment: Vec<&str> = proto[..at].lines().rev().take_while(|line| line.starts_with("//")).collect();
+            assert!(comment.iter().any(|line| line.starts_with("// Rules: ")), "{message} states no rules");
+        }
+    }
+
     #[test]
     fn times_and_dates_stay_within_the_range_of_a_protobuf_timestamp() {
         let ts = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
