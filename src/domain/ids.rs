@@ -4,7 +4,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use super::FieldError;
+use super::{FieldError, quote};
 
 /// Longest accepted member or jurisdiction code: ISO 3166-1 alpha-2 codes have 2 letters,
 /// organisation codes such as `OECD` a few more; 8 leaves room without admitting prose.
@@ -20,7 +20,8 @@ fn check_code(field: &str, raw: &str) -> Result<(), FieldError> {
         Err(FieldError::new(
             field,
             format!(
-                "must be 2 to {CODE_LEN_MAX} upper-case ASCII letters (ISO 3166-1 alpha-2 or an organisation code such as EU), got {raw:?}"
+                "must be 2 to {CODE_LEN_MAX} upper-case ASCII letters (ISO 3166-1 alpha-2 or an organisation code such as EU), got {}",
+                quote(raw)
             ),
         ))
     }
@@ -85,7 +86,8 @@ macro_rules! uuid_newtype {
                     _ => Err(FieldError::new(
                         field,
                         format!(
-                            "must be a UUID in canonical form (lower-case hex digits hyphenated 8-4-4-4-12), got {raw:?}"
+                            "must be a UUID in canonical form (lower-case hex digits hyphenated 8-4-4-4-12), got {}",
+                    quote(raw)
                         ),
                     )),
                 }
@@ -161,7 +163,8 @@ impl RuleId {
             Err(FieldError::new(
                 field,
                 format!(
-                    "must be a slug of at most {RULE_ID_LEN_MAX} characters (a-z, 0-9, single hyphens between groups), got {raw:?}"
+                    "must be a slug of at most {RULE_ID_LEN_MAX} characters (a-z, 0-9, single hyphens between groups), got {}",
+                    quote(raw)
                 ),
             ))
         }
@@ -257,7 +260,8 @@ impl StreamName {
             FieldError::new(
                 field,
                 format!(
-                    "must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}} or summit-YYYY-MM-DD, got {raw:?}"
+                    "must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}} or summit-YYYY-MM-DD, got {}",
+                    quote(raw)
                 ),
             )
         };

@@ -14,12 +14,12 @@ use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
-use super::FieldError;
 use super::event::{EventData, LEVY_BPS_MAX, MemberRole, Metadata, ProjectStatus, Treatment};
 use super::ids::{CommitmentId, Jurisdiction, MemberCode, ProjectId, RuleId, StreamName};
 use super::state::{
     CommitmentState, CommitmentStatus, EntityState, ExportRuleState, MemberState, ProjectState, SummitState,
 };
+use super::{FieldError, quote};
 
 /// Longest name or title (member name, project title, company, item, authority, chair, location):
 /// a full official name fits with room to spare; a paragraph does not.
@@ -104,7 +104,7 @@ impl Route {
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} from {} to {}", self.item, self.origin, self.destination)
+        write!(f, "{} from {} to {}", quote(&self.item), self.origin, self.destination)
     }
 }
 
@@ -311,7 +311,7 @@ fn check_companies(companies: &[String]) -> Result<(), FieldError> {
         let field = format!("companies[{i}]");
         required_text(&field, company, NAME_LEN_MAX)?;
         if let Some(first) = first_seen.insert(company.as_str(), i) {
-            return Err(FieldError::new(field, format!("repeats {company:?}, already companies[{first}]")));
+            return Err(FieldError::new(field, format!("repeats {}, already companies[{first}]", quote(company))));
         }
     }
     Ok(())

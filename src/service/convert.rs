@@ -19,8 +19,9 @@ type Result<T> = std::result::Result<T, FieldError>;
 /// A calendar date `YYYY-MM-DD` in the years 1..=9999 (`domain::check_date`).
 pub fn date(field: &str, raw: &str) -> Result<NaiveDate> {
     let parsed = NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().filter(|_| raw.len() == 10);
-    let date =
-        parsed.ok_or_else(|| FieldError::new(field, format!("must be a calendar date YYYY-MM-DD, got {raw:?}")))?;
+    let date = parsed.ok_or_else(|| {
+        FieldError::new(field, format!("must be a calendar date YYYY-MM-DD, got {}", domain::quote(raw)))
+    })?;
     domain::check_date(field, &date)?;
     Ok(date)
 }

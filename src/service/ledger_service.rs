@@ -8,7 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{convert, page_token, status};
-use crate::domain::{EVENT_TYPE_NAMES, EventId, FieldError, Position, Revision, StreamName};
+use crate::domain::{EVENT_TYPE_NAMES, EventId, FieldError, Position, Revision, StreamName, quote};
 use crate::ledger::{self, APPEND_EVENTS_MAX, EventFilter, Ledger, SubscriptionItem};
 use crate::proto::v1 as pb;
 use crate::server::REQUEST_BYTES_MAX;
@@ -67,7 +67,7 @@ fn filter(prefixes: &[String], types: &[String], prefix_field: &str, type_field:
         if !EVENT_TYPE_NAMES.contains(&t.as_str()) {
             return Err(status::invalid_argument(FieldError::new(
                 format!("{type_field}[{i}]"),
-                format!("must be one of {}, got {t:?}", EVENT_TYPE_NAMES.join(", ")),
+                format!("must be one of {}, got {}", EVENT_TYPE_NAMES.join(", "), quote(t)),
             )));
         }
     }

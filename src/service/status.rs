@@ -13,24 +13,42 @@ use crate::store::StoreError;
 /// The `ErrorInfo.domain` of every error this service details.
 pub const ERROR_DOMAIN: &str = "pax-ledger";
 
+/// Longest text, in bytes, that a status carries in its message or in one part of a detail. A
+/// status travels in HTTP/2 trailers — the message percent-encoded in `grpc-message`, and again
+/// with the details base64-encoded in `grpc-status-details-bin` — and both peers refuse a header
+/// list over 16 KiB: the client then sees INTERNAL ("h2 protocol error") instead of the status.
+/// Errors quote at most `domain::QUOTE_CHARS_MAX` characters of a value; this bound holds
+/// whatever a message says.
+pub const STATUS_TEXT_BYTES_MAX: usize = 1024;
+
+/// `text`, cut at a character boundary to at most [`STATUS_TEXT_BYTES_MAX`] bytes and `…`.
+fn bounded(mut text: String) -> String {
+    if text.len() > STATUS_TEXT_BYTES_MAX {
+        let cut = (0..=STATUS_TEXT_BYTES_MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// A malformed request: INVALID_ARGUMENT with a field violation naming the field.
 pub fn invalid_argument(error: FieldError) -> Status {
-    let message = error.to_string();
+    let message = bounded(error.to_string());
     Status::with_error_details(
         Code::InvalidArgument,
         message,
-        ErrorDetails::with_bad_request_violation(error.field, error.description),
+        ErrorDetails::with_bad_request_violation(bounded(error.field), bounded(error.description)),
     )
 }
 
 /// A request over a size limit: RESOURCE_EXHAUSTED.
 pub fn too_large(message: impl Into<String>) -> Status {
-    Status::resource_exhausted(message)
+    Status::resource_exhausted(bounded(message.into()))
 }
 
 /// Maps a ledger error to its status, with machine-readable details where a client acts on them.
 pub fn from_ledger(error: LedgerError) -> Status {
-    let message = error.to_string();
+    let message = bounded(error.to_string());
     match error {
         LedgerError::WrongRevision { stream, expected, actual } => {
             let actual = actual.map_or_else(|| "none".to_owned(), |r| r.to_string());
@@ -51,7 +69,7 @@ pub fn from_ledger(error: LedgerError) -> Status {
             ErrorDetails::with_precondition_failure_violation(
                 "DOMAIN_RULE",
                 format!("events[{index}]"),
-                error.to_string(),
+                bounded(error.to_string()),
             ),
         ),
         LedgerError::DifferentContent { position, .. } | LedgerError::PartlyCommitted { position, .. } => {
@@ -119,6 +137,24 @@ mod tests {
         let info = status.get_details_error_info().expect("error info");
         assert_eq!(info.metadata["actual_revision"], "5");
         assert_eq!(info.metadata["expected_revision"], "3");
+    }
+
+    #[test]
+    fn a_status_carries_bounded_texts_whatever_the_error_says() {
+        let huge = "é".repeat(10 * STATUS_TEXT_BYTES_MAX);
+        let status = invalid_argument(FieldError::new(format!("labels[{huge}]"), huge.clone()));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().len() <= STATUS_TEXT_BYTES_MAX + '…'.len_utf8());
+        assert!(status.message().ends_with('…'));
+        let violation = &status.get_details_bad_request().expect("bad request").field_violations[0];
+        assert!(violation.field.starts_with("labels[é") && violation.field.len() <= STATUS_TEXT_BYTES_MAX + 3);
+        assert!(violation.description.len() <= STATUS_TEXT_BYTES_MAX + 3);
+        let status = from_ledger(LedgerError::NotFound(huge));
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(status.message().len() <= STATUS_TEXT_BYTES_MAX + 3);
+        // Short texts are left alone.
+        assert_eq!(bounded("short".into()), "short");
+        assert_eq!(bounded("a".repeat(STATUS_TEXT_BYTES_MAX)).len(), STATUS_TEXT_BYTES_MAX);
     }
 
     #[test]

@@ -434,6 +434,57 @@ async fn ids_are_accepted_in_canonical_form_only() {
     server.stop().await;
 }
 
+/// An error quotes at most 200 characters of a bad value: quoting all of it outgrew HTTP/2's
+/// header limit, and the client saw INTERNAL ("h2 protocol error") instead of the real code.
+#[tokio::test]
+async fn an_error_about_a_huge_value_keeps_its_code_and_field() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.append(append(vec![member_joined("JP")])).await.unwrap();
+    let check = |status: tonic::Status, field: &str| {
+        assert_eq!(
+            (status.code(), violated_fields(&status)),
+            (Code::InvalidArgument, vec![field.to_owned()]),
+            "{field}"
+        );
+        // The quoted value is cut after 200 characters, whatever its size.
+        assert!(status.message().contains("xxx…\""), "{field}: {}", status.message());
+        assert!(!status.message().contains(&"x".repeat(201)), "{field}");
+        assert!(status.message().len() < 1000, "{field}: {} bytes", status.message().len());
+    };
+    let ten_kb = format!("member-{}", "x".repeat(10_000));
+    let status =
+        client.read_stream(pb::ReadStreamRequest { stream: ten_kb.clone(), ..Default::default() }).await.unwrap_err();
+    check(status, "stream");
+    let status = client.read_all(pb::ReadAllRequest { event_types: vec![ten_kb], ..Default::default() }).await;
+    check(status.unwrap_err(), "event_types[0]");
+
+    let mut query = pax_ledger::proto::v1::query_service_client::QueryServiceClient::new(server.channel().await);
+    let long_code = "x".repeat(10_000);
+    let status = query.get_member(pb::GetMemberRequest { code: long_code.clone(), ..Default::default() }).await;
+    check(status.unwrap_err(), "code");
+    let status =
+        query.list_commitments(pb::ListCommitmentsRequest { member: long_code.clone(), ..Default::default() }).await;
+    check(status.unwrap_err(), "member");
+    let status =
+        query.list_export_rules(pb::ListExportRulesRequest { effective_on: long_code, ..Default::default() }).await;
+    check(status.unwrap_err(), "effective_on");
+
+    // A multi-megabyte field of an append (within the request size limit).
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let status = client.append(append(vec![with_id(member_joined("KR"), &huge)])).await.unwrap_err();
+    check(status, "events[0].event_id");
+    let status = client.append(append(vec![joined_with("KR", |m| m.code = huge.clone())])).await.unwrap_err();
+    check(status, "events[0].data.member_joined.code");
+    let status = client.append(append(vec![rule_with(|r| r.rule_id = huge.clone())])).await.unwrap_err();
+    check(status, "events[0].data.export_rule_changed.rule_id");
+    let expectation = pb::StreamExpectation { stream: huge.clone(), expected: None };
+    let status = client.append(append_expecting(vec![member_joined("KR")], vec![expectation])).await.unwrap_err();
+    check(status, "expectations[0].stream");
+    assert_eq!(head_position(&mut client).await, 1);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_wrong_expected_revision_is_aborted_with_the_actual_revision() {
     let server = TestServer::start().await;
