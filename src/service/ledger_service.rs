@@ -11,7 +11,6 @@ use super::{convert, page_token, status};
 use crate::domain::{EVENT_TYPE_NAMES, EventId, FieldError, Position, Revision, StreamName, quote};
 use crate::ledger::{self, APPEND_EVENTS_MAX, EventFilter, Ledger, SubscriptionItem};
 use crate::proto::v1 as pb;
-use crate::server::REQUEST_BYTES_MAX;
 
 /// Default page size of reads when the request leaves it at 0.
 pub const READ_PAGE_DEFAULT: u32 = 100;
@@ -80,13 +79,8 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 impl pb::ledger_service_server::LedgerService for LedgerService {
     #[tracing::instrument(skip_all, fields(events = request.get_ref().events.len()))]
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
+        // Its size, as received, was checked before it was decoded (`RequestSizeLayer`).
         let request = request.into_inner();
-        let bytes = prost::Message::encoded_len(&request);
-        if bytes > REQUEST_BYTES_MAX {
-            return Err(status::too_large(format!(
-                "the request is {bytes} bytes, more than the {REQUEST_BYTES_MAX} allowed"
-            )));
-        }
         if request.events.is_empty() {
             return Err(status::invalid_argument(FieldError::new("events", "must hold at least one event")));
         }

@@ -46,6 +46,12 @@ pub fn too_large(message: impl Into<String>) -> Status {
     Status::resource_exhausted(bounded(message.into()))
 }
 
+/// A request message of `bytes` bytes, as received, over the `max` a request may have:
+/// RESOURCE_EXHAUSTED, whatever its size (tonic's own limit would answer OUT_OF_RANGE).
+pub fn request_too_large(bytes: u64, max: usize) -> Status {
+    too_large(format!("the request message is {bytes} bytes, more than the {max} allowed"))
+}
+
 /// Maps a ledger error to its status, with machine-readable details where a client acts on them.
 pub fn from_ledger(error: LedgerError) -> Status {
     let message = bounded(error.to_string());

@@ -21,3 +21,4 @@ mod support;
 mod tamper;
 mod verify;
 mod views_model;
+mod wire;
