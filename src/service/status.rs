@@ -41,6 +41,31 @@ pub fn invalid_argument(error: FieldError) -> Status {
     )
 }
 
+/// A request that is not valid protobuf (a string that is not UTF-8, a truncated field, a wrong
+/// wire type): the client's fault, INVALID_ARGUMENT. The field violation names the field as far
+/// as the decoder tells it — field names from the request down, without list indices
+/// (`events.event_id`) — or is empty when it names none.
+pub fn undecodable_request(error: &prost::DecodeError) -> Status {
+    let description = error.to_string();
+    invalid_argument(FieldError::new(undecodable_field(&description), description))
+}
+
+/// The field path in prost's description of a decode error: `failed to decode Protobuf message:
+/// Inner.field: Outer.field: what went wrong`, the innermost message first.
+fn undecodable_field(description: &str) -> String {
+    let is_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let Some(stack) = description.strip_prefix("failed to decode Protobuf message: ") else {
+        return String::new();
+    };
+    let mut fields: Vec<&str> = stack
+        .split(": ")
+        .map_while(|place| place.split_once('.').filter(|(message, field)| is_name(message) && is_name(field)))
+        .map(|(_, field)| field)
+        .collect();
+    fields.reverse();
+    fields.join(".")
+}
+
 /// A request over a size limit: RESOURCE_EXHAUSTED.
 pub fn too_large(message: impl Into<String>) -> Status {
     Status::resource_exhausted(bounded(message.into()))
@@ -161,6 +186,24 @@ mod tests {
         // Short texts are left alone.
         assert_eq!(bounded("short".into()), "short");
         assert_eq!(bounded("a".repeat(STATUS_TEXT_BYTES_MAX)).len(), STATUS_TEXT_BYTES_MAX);
+    }
+
+    #[test]
+    fn a_request_that_does_not_decode_is_invalid_argument_naming_the_field() {
+        use prost::Message;
+        // events[0].event_id holds the byte 0xFF, which is not UTF-8.
+        let not_utf8 = [0x0a, 0x03, 0x0a, 0x01, 0xff];
+        let error = crate::proto::v1::AppendRequest::decode(&not_utf8[..]).unwrap_err();
+        let status = undecodable_request(&error);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = status.get_details_bad_request().expect("bad request");
+        assert_eq!(bad.field_violations[0].field, "events.event_id");
+        assert!(status.message().contains("not UTF-8"), "{}", status.message());
+        // A field number 0, which no field has.
+        let error = crate::proto::v1::AppendRequest::decode(&[0x00][..]).unwrap_err();
+        let status = undecodable_request(&error);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.get_details_bad_request().expect("bad request").field_violations[0].field, "");
     }
 
     #[test]

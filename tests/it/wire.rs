@@ -26,6 +26,39 @@ struct PaddedGetMemberRequest {
     padding: Vec<u8>,
 }
 
+/// A `ProposedEvent` whose `event_id` (a string) may hold any bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawProposedEvent {
+    #[prost(bytes = "vec", tag = "1")]
+    event_id: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    data: Option<pb::EventData>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawAppendRequest {
+    #[prost(message, repeated, tag = "1")]
+    events: Vec<RawProposedEvent>,
+}
+
+/// A `GetMemberRequest` or a `SubscribeRequest` whose strings may hold any bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawGetMemberRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    code: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawSubscribeRequest {
+    #[prost(uint64, tag = "1")]
+    from_position: u64,
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    stream_prefixes: Vec<Vec<u8>>,
+}
+
+/// Bytes that are not UTF-8 (a lone continuation byte, then an invalid lead byte).
+const NOT_UTF8: &[u8] = &[b'J', 0x80, 0xFF];
+
 /// `events`, padded so that the encoded request is exactly `bytes` long.
 fn padded_append(events: Vec<pb::ProposedEvent>, bytes: usize) -> PaddedAppendRequest {
     let mut request = PaddedAppendRequest { events, padding: Vec::new() };
@@ -102,5 +135,46 @@ async fn every_service_has_the_same_size_limit() {
     assert_eq!(status.expect_err("over the limit").code(), Code::ResourceExhausted);
     let answer = call::<_, pb::GetMemberResponse>(&server, GET_MEMBER, request(5 * 1024 * 1024)).await;
     assert_eq!(answer.expect("5 MiB is within the limit").member.map(|m| m.code), Some("JP".to_owned()));
+    server.stop().await;
+}
+
+/// A string field holding bytes that are not UTF-8 makes the request invalid protobuf: the
+/// client's fault, INVALID_ARGUMENT naming the field (it was INTERNAL), and nothing written.
+#[tokio::test]
+async fn a_request_that_is_not_valid_protobuf_is_invalid_argument() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.append(append(vec![member_joined("JP")])).await.unwrap();
+
+    let valid = member_joined("KR");
+    let raw = |event_id: &[u8]| RawAppendRequest {
+        events: vec![RawProposedEvent { event_id: event_id.to_vec(), data: valid.data.clone() }],
+    };
+    let status = call::<_, pb::AppendResponse>(&server, APPEND, raw(NOT_UTF8)).await.expect_err("not UTF-8");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), ["events.event_id"], "{status:?}");
+    assert_eq!(head_position(&mut client).await, 1, "nothing written");
+    // The same request with a valid id is taken: the message is otherwise well formed.
+    let response = call::<_, pb::AppendResponse>(&server, APPEND, raw(valid.event_id.as_bytes())).await.unwrap();
+    assert_eq!(response.events[0].position, 2);
+
+    let status = call::<_, pb::GetMemberResponse>(&server, GET_MEMBER, RawGetMemberRequest { code: NOT_UTF8.to_vec() })
+        .await
+        .expect_err("not UTF-8");
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["code".to_owned()]));
+
+    // A server-streaming call too.
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let request = RawSubscribeRequest { from_position: 0, stream_prefixes: vec![NOT_UTF8.to_vec()] };
+    let status = grpc
+        .server_streaming(
+            tonic::Request::new(request),
+            http::uri::PathAndQuery::from_static("/pax.ledger.v1.LedgerService/Subscribe"),
+            tonic_prost::ProstCodec::<RawSubscribeRequest, pb::SubscribeResponse>::default(),
+        )
+        .await
+        .expect_err("not UTF-8");
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["stream_prefixes".to_owned()]));
     server.stop().await;
 }
