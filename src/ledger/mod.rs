@@ -176,6 +176,8 @@ pub struct Ledger {
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer_stop: Arc<std::sync::atomic::AtomicBool>,
     fault: Arc<watch::Sender<Option<String>>>,
+    /// True once [`Ledger::shutdown`] has stopped everything: subscriptions stop waiting for
+    /// subscribers that do not read.
     shutdown: watch::Sender<bool>,
     append_queue_max: usize,
     recovery: Recovery,
@@ -278,15 +280,16 @@ impl Ledger {
         &self.recovery
     }
 
-    /// Stops taking appends and ends subscriptions; appends already queued are still written
-    /// and answered after their fsync. Does not block.
+    /// Stops taking appends; appends already queued are still written and answered after their
+    /// fsync, and subscriptions end (with `ShuttingDown`) once they have delivered those too.
+    /// Does not block.
     pub fn close(&self) {
-        self.shutdown.send_replace(true);
         self.checkpointer_stop.store(true, std::sync::atomic::Ordering::Release);
         self.jobs.lock().expect("jobs lock").take();
     }
 
-    /// [`close`](Self::close), then waits for the writer to drain the queue and stop. Blocks.
+    /// [`close`](Self::close), then waits for the writer to drain the queue and stop, then gives
+    /// up on subscribers that are not reading. Blocks.
     pub fn shutdown(&self) {
         self.close();
         if let Some(checkpointer) = self.checkpointer.lock().expect("checkpointer lock").take() {
@@ -312,6 +315,7 @@ impl Ledger {
                 tracing::warn!(%error, "could not save the event-id snapshot; the next start scans the log");
             }
         }
+        self.shutdown.send_replace(true);
     }
 
     fn record_fault(&self, error: &LedgerError) {

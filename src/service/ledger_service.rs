@@ -3,13 +3,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::ReceiverStream;
+use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{convert, page_token, status};
 use crate::domain::{EVENT_TYPE_NAMES, EventId, FieldError, Position, Revision, StreamName, quote};
-use crate::ledger::{self, APPEND_EVENTS_MAX, EventFilter, Ledger, SubscriptionItem};
+use crate::ledger::{self, APPEND_EVENTS_MAX, EventFilter, Ledger, LedgerError, SubscriptionItem};
 use crate::proto::v1 as pb;
 
 /// Default page size of reads when the request leaves it at 0.
@@ -184,16 +183,21 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let request = request.into_inner();
         let filter = filter(&request.stream_prefixes, &request.event_types, "stream_prefixes", "event_types")?;
         let items = self.ledger.subscribe(Position(request.from_position), filter);
-        let stream = ReceiverStream::new(items).map(|item| {
-            let message = match item.map_err(status::from_ledger)? {
-                SubscriptionItem::Event(event) => {
+        // The stream ends with the ledger's error, or UNAVAILABLE if the ledger gave the
+        // subscription up at shutdown: never with OK, which would say the log has ended.
+        let stream = futures::stream::unfold(Some(items), |items| async move {
+            let mut items = items?;
+            let message = match items.recv().await {
+                Some(Ok(SubscriptionItem::Event(event))) => {
                     pb::subscribe_response::Message::Event(convert::recorded_event_pb(&event))
                 }
-                SubscriptionItem::CaughtUp(position) => {
+                Some(Ok(SubscriptionItem::CaughtUp(position))) => {
                     pb::subscribe_response::Message::CaughtUp(pb::CaughtUp { position: position.0 })
                 }
+                Some(Err(error)) => return Some((Err(status::from_ledger(error)), None)),
+                None => return Some((Err(status::from_ledger(LedgerError::ShuttingDown)), None)),
             };
-            Ok(pb::SubscribeResponse { message: Some(message) })
+            Some((Ok(pb::SubscribeResponse { message: Some(message) }), Some(items)))
         });
         Ok(Response::new(Box::pin(stream)))
     }

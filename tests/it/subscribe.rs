@@ -383,14 +383,83 @@ async fn the_server_stops_cleanly_while_a_live_subscription_is_open() {
     server.stop().await; // within its 10 s timeout, or the test fails
     let end =
         tokio::time::timeout(Duration::from_secs(5), subscription.message()).await.expect("the subscription ends");
-    assert!(!matches!(end, Ok(Some(_))), "a message after shutdown: {end:?}");
+    assert_eq!(end.expect_err("the subscription ends with a status, not OK").code(), tonic::Code::Unavailable);
+}
+
+/// Appends go on while the server stops: a live subscriber receives every event acknowledged
+/// before the stop — and only those — and then UNAVAILABLE, never a silent end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_a_subscriber_receives_every_acknowledged_event_then_unavailable() {
+    const WRITERS: usize = 4;
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut subscription = client.subscribe(pb::SubscribeRequest::default()).await.unwrap().into_inner();
+    assert_eq!(next_message(&mut subscription).await, Message::CaughtUp(pb::CaughtUp { position: 0 }));
+    let reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), subscription.message())
+                .await
+                .expect("the subscription ends within 30 s of the last event");
+            match message {
+                Ok(Some(pb::SubscribeResponse { message: Some(Message::Event(event)) })) => {
+                    seen.push((event.event_id, event.position))
+                }
+                Ok(Some(other)) => panic!("unexpected {other:?}"),
+                Ok(None) => return (seen, None),
+                Err(status) => return (seen, Some(status)),
+            }
+        }
+    });
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let mut client = LedgerServiceClient::new(server.channel().await);
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            loop {
+                let events: Vec<_> =
+                    (0..5).map(|_| export_rule_changed(&format!("stop-{w}"), pb::Treatment::Allowed, None)).collect();
+                match client.append(append(events.clone())).await {
+                    Ok(response) => acked.extend(
+                        events.into_iter().zip(response.into_inner().events).map(|(e, a)| (e.event_id, a.position)),
+                    ),
+                    Err(_) => return acked,
+                }
+            }
+        }));
+    }
+    let mut heads = server.ledger.watch_head();
+    tokio::time::timeout(Duration::from_secs(30), heads.wait_for(|h| h.position.0 >= 200)).await.unwrap().unwrap();
+    server.stop().await;
+
+    let mut acked = HashSet::new();
+    for writer in writers {
+        acked.extend(tokio::time::timeout(Duration::from_secs(30), writer).await.expect("writers stop").unwrap());
+    }
+    let (seen, end) = tokio::time::timeout(Duration::from_secs(30), reader).await.expect("the reader ends").unwrap();
+    assert_eq!(positions_of(&seen), (1..=seen.len() as u64).collect::<Vec<_>>(), "every event once, in order");
+    assert_eq!(seen.len(), acked.len(), "delivered {} of {} acknowledged events", seen.len(), acked.len());
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), acked);
+    let end = end.expect("the subscription ends with a status, not OK");
+    assert_eq!(end.code(), tonic::Code::Unavailable, "{end:?}");
+}
+
+fn positions_of(places: &[(String, u64)]) -> Vec<u64> {
+    places.iter().map(|(_, position)| *position).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_stops_cleanly_while_a_subscriber_that_never_reads_is_behind() {
     let server = TestServer::start().await;
-    let (idle, _) = flood_an_idle_subscriber(&server).await;
+    let (mut idle, _) = flood_an_idle_subscriber(&server).await;
     // The idle subscriber holds the client open and never reads: shutdown must not wait for it.
     server.stop().await; // within its 10 s timeout, or the test fails
-    drop(idle);
+    // Given up, it still does not end as if the log had ended: what was sent, then UNAVAILABLE.
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), idle.message()).await.expect("the subscription ends") {
+            Ok(Some(pb::SubscribeResponse { message: Some(Message::Event(_)) })) => {}
+            other => break other,
+        }
+    };
+    assert_eq!(end.expect_err("the subscription ends with a status, not OK").code(), tonic::Code::Unavailable);
 }
