@@ -364,7 +364,7 @@ async fn times_and_dates_outside_the_range_of_a_protobuf_timestamp_are_invalid_a
         ..Default::default()
     });
     let status = query
-        .get_member(pb::GetMemberRequest { code: "JP".into(), consistency: far.clone() })
+        .get_member(pb::GetMemberRequest { code: "JP".into(), consistency: far })
         .await
         .expect_err("an as-of time past year 9999");
     assert_eq!(
