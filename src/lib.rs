@@ -19,6 +19,8 @@ pub mod proto {
     #[allow(clippy::large_enum_variant)]
     pub mod v1 {
         tonic::include_proto!("pax.ledger.v1");
+        // The servers, generated apart with the server's codec (see build.rs).
+        include!(concat!(env!("OUT_DIR"), "/server/pax.ledger.v1.rs"));
     }
 
     /// The encoded file descriptor set of `proto/`, served by reflection.

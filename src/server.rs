@@ -13,15 +13,14 @@ use crate::proto::v1::audit_service_server::AuditServiceServer;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
 use crate::proto::v1::projection_service_server::ProjectionServiceServer;
 use crate::proto::v1::query_service_server::QueryServiceServer;
-use crate::service::{AuditService, LedgerService, ProjectionService, QueryService};
+use crate::service::{AuditService, LedgerService, ProjectionService, QueryService, RequestSizeLayer};
 
-/// Largest request the ledger accepts (RESOURCE_EXHAUSTED beyond): `APPEND_EVENTS_MAX` events
-/// at the largest record size, with room for the wire's own overhead.
+/// Largest request message any service accepts, in bytes as received (the gRPC message's
+/// length prefix, unknown fields included): `APPEND_EVENTS_MAX` events at the largest record
+/// size, with room for the wire's own overhead. Beyond it, RESOURCE_EXHAUSTED from
+/// [`RequestSizeLayer`] before anything is decoded; tonic's own decoding limit is set to the same
+/// value so that its OUT_OF_RANGE is never reached.
 pub const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
-/// Largest message the transport decodes. Above `REQUEST_BYTES_MAX` so that a request a little
-/// too large reaches the handler and gets RESOURCE_EXHAUSTED from `service::status`; tonic
-/// itself answers OUT_OF_RANGE beyond this.
-pub const DECODE_BYTES_MAX: usize = 4 * REQUEST_BYTES_MAX;
 /// How long a graceful stop waits for open connections (e.g. a subscriber that stopped
 /// reading) before it closes them.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -49,11 +48,13 @@ pub async fn run(
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+        .build_v1()?
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+        .build_v1alpha()?
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
 
     // Stored data that fails its check takes the service out of rotation.
     let mut fault = ledger.watch_fault();
@@ -68,8 +69,6 @@ pub async fn run(
         }
     });
 
-    let ledger_service =
-        LedgerServiceServer::new(LedgerService::new(ledger.clone())).max_decoding_message_size(DECODE_BYTES_MAX);
     let closing = ledger.clone();
     let stop_health = health.clone();
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
@@ -88,13 +87,23 @@ pub async fn run(
     // ACK (≈40 ms): measured, it capped 100-event appends at ≈17k events/s on an idle machine.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve = tonic::transport::Server::builder()
-        .add_service(health_service)
+        .layer(RequestSizeLayer::new(REQUEST_BYTES_MAX))
+        .add_service(health_service.max_decoding_message_size(REQUEST_BYTES_MAX))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ledger_service)
-        .add_service(QueryServiceServer::new(QueryService::new(ledger.clone())))
-        .add_service(ProjectionServiceServer::new(ProjectionService::new(ledger.clone())))
-        .add_service(AuditServiceServer::new(AuditService::new(ledger.clone())))
+        .add_service(
+            LedgerServiceServer::new(LedgerService::new(ledger.clone())).max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            QueryServiceServer::new(QueryService::new(ledger.clone())).max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            ProjectionServiceServer::new(ProjectionService::new(ledger.clone()))
+                .max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            AuditServiceServer::new(AuditService::new(ledger.clone())).max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown);
     // A graceful stop waits for open connections, and a client that stopped reading a stream
     // would hold it forever: past the grace period, stop waiting.

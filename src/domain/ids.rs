@@ -4,7 +4,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use super::FieldError;
+use super::{FieldError, quote};
 
 /// Longest accepted member or jurisdiction code: ISO 3166-1 alpha-2 codes have 2 letters,
 /// organisation codes such as `OECD` a few more; 8 leaves room without admitting prose.
@@ -20,7 +20,8 @@ fn check_code(field: &str, raw: &str) -> Result<(), FieldError> {
         Err(FieldError::new(
             field,
             format!(
-                "must be 2 to {CODE_LEN_MAX} upper-case ASCII letters (ISO 3166-1 alpha-2 or an organisation code such as EU), got {raw:?}"
+                "must be 2 to {CODE_LEN_MAX} upper-case ASCII letters (ISO 3166-1 alpha-2 or an organisation code such as EU), got {}",
+                quote(raw)
             ),
         ))
     }
@@ -73,11 +74,22 @@ macro_rules! uuid_newtype {
         pub struct $name(Uuid);
 
         impl $name {
-            /// Parses the canonical hyphenated form; the nil UUID is refused.
+            /// Parses the canonical form only: hyphenated, lower case
+            /// (`0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a`), the one spelling the ledger answers
+            /// with. Other spellings the `uuid` crate reads (32 digits without hyphens, braces,
+            /// `urn:uuid:`, upper case) are refused, and so is the nil UUID.
             pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
                 match Uuid::try_parse(raw) {
-                    Ok(id) => Self::checked(field, id),
-                    Err(_) => Err(FieldError::new(field, format!("must be a UUID, got {raw:?}"))),
+                    Ok(id) if id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == raw => {
+                        Self::checked(field, id)
+                    }
+                    _ => Err(FieldError::new(
+                        field,
+                        format!(
+                            "must be a UUID in canonical form (lower-case hex digits hyphenated 8-4-4-4-12), got {}",
+                    quote(raw)
+                        ),
+                    )),
                 }
             }
 
@@ -151,7 +163,8 @@ impl RuleId {
             Err(FieldError::new(
                 field,
                 format!(
-                    "must be a slug of at most {RULE_ID_LEN_MAX} characters (a-z, 0-9, single hyphens between groups), got {raw:?}"
+                    "must be a slug of at most {RULE_ID_LEN_MAX} characters (a-z, 0-9, single hyphens between groups), got {}",
+                    quote(raw)
                 ),
             ))
         }
@@ -247,7 +260,8 @@ impl StreamName {
             FieldError::new(
                 field,
                 format!(
-                    "must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}} or summit-YYYY-MM-DD, got {raw:?}"
+                    "must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}} or summit-YYYY-MM-DD, got {}",
+                    quote(raw)
                 ),
             )
         };
@@ -264,9 +278,9 @@ impl StreamName {
         } else {
             return Err(bad());
         };
-        // Canonical form only: the parsers above also accept other spellings (UUIDs without
-        // hyphens, in braces or upper case; dates without leading zeros), which would name
-        // no stream that the constructors produce.
+        // Canonical form only: the date parser above also accepts other spellings (without
+        // leading zeros, with a sign), which would name no stream that the constructors
+        // produce.
         if parsed.0 != raw {
             return Err(bad());
         }
@@ -361,6 +375,28 @@ mod tests {
             assert_eq!(RuleId::check("rule", raw).is_ok(), RuleId::parse("rule", raw).is_ok(), "{raw}");
         }
         assert!(EventId::checked("id", Uuid::nil()).is_err());
+        assert!(EventId::parse("id", "00000000-0000-0000-0000-000000000000").is_err());
+    }
+
+    #[test]
+    fn uuids_parse_in_canonical_form_only() {
+        let canonical = "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a";
+        assert_eq!(EventId::parse("event_id", canonical).unwrap().to_string(), canonical);
+        assert_eq!(ProjectId::parse("project_id", canonical).unwrap().to_string(), canonical);
+        assert_eq!(CommitmentId::parse("commitment_id", canonical).unwrap().to_string(), canonical);
+        for other in [
+            "0193A5B0-7C1E-7CC3-9C55-3F1E2D4C5B6A",
+            "0193a5b0-7c1e-7cc3-9c55-3F1E2D4C5B6A",
+            "0193a5b07c1e7cc39c553f1e2d4c5b6a",
+            "{0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a}",
+            "urn:uuid:0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a",
+            " 0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a",
+            "",
+        ] {
+            assert_eq!(EventId::parse("event_id", other).unwrap_err().field, "event_id", "{other}");
+            assert!(ProjectId::parse("project_id", other).is_err(), "{other}");
+            assert!(CommitmentId::parse("commitment_id", other).is_err(), "{other}");
+        }
         assert_eq!(EventId::checked("id", Uuid::from_u128(7)).unwrap().as_uuid(), &Uuid::from_u128(7));
     }
 }

@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
-use super::FieldError;
 use super::event::{EventData, LEVY_BPS_MAX, MemberRole, Metadata, ProjectStatus, Treatment};
 use super::ids::{CommitmentId, Jurisdiction, MemberCode, ProjectId, RuleId, StreamName};
 use super::state::{
     CommitmentState, CommitmentStatus, EntityState, ExportRuleState, MemberState, ProjectState, SummitState,
 };
+use super::{FieldError, quote};
 
 /// Longest name or title (member name, project title, company, item, authority, chair, location):
 /// a full official name fits with room to spare; a paragraph does not.
@@ -104,7 +104,7 @@ impl Route {
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} from {} to {}", self.item, self.origin, self.destination)
+        write!(f, "{} from {} to {}", quote(&self.item), self.origin, self.destination)
     }
 }
 
@@ -311,7 +311,7 @@ fn check_companies(companies: &[String]) -> Result<(), FieldError> {
         let field = format!("companies[{i}]");
         required_text(&field, company, NAME_LEN_MAX)?;
         if let Some(first) = first_seen.insert(company.as_str(), i) {
-            return Err(FieldError::new(field, format!("repeats {company:?}, already companies[{first}]")));
+            return Err(FieldError::new(field, format!("repeats {}, already companies[{first}]", quote(company))));
         }
     }
     Ok(())
@@ -330,13 +330,32 @@ fn check_levy(treatment: Treatment, levy_bps: Option<u32>) -> Result<(), FieldEr
     }
 }
 
-fn check_date(field: &str, date: &NaiveDate) -> Result<(), FieldError> {
+/// Whether `date` lies in the years [`DATE_YEAR_MIN`]..=[`DATE_YEAR_MAX`]: every date an event or
+/// a request carries.
+pub fn check_date(field: &str, date: &NaiveDate) -> Result<(), FieldError> {
     if (DATE_YEAR_MIN..=DATE_YEAR_MAX).contains(&date.year()) {
         Ok(())
     } else {
         Err(FieldError::new(
             field,
             format!("must lie between the years {DATE_YEAR_MIN} and {DATE_YEAR_MAX}, got {date}"),
+        ))
+    }
+}
+
+/// Whether `time` lies in the same years as a date, from 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999999999Z: the range of protobuf's `Timestamp` (and of RFC 3339's
+/// four-digit years), so that every time the ledger accepts can be answered on the wire.
+pub fn check_time(field: &str, time: &DateTime<Utc>) -> Result<(), FieldError> {
+    if (DATE_YEAR_MIN..=DATE_YEAR_MAX).contains(&time.year()) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "must lie between {DATE_YEAR_MIN:04}-01-01T00:00:00Z and {DATE_YEAR_MAX}-12-31T23:59:59.999999999Z (the range of a protobuf Timestamp), got {}",
+                time.to_rfc3339()
+            ),
         ))
     }
 }

@@ -199,12 +199,17 @@ pub struct Ledger {
     keeper: Option<Arc<continuity::Keeper>>,
     marker: Mutex<Option<std::thread::JoinHandle<()>>>,
     marker_stop: Arc<AtomicBool>,
+    /// The durable head's sender when there is no writer (read-only): dropped at the stop,
+    /// which ends subscriptions as the writer's stop does.
+    still_head: Mutex<Option<watch::Sender<Head>>>,
     /// Held while a checkpoint is signed and stored: one signature per size.
     signing: Mutex<()>,
     /// Set once the clean stop is in the journal (`shutdown` runs again on drop).
     stopped_cleanly: AtomicBool,
     dir: PathBuf,
     fault: Arc<watch::Sender<Option<String>>>,
+    /// True once [`Ledger::shutdown`] has stopped everything: subscriptions stop waiting for
+    /// subscribers that do not read.
     shutdown: watch::Sender<bool>,
     append_queue_max: usize,
     recovery: Recovery,
@@ -257,8 +262,11 @@ impl Ledger {
         let (live, retired) = projector::open_views(&store, head, !read_only)?;
         let (views_tx, views) = watch::channel(live.clone());
         let (swaps, swaps_rx) = mpsc::unbounded_channel();
-        let (mut handle, mut projector_handle) = (None, None);
-        if !read_only {
+        let (mut handle, mut projector_handle, mut still_head) = (None, None, None);
+        if read_only {
+            // No writer: the head never moves, and subscriptions wait on it until the stop.
+            still_head = Some(durable_tx);
+        } else {
             let tower = evidence::open_tower(&store, head)?;
             let writer =
                 writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), committed_tx, tower, &config)?;
@@ -283,6 +291,7 @@ impl Ledger {
             store,
             jobs: Mutex::new((!read_only).then_some(jobs_tx)),
             writer: Mutex::new(handle),
+            still_head: Mutex::new(still_head),
             projector: Mutex::new(projector_handle),
             durable,
             views,
@@ -361,16 +370,18 @@ impl Ledger {
         &self.recovery
     }
 
-    /// Stops taking appends and ends subscriptions; appends already queued are still written
-    /// and answered after their fsync. Does not block.
+    /// Stops taking appends; appends already queued are still written and answered after their
+    /// fsync, and subscriptions end (with `ShuttingDown`) once they have delivered those too.
+    /// Does not block.
     pub fn close(&self) {
-        self.shutdown.send_replace(true);
         self.checkpointer_stop.store(true, Ordering::Release);
         self.marker_stop.store(true, Ordering::Release);
         self.jobs.lock().expect("jobs lock").take();
+        self.still_head.lock().expect("head lock").take();
     }
 
-    /// [`close`](Self::close), then waits for the writer to drain the queue and stop. Blocks.
+    /// [`close`](Self::close), then waits for the writer to drain the queue and stop, then gives
+    /// up on subscribers that are not reading. Blocks.
     pub fn shutdown(&self) {
         self.close();
         if let Some(checkpointer) = self.checkpointer.lock().expect("checkpointer lock").take() {
@@ -413,6 +424,7 @@ impl Ledger {
                 Err(error) => tracing::warn!(%error, "could not record the clean stop in the head journal"),
             }
         }
+        self.shutdown.send_replace(true);
     }
 
     /// The data directory.

@@ -54,7 +54,8 @@ pub struct ReadAllPage {
 #[derive(Clone, Debug)]
 pub enum SubscriptionItem {
     Event(Box<RecordedEvent>),
-    /// Every event committed before the subscription reached the head has been delivered.
+    /// The catch-up has read the log up to this position (the head it reached, at least every
+    /// position delivered before) and delivered every matching event at or below it.
     CaughtUp(Position),
 }
 
@@ -152,6 +153,12 @@ impl Ledger {
     /// [`SubscriptionItem::CaughtUp`], then live events, until the receiver is dropped or the
     /// ledger shuts down. The reader task reads from the store, never from a shared buffer, so
     /// a slow subscriber costs writers nothing and holds at most [`SUBSCRIPTION_BUFFER_MAX`].
+    ///
+    /// At shutdown, a subscription ends once the writer has stopped (every queued append
+    /// written and answered): it delivers every event up to the final durable head — each one
+    /// acknowledged before the end — and then [`LedgerError::ShuttingDown`]. A subscriber that
+    /// stops reading is given up when [`Ledger::shutdown`] completes; its channel then closes
+    /// without that last item.
     pub fn subscribe(
         self: &Arc<Self>,
         from: Position,
@@ -161,39 +168,45 @@ impl Ledger {
         let ledger = self.clone();
         tokio::spawn(async move {
             let mut heads = ledger.watch_head();
-            let mut shutdown = ledger.shutdown.subscribe();
+            let mut stopped = ledger.shutdown.subscribe();
             let mut next = from.max(Position(1));
             let mut caught_up = false;
             loop {
                 let head = heads.borrow_and_update().position;
+                // A page reads up to the head of its own moment, which may be past `head`: what
+                // the catch-up delivered is below `next`, and CaughtUp must cover all of it.
+                let mut reached = head;
                 while next <= head {
                     let page = ledger.read_all(next, true, SUBSCRIPTION_BUFFER_MAX, &filter);
                     let page = match page {
                         Ok(page) => page,
                         Err(e) => {
-                            let _ = deliver(&tx, Err(e), &mut shutdown).await;
+                            let _ = deliver(&tx, Err(e), &mut stopped).await;
                             return;
                         }
                     };
                     next = page.next_position.unwrap_or(Position(page.head_position.0 + 1));
+                    reached = reached.max(Position(next.0 - 1));
                     for event in page.events {
-                        if !deliver(&tx, Ok(SubscriptionItem::Event(Box::new(event))), &mut shutdown).await {
+                        if !deliver(&tx, Ok(SubscriptionItem::Event(Box::new(event))), &mut stopped).await {
                             return;
                         }
-                    }
-                    if *shutdown.borrow() {
-                        return;
                     }
                 }
                 if !caught_up {
                     caught_up = true;
-                    if !deliver(&tx, Ok(SubscriptionItem::CaughtUp(head)), &mut shutdown).await {
+                    if !deliver(&tx, Ok(SubscriptionItem::CaughtUp(reached)), &mut stopped).await {
                         return;
                     }
                 }
                 tokio::select! {
-                    changed = heads.changed() => if changed.is_err() { return },
-                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    changed = heads.changed() => if changed.is_err() {
+                        // The writer has stopped, and the last head it published (seen above:
+                        // `changed` reports a head not yet seen before it reports the end) has
+                        // been delivered.
+                        let _ = deliver(&tx, Err(LedgerError::ShuttingDown), &mut stopped).await;
+                        return;
+                    },
                     _ = tx.closed() => return,
                 }
             }
@@ -252,15 +265,17 @@ impl Ledger {
     }
 }
 
-/// Sends one item to a subscriber, waiting for room in its channel unless the ledger shuts
-/// down first; false when the subscription is over.
+/// Sends one item to a subscriber, waiting for room in its channel unless the ledger has
+/// stopped first (a subscriber that stopped reading is not waited for past that); false when the
+/// subscription is over.
 async fn deliver(
     tx: &mpsc::Sender<Result<SubscriptionItem, LedgerError>>,
     item: Result<SubscriptionItem, LedgerError>,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    stopped: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
     tokio::select! {
+        biased;
         sent = tx.send(item) => sent.is_ok(),
-        _ = shutdown.wait_for(|stop| *stop) => false,
+        _ = stopped.wait_for(|stopped| *stopped) => false,
     }
 }

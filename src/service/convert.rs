@@ -16,20 +16,29 @@ type Result<T> = std::result::Result<T, FieldError>;
 // ------------------------------------------------------------------------------------------
 // Scalars
 
+/// A calendar date `YYYY-MM-DD` in the years 1..=9999 (`domain::check_date`).
 pub fn date(field: &str, raw: &str) -> Result<NaiveDate> {
     let parsed = NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().filter(|_| raw.len() == 10);
-    parsed.ok_or_else(|| FieldError::new(field, format!("must be a calendar date YYYY-MM-DD, got {raw:?}")))
+    let date = parsed.ok_or_else(|| {
+        FieldError::new(field, format!("must be a calendar date YYYY-MM-DD, got {}", domain::quote(raw)))
+    })?;
+    domain::check_date(field, &date)?;
+    Ok(date)
 }
 
 pub fn format_date(date: &NaiveDate) -> String {
     date.format("%Y-%m-%d").to_string()
 }
 
+/// A time within protobuf's `Timestamp` range (`domain::check_time`): a time outside it could be
+/// stored but not answered.
 pub fn timestamp(field: &str, ts: &prost_types::Timestamp) -> Result<DateTime<Utc>> {
     let nanos = u32::try_from(ts.nanos).ok().filter(|n| *n < 1_000_000_000);
-    nanos
+    let time = nanos
         .and_then(|n| DateTime::<Utc>::from_timestamp(ts.seconds, n))
-        .ok_or_else(|| FieldError::new(field, "must be a valid timestamp (nanos in 0..1e9, a representable date)"))
+        .ok_or_else(|| FieldError::new(field, "must be a valid timestamp (nanos in 0..1e9, a representable date)"))?;
+    domain::check_time(field, &time)?;
+    Ok(time)
 }
 
 pub fn to_timestamp(time: &DateTime<Utc>) -> prost_types::Timestamp {
@@ -359,5 +368,35 @@ mod tests {
         assert_eq!(event_data("d", Some(&unspecified)).unwrap_err().field, "d.member_joined.role");
         assert_eq!(event_data("d", None).unwrap_err().field, "d");
         assert_eq!(date("f", "2025-1-5").unwrap_err().field, "f");
+    }
+
+    /// Every rule of `domain::decide` is part of the wire contract: each event message says which
+    /// ledger rules it must keep.
+    #[test]
+    fn the_wire_contract_states_the_ledger_rules_of_every_event() {
+        let proto = include_str!("../../proto/pax/ledger/v1/ledger.proto");
+        for type_name in domain::EVENT_TYPE_NAMES {
+            let message: String = type_name.split('_').map(|word| word[..1].to_uppercase() + &word[1..]).collect();
+            let at = proto.find(&format!("\nmessage {message} {{")).unwrap_or_else(|| panic!("no message {message}"));
+            let comment: Vec<&str> = proto[..at].lines().rev().take_while(|line| line.starts_with("//")).collect();
+            assert!(comment.iter().any(|line| line.starts_with("// Rules: ")), "{message} states no rules");
+        }
+    }
+
+    #[test]
+    fn times_and_dates_stay_within_the_range_of_a_protobuf_timestamp() {
+        let ts = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+        // 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z: the ends of the range.
+        for inside in [ts(-62_135_596_800, 0), ts(253_402_300_799, 999_999_999), ts(0, 0)] {
+            assert_eq!(to_timestamp(&timestamp("t", &inside).unwrap()), inside);
+        }
+        // Just outside each end, and the year -29719 of the report.
+        for outside in [ts(-62_135_596_801, 999_999_999), ts(253_402_300_800, 0), ts(-999_999_999_999, 0)] {
+            assert_eq!(timestamp("t", &outside).unwrap_err().field, "t", "{outside:?}");
+        }
+        for inside in ["0001-01-01", "9999-12-31"] {
+            assert!(date("d", inside).is_ok(), "{inside}");
+        }
+        assert_eq!(date("d", "0000-12-31").unwrap_err().field, "d");
     }
 }

@@ -3,15 +3,13 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::ReceiverStream;
+use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{convert, page_token, status};
-use crate::domain::{EVENT_TYPE_NAMES, EventId, FieldError, Position, Revision, StreamName};
-use crate::ledger::{self, APPEND_EVENTS_MAX, EventFilter, Ledger, SubscriptionItem};
+use crate::domain::{EVENT_TYPE_NAMES, EventId, FieldError, Position, Revision, StreamName, quote};
+use crate::ledger::{self, APPEND_EVENTS_MAX, EventFilter, Ledger, LedgerError, SubscriptionItem};
 use crate::proto::v1 as pb;
-use crate::server::REQUEST_BYTES_MAX;
 
 /// Default page size of reads when the request leaves it at 0.
 pub const READ_PAGE_DEFAULT: u32 = 100;
@@ -67,7 +65,7 @@ fn filter(prefixes: &[String], types: &[String], prefix_field: &str, type_field:
         if !EVENT_TYPE_NAMES.contains(&t.as_str()) {
             return Err(status::invalid_argument(FieldError::new(
                 format!("{type_field}[{i}]"),
-                format!("must be one of {}, got {t:?}", EVENT_TYPE_NAMES.join(", ")),
+                format!("must be one of {}, got {}", EVENT_TYPE_NAMES.join(", "), quote(t)),
             )));
         }
     }
@@ -80,13 +78,8 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 impl pb::ledger_service_server::LedgerService for LedgerService {
     #[tracing::instrument(skip_all, fields(events = request.get_ref().events.len()))]
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
+        // Its size, as received, was checked before it was decoded (`RequestSizeLayer`).
         let request = request.into_inner();
-        let bytes = prost::Message::encoded_len(&request);
-        if bytes > REQUEST_BYTES_MAX {
-            return Err(status::too_large(format!(
-                "the request is {bytes} bytes, more than the {REQUEST_BYTES_MAX} allowed"
-            )));
-        }
         if request.events.is_empty() {
             return Err(status::invalid_argument(FieldError::new("events", "must hold at least one event")));
         }
@@ -190,16 +183,21 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let request = request.into_inner();
         let filter = filter(&request.stream_prefixes, &request.event_types, "stream_prefixes", "event_types")?;
         let items = self.ledger.subscribe(Position(request.from_position), filter);
-        let stream = ReceiverStream::new(items).map(|item| {
-            let message = match item.map_err(status::from_ledger)? {
-                SubscriptionItem::Event(event) => {
+        // The stream ends with the ledger's error, or UNAVAILABLE if the ledger gave the
+        // subscription up at shutdown: never with OK, which would say the log has ended.
+        let stream = futures::stream::unfold(Some(items), |items| async move {
+            let mut items = items?;
+            let message = match items.recv().await {
+                Some(Ok(SubscriptionItem::Event(event))) => {
                     pb::subscribe_response::Message::Event(convert::recorded_event_pb(&event))
                 }
-                SubscriptionItem::CaughtUp(position) => {
+                Some(Ok(SubscriptionItem::CaughtUp(position))) => {
                     pb::subscribe_response::Message::CaughtUp(pb::CaughtUp { position: position.0 })
                 }
+                Some(Err(error)) => return Some((Err(status::from_ledger(error)), None)),
+                None => return Some((Err(status::from_ledger(LedgerError::ShuttingDown)), None)),
             };
-            Ok(pb::SubscribeResponse { message: Some(message) })
+            Some((Ok(pb::SubscribeResponse { message: Some(message) }), Some(items)))
         });
         Ok(Response::new(Box::pin(stream)))
     }

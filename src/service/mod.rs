@@ -5,9 +5,13 @@ pub mod convert;
 mod ledger_service;
 mod page_token;
 mod query_service;
+mod request_codec;
+mod request_size;
 pub mod status;
 mod views_convert;
 
 pub use audit_service::AuditService;
 pub use ledger_service::LedgerService;
 pub use query_service::{ProjectionService, QueryService};
+pub use request_codec::RequestCodec;
+pub use request_size::RequestSizeLayer;

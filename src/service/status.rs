@@ -13,24 +13,73 @@ use crate::store::StoreErrorKind;
 /// The `ErrorInfo.domain` of every error this service details.
 pub const ERROR_DOMAIN: &str = "pax-ledger";
 
+/// Longest text, in bytes, that a status carries in its message or in one part of a detail. A
+/// status travels in HTTP/2 trailers — the message percent-encoded in `grpc-message`, and again
+/// with the details base64-encoded in `grpc-status-details-bin` — and both peers refuse a header
+/// list over 16 KiB: the client then sees INTERNAL ("h2 protocol error") instead of the status.
+/// Errors quote at most `domain::QUOTE_CHARS_MAX` characters of a value; this bound holds
+/// whatever a message says.
+pub const STATUS_TEXT_BYTES_MAX: usize = 1024;
+
+/// `text`, cut at a character boundary to at most [`STATUS_TEXT_BYTES_MAX`] bytes and `…`.
+fn bounded(mut text: String) -> String {
+    if text.len() > STATUS_TEXT_BYTES_MAX {
+        let cut = (0..=STATUS_TEXT_BYTES_MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// A malformed request: INVALID_ARGUMENT with a field violation naming the field.
 pub fn invalid_argument(error: FieldError) -> Status {
-    let message = error.to_string();
+    let message = bounded(error.to_string());
     Status::with_error_details(
         Code::InvalidArgument,
         message,
-        ErrorDetails::with_bad_request_violation(error.field, error.description),
+        ErrorDetails::with_bad_request_violation(bounded(error.field), bounded(error.description)),
     )
+}
+
+/// A request that is not valid protobuf (a string that is not UTF-8, a truncated field, a wrong
+/// wire type): the client's fault, INVALID_ARGUMENT. The field violation names the field as far
+/// as the decoder tells it — field names from the request down, without list indices
+/// (`events.event_id`) — or is empty when it names none.
+pub fn undecodable_request(error: &prost::DecodeError) -> Status {
+    let description = error.to_string();
+    invalid_argument(FieldError::new(undecodable_field(&description), description))
+}
+
+/// The field path in prost's description of a decode error: `failed to decode Protobuf message:
+/// Inner.field: Outer.field: what went wrong`, the innermost message first.
+fn undecodable_field(description: &str) -> String {
+    let is_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let Some(stack) = description.strip_prefix("failed to decode Protobuf message: ") else {
+        return String::new();
+    };
+    let mut fields: Vec<&str> = stack
+        .split(": ")
+        .map_while(|place| place.split_once('.').filter(|(message, field)| is_name(message) && is_name(field)))
+        .map(|(_, field)| field)
+        .collect();
+    fields.reverse();
+    fields.join(".")
 }
 
 /// A request over a size limit: RESOURCE_EXHAUSTED.
 pub fn too_large(message: impl Into<String>) -> Status {
-    Status::resource_exhausted(message)
+    Status::resource_exhausted(bounded(message.into()))
+}
+
+/// A request message of `bytes` bytes, as received, over the `max` a request may have:
+/// RESOURCE_EXHAUSTED, whatever its size (tonic's own limit would answer OUT_OF_RANGE).
+pub fn request_too_large(bytes: u64, max: usize) -> Status {
+    too_large(format!("the request message is {bytes} bytes, more than the {max} allowed"))
 }
 
 /// Maps a ledger error to its status, with machine-readable details where a client acts on them.
 pub fn from_ledger(error: LedgerError) -> Status {
-    let message = error.to_string();
+    let message = bounded(error.to_string());
     match error {
         LedgerError::WrongRevision { stream, expected, actual } => {
             let actual = actual.map_or_else(|| "none".to_owned(), |r| r.to_string());
@@ -51,7 +100,7 @@ pub fn from_ledger(error: LedgerError) -> Status {
             ErrorDetails::with_precondition_failure_violation(
                 "DOMAIN_RULE",
                 format!("events[{index}]"),
-                error.to_string(),
+                bounded(error.to_string()),
             ),
         ),
         LedgerError::DifferentContent { position, .. } | LedgerError::PartlyCommitted { position, .. } => {
@@ -144,6 +193,42 @@ mod tests {
         let info = status.get_details_error_info().expect("error info");
         assert_eq!(info.metadata["actual_revision"], "5");
         assert_eq!(info.metadata["expected_revision"], "3");
+    }
+
+    #[test]
+    fn a_status_carries_bounded_texts_whatever_the_error_says() {
+        let huge = "é".repeat(10 * STATUS_TEXT_BYTES_MAX);
+        let status = invalid_argument(FieldError::new(format!("labels[{huge}]"), huge.clone()));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().len() <= STATUS_TEXT_BYTES_MAX + '…'.len_utf8());
+        assert!(status.message().ends_with('…'));
+        let violation = &status.get_details_bad_request().expect("bad request").field_violations[0];
+        assert!(violation.field.starts_with("labels[é") && violation.field.len() <= STATUS_TEXT_BYTES_MAX + 3);
+        assert!(violation.description.len() <= STATUS_TEXT_BYTES_MAX + 3);
+        let status = from_ledger(LedgerError::NotFound(huge));
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(status.message().len() <= STATUS_TEXT_BYTES_MAX + 3);
+        // Short texts are left alone.
+        assert_eq!(bounded("short".into()), "short");
+        assert_eq!(bounded("a".repeat(STATUS_TEXT_BYTES_MAX)).len(), STATUS_TEXT_BYTES_MAX);
+    }
+
+    #[test]
+    fn a_request_that_does_not_decode_is_invalid_argument_naming_the_field() {
+        use prost::Message;
+        // events[0].event_id holds the byte 0xFF, which is not UTF-8.
+        let not_utf8 = [0x0a, 0x03, 0x0a, 0x01, 0xff];
+        let error = crate::proto::v1::AppendRequest::decode(&not_utf8[..]).unwrap_err();
+        let status = undecodable_request(&error);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = status.get_details_bad_request().expect("bad request");
+        assert_eq!(bad.field_violations[0].field, "events.event_id");
+        assert!(status.message().contains("not UTF-8"), "{}", status.message());
+        // A field number 0, which no field has.
+        let error = crate::proto::v1::AppendRequest::decode(&[0x00][..]).unwrap_err();
+        let status = undecodable_request(&error);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.get_details_bad_request().expect("bad request").field_violations[0].field, "");
     }
 
     #[test]

@@ -41,15 +41,30 @@ fn with_id(mut event: pb::ProposedEvent, event_id: &str) -> pb::ProposedEvent {
     event
 }
 
-/// Asserts that no event of `request` is readable by its id, except the ids in `committed`.
+/// Asserts that no event of `request` is readable by its id (in canonical form, whatever the
+/// request's spelling), except the ids in `committed`.
 async fn assert_not_written(client: &mut Client, request: &pb::AppendRequest, committed: &[&str]) {
     for event in &request.events {
-        let parsed = uuid::Uuid::try_parse(&event.event_id);
-        if parsed.is_ok_and(|u| !u.is_nil()) && !committed.contains(&event.event_id.as_str()) {
-            let status = client.get_event(pb::GetEventRequest { event_id: event.event_id.clone() }).await.unwrap_err();
+        let parsed = uuid::Uuid::try_parse(&event.event_id).ok().filter(|u| !u.is_nil());
+        if let Some(id) = parsed
+            && !committed.contains(&event.event_id.as_str())
+        {
+            let event_id = id.hyphenated().to_string();
+            let status = client.get_event(pb::GetEventRequest { event_id }).await.unwrap_err();
             assert_eq!(status.code(), Code::NotFound, "event {} was written: {status:?}", event.event_id);
         }
     }
+}
+
+/// The spellings of `id` that the `uuid` crate reads but that are not its canonical form.
+fn other_spellings(id: &str) -> Vec<String> {
+    let id = uuid::Uuid::try_parse(id).unwrap();
+    vec![
+        id.hyphenated().to_string().to_uppercase(),
+        id.simple().to_string(),
+        id.braced().to_string(),
+        id.urn().to_string(),
+    ]
 }
 
 /// Appends `request`, expects `code`, and checks that nothing was written (head unchanged, no
@@ -313,6 +328,160 @@ async fn malformed_reads_are_invalid_argument_naming_the_field() {
         .await
         .expect_err("rejected");
     assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["event_types[0]".to_owned()]));
+    server.stop().await;
+}
+
+/// Times and dates outside protobuf's Timestamp range (years 1 to 9999) would be stored and
+/// then answered as values no client can decode: every one a request carries is refused.
+#[tokio::test]
+async fn times_and_dates_outside_the_range_of_a_protobuf_timestamp_are_invalid_argument() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.append(append(vec![member_joined("JP")])).await.unwrap();
+    let at = |seconds, nanos| pb::ProposedEvent {
+        effective_time: Some(prost_types::Timestamp { seconds, nanos }),
+        ..member_joined("KR")
+    };
+    // Just past 9999-12-31T23:59:59.999999999Z, just before 0001-01-01T00:00:00Z, and the
+    // year -29719 of the report.
+    for (seconds, nanos) in [(253_402_300_800, 0), (-62_135_596_801, 999_999_999), (-999_999_999_999, 0)] {
+        check_invalid(&mut client, append(vec![at(seconds, nanos)]), "events[0].effective_time").await;
+    }
+    check_invalid(&mut client, append(vec![member_joined("KR"), at(i64::MAX, 0)]), "events[1].effective_time").await;
+    // The ends of the range are accepted and read back as given.
+    let ends = [(253_402_300_799, 999_999_999), (-62_135_596_800, 0)];
+    let mut request = append(vec![at(ends[0].0, ends[0].1), at(ends[1].0, ends[1].1)]);
+    request.events[1].data = member_joined("DE").data;
+    client.append(request.clone()).await.unwrap();
+    for (event, (seconds, nanos)) in request.events.iter().zip(ends) {
+        let read = client.get_event(pb::GetEventRequest { event_id: event.event_id.clone() }).await.unwrap();
+        assert_eq!(read.into_inner().effective_time, Some(prost_types::Timestamp { seconds, nanos }));
+    }
+
+    let mut query = pax_ledger::proto::v1::query_service_client::QueryServiceClient::new(server.channel().await);
+    let far = Some(pb::Consistency {
+        as_of_time: Some(prost_types::Timestamp { seconds: 253_402_300_800, nanos: 0 }),
+        ..Default::default()
+    });
+    let status = query
+        .get_member(pb::GetMemberRequest { code: "JP".into(), consistency: far })
+        .await
+        .expect_err("an as-of time past year 9999");
+    assert_eq!(
+        (status.code(), violated_fields(&status)),
+        (Code::InvalidArgument, vec!["consistency.as_of_time".into()])
+    );
+    let status = query
+        .list_members(pb::ListMembersRequest { consistency: far, ..Default::default() })
+        .await
+        .expect_err("an as-of time past year 9999");
+    assert_eq!(
+        (status.code(), violated_fields(&status)),
+        (Code::InvalidArgument, vec!["consistency.as_of_time".into()])
+    );
+    let status = query
+        .list_export_rules(pb::ListExportRulesRequest { effective_on: "0000-12-31".into(), ..Default::default() })
+        .await
+        .expect_err("a date of the year 0");
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["effective_on".into()]));
+    let status = query
+        .list_commitments(pb::ListCommitmentsRequest { on: "0000-12-31".into(), ..Default::default() })
+        .await
+        .expect_err("a date of the year 0");
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["on".into()]));
+    for on in ["0001-01-01", "9999-12-31"] {
+        query.list_commitments(pb::ListCommitmentsRequest { on: on.into(), ..Default::default() }).await.unwrap();
+    }
+    server.stop().await;
+}
+
+/// Ids are answered in canonical form (hyphenated, lower case) only, so only that form is
+/// accepted: an idempotent retry spelled otherwise would not be recognised by its client.
+#[tokio::test]
+async fn ids_are_accepted_in_canonical_form_only() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let committed = member_joined("JP");
+    client.append(append(vec![committed.clone()])).await.unwrap();
+    for spelling in other_spellings(&id()) {
+        check_invalid(&mut client, append(vec![with_id(member_joined("KR"), &spelling)]), "events[0].event_id").await;
+        let project = project_identified(&spelling, "JP", &[]);
+        check_invalid(&mut client, append(vec![project]), "events[0].data.project_identified.project_id").await;
+        let commitment = commitment_made(&spelling, "JP");
+        check_invalid(&mut client, append(vec![commitment]), "events[0].data.commitment_made.commitment_id").await;
+    }
+    let mut audit = pax_ledger::proto::v1::audit_service_client::AuditServiceClient::new(server.channel().await);
+    let mut query = pax_ledger::proto::v1::query_service_client::QueryServiceClient::new(server.channel().await);
+    for spelling in other_spellings(&committed.event_id) {
+        let status = client.get_event(pb::GetEventRequest { event_id: spelling.clone() }).await.unwrap_err();
+        assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["event_id".into()]));
+        let status = audit
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                target: Some(pb::get_inclusion_proof_request::Target::EventId(spelling.clone())),
+                tree_size: 1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["event_id".into()]));
+        let status =
+            query.get_project(pb::GetProjectRequest { project_id: spelling, ..Default::default() }).await.unwrap_err();
+        assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["project_id".into()]));
+    }
+    // The canonical spelling works everywhere.
+    let read = client.get_event(pb::GetEventRequest { event_id: committed.event_id.clone() }).await.unwrap();
+    assert_eq!(read.into_inner().position, 1);
+    assert_eq!(head_position(&mut client).await, 1);
+    server.stop().await;
+}
+
+/// An error quotes at most 200 characters of a bad value: quoting all of it outgrew HTTP/2's
+/// header limit, and the client saw INTERNAL ("h2 protocol error") instead of the real code.
+#[tokio::test]
+async fn an_error_about_a_huge_value_keeps_its_code_and_field() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.append(append(vec![member_joined("JP")])).await.unwrap();
+    let check = |status: tonic::Status, field: &str| {
+        assert_eq!(
+            (status.code(), violated_fields(&status)),
+            (Code::InvalidArgument, vec![field.to_owned()]),
+            "{field}"
+        );
+        // The quoted value is cut after 200 characters, whatever its size.
+        assert!(status.message().contains("xxx…\""), "{field}: {}", status.message());
+        assert!(!status.message().contains(&"x".repeat(201)), "{field}");
+        assert!(status.message().len() < 1000, "{field}: {} bytes", status.message().len());
+    };
+    let ten_kb = format!("member-{}", "x".repeat(10_000));
+    let status =
+        client.read_stream(pb::ReadStreamRequest { stream: ten_kb.clone(), ..Default::default() }).await.unwrap_err();
+    check(status, "stream");
+    let status = client.read_all(pb::ReadAllRequest { event_types: vec![ten_kb], ..Default::default() }).await;
+    check(status.unwrap_err(), "event_types[0]");
+
+    let mut query = pax_ledger::proto::v1::query_service_client::QueryServiceClient::new(server.channel().await);
+    let long_code = "x".repeat(10_000);
+    let status = query.get_member(pb::GetMemberRequest { code: long_code.clone(), ..Default::default() }).await;
+    check(status.unwrap_err(), "code");
+    let status =
+        query.list_commitments(pb::ListCommitmentsRequest { member: long_code.clone(), ..Default::default() }).await;
+    check(status.unwrap_err(), "member");
+    let status =
+        query.list_export_rules(pb::ListExportRulesRequest { effective_on: long_code, ..Default::default() }).await;
+    check(status.unwrap_err(), "effective_on");
+
+    // A multi-megabyte field of an append (within the request size limit).
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let status = client.append(append(vec![with_id(member_joined("KR"), &huge)])).await.unwrap_err();
+    check(status, "events[0].event_id");
+    let status = client.append(append(vec![joined_with("KR", |m| m.code = huge.clone())])).await.unwrap_err();
+    check(status, "events[0].data.member_joined.code");
+    let status = client.append(append(vec![rule_with(|r| r.rule_id = huge.clone())])).await.unwrap_err();
+    check(status, "events[0].data.export_rule_changed.rule_id");
+    let expectation = pb::StreamExpectation { stream: huge.clone(), expected: None };
+    let status = client.append(append_expecting(vec![member_joined("KR")], vec![expectation])).await.unwrap_err();
+    check(status, "expectations[0].stream");
+    assert_eq!(head_position(&mut client).await, 1);
     server.stop().await;
 }
 

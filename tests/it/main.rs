@@ -22,3 +22,4 @@ mod support;
 mod tamper;
 mod verify;
 mod views_model;
+mod wire;

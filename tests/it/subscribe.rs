@@ -156,6 +156,76 @@ async fn a_subscriber_started_during_a_burst_sees_every_event_once_in_order() {
     server.stop().await;
 }
 
+/// A subscriber whose catch-up outlasts a stretch of appends: the reader pages through the log
+/// (256 events a page) to the head of each page's moment, past the head it started from, and
+/// CaughtUp must still cover every event delivered before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_covers_every_event_delivered_before_it_while_appends_go_on() {
+    // Not on a page boundary (8,105 = 31 × 256 + 169); appends of 100 events never land on one.
+    const LOG: u64 = 8_105;
+    const APPEND: usize = 100;
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut written = 0;
+    while written < LOG {
+        let n = (LOG - written).min(1000) as usize;
+        client
+            .append(append((0..n).map(|_| export_rule_changed("catch-up", pb::Treatment::Allowed, None)).collect()))
+            .await
+            .unwrap();
+        written += n as u64;
+    }
+    // A small HTTP/2 window, so that the reader task soon waits for this subscriber to read, long
+    // before it reaches the head it started from.
+    let narrow = tonic::transport::Channel::from_shared(server.url.clone())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let mut subscription =
+        LedgerServiceClient::new(narrow).subscribe(pb::SubscribeRequest::default()).await.unwrap().into_inner();
+
+    let appending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (mut client, appending) = (server.client().await, appending.clone());
+        tokio::spawn(async move {
+            while appending.load(std::sync::atomic::Ordering::Relaxed) {
+                let events = (0..APPEND).map(|_| export_rule_changed("live", pb::Treatment::Allowed, None)).collect();
+                client.append(append(events)).await.expect("append");
+            }
+        })
+    };
+    let mut heads = server.ledger.watch_head();
+    tokio::time::timeout(Duration::from_secs(30), heads.wait_for(|h| h.position.0 >= LOG + 1000))
+        .await
+        .expect("the appends go on")
+        .unwrap();
+
+    let mut delivered = Vec::new();
+    let caught_up = loop {
+        match next_message(&mut subscription).await {
+            Message::Event(event) => delivered.push(event.position),
+            Message::CaughtUp(at) => break at.position,
+        }
+    };
+    appending.store(false, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(30), writer).await.expect("the writer stops").unwrap();
+    let head = head_position(&mut client).await;
+
+    let last = delivered.len() as u64;
+    assert_eq!(delivered, (1..=last).collect::<Vec<_>>(), "every event once, in position order");
+    assert!(last >= LOG, "the catch-up stopped at {last}, before the head it started from");
+    assert!(caught_up >= last, "CaughtUp({caught_up}) after delivering position {last}");
+    // Live events continue right after the CaughtUp position: nothing skipped, nothing twice.
+    let live = events(&mut subscription, (head - caught_up) as usize).await;
+    assert_eq!(positions(&live), (caught_up + 1..=head).collect::<Vec<_>>());
+    assert_quiet(&mut subscription).await;
+    drop(subscription);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_subscriber_from_a_middle_position_starts_there() {
     let server = TestServer::start().await;
@@ -313,14 +383,83 @@ async fn the_server_stops_cleanly_while_a_live_subscription_is_open() {
     server.stop().await; // within its 10 s timeout, or the test fails
     let end =
         tokio::time::timeout(Duration::from_secs(5), subscription.message()).await.expect("the subscription ends");
-    assert!(!matches!(end, Ok(Some(_))), "a message after shutdown: {end:?}");
+    assert_eq!(end.expect_err("the subscription ends with a status, not OK").code(), tonic::Code::Unavailable);
+}
+
+/// Appends go on while the server stops: a live subscriber receives every event acknowledged
+/// before the stop — and only those — and then UNAVAILABLE, never a silent end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_a_subscriber_receives_every_acknowledged_event_then_unavailable() {
+    const WRITERS: usize = 4;
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut subscription = client.subscribe(pb::SubscribeRequest::default()).await.unwrap().into_inner();
+    assert_eq!(next_message(&mut subscription).await, Message::CaughtUp(pb::CaughtUp { position: 0 }));
+    let reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), subscription.message())
+                .await
+                .expect("the subscription ends within 30 s of the last event");
+            match message {
+                Ok(Some(pb::SubscribeResponse { message: Some(Message::Event(event)) })) => {
+                    seen.push((event.event_id, event.position))
+                }
+                Ok(Some(other)) => panic!("unexpected {other:?}"),
+                Ok(None) => return (seen, None),
+                Err(status) => return (seen, Some(status)),
+            }
+        }
+    });
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let mut client = LedgerServiceClient::new(server.channel().await);
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            loop {
+                let events: Vec<_> =
+                    (0..5).map(|_| export_rule_changed(&format!("stop-{w}"), pb::Treatment::Allowed, None)).collect();
+                match client.append(append(events.clone())).await {
+                    Ok(response) => acked.extend(
+                        events.into_iter().zip(response.into_inner().events).map(|(e, a)| (e.event_id, a.position)),
+                    ),
+                    Err(_) => return acked,
+                }
+            }
+        }));
+    }
+    let mut heads = server.ledger.watch_head();
+    tokio::time::timeout(Duration::from_secs(30), heads.wait_for(|h| h.position.0 >= 200)).await.unwrap().unwrap();
+    server.stop().await;
+
+    let mut acked = HashSet::new();
+    for writer in writers {
+        acked.extend(tokio::time::timeout(Duration::from_secs(30), writer).await.expect("writers stop").unwrap());
+    }
+    let (seen, end) = tokio::time::timeout(Duration::from_secs(30), reader).await.expect("the reader ends").unwrap();
+    assert_eq!(positions_of(&seen), (1..=seen.len() as u64).collect::<Vec<_>>(), "every event once, in order");
+    assert_eq!(seen.len(), acked.len(), "delivered {} of {} acknowledged events", seen.len(), acked.len());
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), acked);
+    let end = end.expect("the subscription ends with a status, not OK");
+    assert_eq!(end.code(), tonic::Code::Unavailable, "{end:?}");
+}
+
+fn positions_of(places: &[(String, u64)]) -> Vec<u64> {
+    places.iter().map(|(_, position)| *position).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_stops_cleanly_while_a_subscriber_that_never_reads_is_behind() {
     let server = TestServer::start().await;
-    let (idle, _) = flood_an_idle_subscriber(&server).await;
+    let (mut idle, _) = flood_an_idle_subscriber(&server).await;
     // The idle subscriber holds the client open and never reads: shutdown must not wait for it.
     server.stop().await; // within its 10 s timeout, or the test fails
-    drop(idle);
+    // Given up, it still does not end as if the log had ended: what was sent, then UNAVAILABLE.
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), idle.message()).await.expect("the subscription ends") {
+            Ok(Some(pb::SubscribeResponse { message: Some(Message::Event(_)) })) => {}
+            other => break other,
+        }
+    };
+    assert_eq!(end.expect_err("the subscription ends with a status, not OK").code(), tonic::Code::Unavailable);
 }
