@@ -55,8 +55,10 @@ pub type Hash = [u8; 32];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// An error the engine reports (its I/O errors become [`StoreError::Io`], so that their
+    /// message is the operating system's own).
     #[error("storage engine: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     #[error("storage i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error(
@@ -82,6 +84,30 @@ pub enum StoreError {
     /// The data directory cannot be used as one.
     #[error("{}: {reason}", dir.display())]
     BadDirectory { dir: PathBuf, reason: String },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        match error {
+            sled::Error::Io(e) => Self::Io(os_error_of(e)),
+            other => Self::Sled(other),
+        }
+    }
+}
+
+/// sled hands some I/O errors on wrapped in an error of its own whose text is the debug form of
+/// the operating system's (`Os { code: 28, kind: StorageFull, message: "No space left on
+/// device" }`): the OS error itself again, so that messages read as the OS's own words.
+fn os_error_of(error: std::io::Error) -> std::io::Error {
+    if error.raw_os_error().is_some() {
+        return error;
+    }
+    let text = error.to_string();
+    let code = text
+        .strip_prefix("Os { code: ")
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok());
+    code.map_or(error, std::io::Error::from_raw_os_error)
 }
 
 /// What kind of failure a store error is, for the one place that picks a status code and for

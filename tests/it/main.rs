@@ -8,6 +8,7 @@ mod cli_views;
 mod concurrency;
 mod crash;
 mod damage;
+mod disk_full;
 mod durability;
 mod errors;
 mod idempotency;
