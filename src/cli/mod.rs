@@ -1,6 +1,7 @@
 //! The command line (DESIGN.md §6 is its contract: extend it, never rename). `serve` runs the
 //! server; the client subcommands talk to one over gRPC and print tables or JSON Lines.
 
+mod append;
 mod audit;
 mod bundle;
 mod client;
@@ -167,7 +168,7 @@ pub struct VerifyArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Append(args) => client::append(args).await,
+        Command::Append(args) => append::append(args).await,
         Command::History(args) => client::history(args, false).await,
         Command::Tail(args) => client::history(args, true).await,
         Command::Loadgen(args) => loadgen::run(args).await,

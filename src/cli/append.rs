@@ -1,0 +1,220 @@
+//! `append`: event lines from a file or stdin, sent in order, one request per line or per
+//! `--batch` lines (DESIGN.md §6).
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+
+use super::client::{Client, Printer, STREAM_COLUMN_WIDTH, Table, code_name, connect};
+use super::event_line::{self, EventLine, LineError};
+use super::{AppendArgs, Output};
+use crate::proto::v1 as pb;
+
+/// One acknowledged event, as `append` prints it.
+#[derive(Serialize)]
+struct AppendedLine<'a> {
+    event_id: &'a str,
+    stream: &'a str,
+    revision: u64,
+    position: u64,
+}
+
+/// Up to `--batch` input lines, sent as one atomic request.
+struct Batch {
+    lines: Vec<(usize, Result<EventLine, LineError>)>,
+}
+
+impl Batch {
+    /// `line N` or `line N..M`: the input lines the batch spans.
+    fn range(&self) -> String {
+        match (self.lines.first(), self.lines.last()) {
+            (Some((first, _)), Some((last, _))) if first != last => format!("line {first}..{last}"),
+            (Some((first, _)), _) => format!("line {first}"),
+            _ => "no line".to_owned(),
+        }
+    }
+
+    /// The request, or the local errors that keep the batch from being sent. Within one
+    /// request a stream has at most one expectation: the first line of a stream with an
+    /// `expected_revision` sets it, and another such line of that stream is an error.
+    fn request(&self) -> Result<pb::AppendRequest, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut request = pb::AppendRequest::default();
+        let mut expected_by: HashMap<&str, usize> = HashMap::new();
+        for (line, parsed) in &self.lines {
+            match parsed {
+                Err(error) => errors.push(error.to_string()),
+                Ok(event) => {
+                    if let Some(expectation) = event.expectation() {
+                        match expected_by.get(event.stream.as_str()) {
+                            Some(first) => errors.push(format!(
+                                "line {line}: expected_revision: stream {} already has an expected revision from line {first} in this batch",
+                                event.stream
+                            )),
+                            None => {
+                                expected_by.insert(&event.stream, *line);
+                                request.expectations.push(expectation);
+                            }
+                        }
+                    }
+                    request.events.push(event.event.clone());
+                }
+            }
+        }
+        if errors.is_empty() { Ok(request) } else { Err(errors) }
+    }
+
+    /// The server's message, with `events[i]` also given as its input line.
+    fn explain(&self, message: &str) -> String {
+        let index = message
+            .split_once("events[")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .and_then(|(digits, _)| digits.parse::<usize>().ok());
+        match index.and_then(|i| self.lines.get(i).map(|(line, _)| (i, line))) {
+            Some((i, line)) if self.lines.len() > 1 => format!("{message} (events[{i}] is line {line})"),
+            _ => message.to_owned(),
+        }
+    }
+}
+
+/// Appends the event lines of `--file` or stdin, `--batch` lines per atomic request, in order.
+/// Every acknowledged event is printed; a rejected request is reported on stderr and the rest
+/// continues; the exit code is non-zero when anything was rejected.
+pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
+    let input: Box<dyn AsyncBufRead + Unpin + Send> = match &args.file {
+        Some(path) => Box::new(BufReader::new(
+            tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?,
+        )),
+        None => Box::new(BufReader::new(tokio::io::stdin())),
+    };
+    let mut client = connect(&args.client).await?;
+    let mut printer = Printer::new(args.client.output);
+    let mut table = Table::new(&["event_id", "stream", "revision", "position"], &[false, false, true, true])
+        .with_min_width("stream", STREAM_COLUMN_WIDTH);
+    let batch_max = args.batch as usize;
+    let mut lines = input.lines();
+    let mut line_number = 0;
+    let mut batch = Batch { lines: Vec::with_capacity(batch_max) };
+    let mut rejected = false;
+    loop {
+        let text = lines.next_line().await.with_context(|| format!("reading line {}", line_number + 1))?;
+        let end = text.is_none();
+        if let Some(text) = text {
+            line_number += 1;
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            batch.lines.push((line_number, event_line::parse(line_number, text)));
+        }
+        if batch.lines.len() == batch_max || (end && !batch.lines.is_empty()) {
+            let accepted = send(&mut client, &batch, &mut printer, &mut table).await?;
+            rejected |= !accepted;
+            batch.lines.clear();
+        }
+        if end {
+            break;
+        }
+    }
+    Ok(if rejected { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Sends one batch and prints its outcome; false when it was rejected (locally or by the server).
+async fn send(client: &mut Client, batch: &Batch, printer: &mut Printer, table: &mut Table) -> anyhow::Result<bool> {
+    let request = match batch.request() {
+        Ok(request) => request,
+        Err(errors) => {
+            let range = batch.range();
+            for error in &errors {
+                if batch.lines.len() > 1 {
+                    eprintln!("error: {range}: not sent: {error}");
+                } else {
+                    eprintln!("error: {error}");
+                }
+            }
+            return Ok(false);
+        }
+    };
+    let response = match client.append(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            eprintln!("error: {}: {}: {}", batch.range(), code_name(status.code()), batch.explain(status.message()));
+            return Ok(false);
+        }
+    };
+    match printer.output {
+        Output::Json => {
+            for event in &response.events {
+                let line = AppendedLine {
+                    event_id: &event.event_id,
+                    stream: &event.stream,
+                    revision: event.revision,
+                    position: event.position,
+                };
+                printer.line(&serde_json::to_string(&line)?)?;
+            }
+        }
+        Output::Table => {
+            let rows: Vec<Vec<String>> = response
+                .events
+                .iter()
+                .map(|e| vec![e.event_id.clone(), e.stream.clone(), e.revision.to_string(), e.position.to_string()])
+                .collect();
+            table.print(printer, &rows)?;
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(lines: &[&str]) -> Batch {
+        Batch { lines: lines.iter().enumerate().map(|(i, text)| (i + 3, event_line::parse(i + 3, text))).collect() }
+    }
+
+    const JOIN_JP: &str = r#"{"type": "member_joined", "data": {"code": "JP", "name": "Japan", "kind": "state", "role": "member"}, "expected_revision": "no_stream"}"#;
+    const ROLE_JP: &str = r#"{"type": "member_role_changed", "data": {"code": "JP", "role": "guest"}}"#;
+    const ROLE_JP_EXPECTING: &str =
+        r#"{"type": "member_role_changed", "data": {"code": "JP", "role": "guest"}, "expected_revision": 0}"#;
+    const JOIN_KR: &str = r#"{"type": "member_joined", "data": {"code": "KR", "name": "South Korea", "kind": "state", "role": "member"}, "expected_revision": "no_stream"}"#;
+
+    #[test]
+    fn a_batch_sets_one_expectation_per_stream() {
+        let request = batch(&[JOIN_JP, ROLE_JP, JOIN_KR]).request().unwrap();
+        assert_eq!(request.events.len(), 3);
+        let streams: Vec<&str> = request.expectations.iter().map(|e| e.stream.as_str()).collect();
+        assert_eq!(streams, ["member-JP", "member-KR"]);
+    }
+
+    #[test]
+    fn a_second_expectation_on_a_stream_is_a_local_error() {
+        let errors = batch(&[JOIN_JP, ROLE_JP_EXPECTING]).request().unwrap_err();
+        assert_eq!(
+            errors,
+            ["line 4: expected_revision: stream member-JP already has an expected revision from line 3 in this batch"]
+        );
+    }
+
+    #[test]
+    fn an_invalid_line_keeps_its_batch_from_being_sent() {
+        let errors = batch(&[JOIN_JP, r#"{"type": "member_joined"}"#]).request().unwrap_err();
+        assert_eq!(errors, ["line 4: data: is required"]);
+    }
+
+    #[test]
+    fn ranges_and_server_messages_name_input_lines() {
+        assert_eq!(batch(&[JOIN_JP]).range(), "line 3");
+        let two = batch(&[JOIN_JP, JOIN_KR]);
+        assert_eq!(two.range(), "line 3..4");
+        assert_eq!(
+            two.explain("events[1]: member KR has already joined"),
+            "events[1]: member KR has already joined (events[1] is line 4)"
+        );
+        assert_eq!(two.explain("stream member-JP is at revision 0"), "stream member-JP is at revision 0");
+    }
+}
