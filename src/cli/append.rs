@@ -84,31 +84,28 @@ impl Batch {
 /// Every acknowledged event is printed; a rejected request is reported on stderr and the rest
 /// continues; the exit code is non-zero when anything was rejected.
 pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
-    let input: Box<dyn AsyncBufRead + Unpin + Send> = match &args.file {
-        Some(path) => Box::new(BufReader::new(
-            tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?,
-        )),
-        None => Box::new(BufReader::new(tokio::io::stdin())),
+    let (input, name): (Box<dyn AsyncBufRead + Unpin + Send>, String) = match &args.file {
+        Some(path) => (
+            Box::new(BufReader::new(
+                tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?,
+            )),
+            path.display().to_string(),
+        ),
+        None => (Box::new(BufReader::new(tokio::io::stdin())), "stdin".to_owned()),
     };
     let mut client = connect(&args.client).await?;
     let mut printer = Printer::new(args.client.output);
     let mut table = Table::new(&["event_id", "stream", "revision", "position"], &[false, false, true, true])
         .with_min_width("stream", STREAM_COLUMN_WIDTH);
     let batch_max = args.batch as usize;
-    let mut lines = input.lines();
-    let mut line_number = 0;
+    let mut lines = InputLines::new(input);
     let mut batch = Batch { lines: Vec::with_capacity(batch_max) };
     let mut rejected = false;
     loop {
-        let text = lines.next_line().await.with_context(|| format!("reading line {}", line_number + 1))?;
-        let end = text.is_none();
-        if let Some(text) = text {
-            line_number += 1;
-            let text = text.trim();
-            if text.is_empty() || text.starts_with('#') {
-                continue;
-            }
-            batch.lines.push((line_number, event_line::parse(line_number, text)));
+        let line = lines.next().await.with_context(|| format!("reading line {} of {name}", lines.number + 1))?;
+        let end = line.is_none();
+        if let Some((number, text)) = line {
+            batch.lines.push((number, text.and_then(|text| event_line::parse(number, &text))));
         }
         if batch.lines.len() == batch_max || (end && !batch.lines.is_empty()) {
             let accepted = send(&mut client, &batch, &mut printer, &mut table).await?;
@@ -120,6 +117,57 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if rejected { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The UTF-8 byte-order mark, which some editors put at the start of a file.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
+/// The input's lines that hold an event, each decoded alone: a line that is not UTF-8 is one
+/// bad line, reported like a line that is not JSON, and the lines after it are still read. A
+/// byte-order mark at the very start is skipped; blank lines and lines starting with `#` are
+/// skipped (whatever their encoding: a comment is never read).
+struct InputLines<R> {
+    reader: R,
+    /// The number of the last line read (from 1).
+    number: usize,
+    bytes: Vec<u8>,
+}
+
+impl<R: AsyncBufRead + Unpin> InputLines<R> {
+    fn new(reader: R) -> Self {
+        Self { reader, number: 0, bytes: Vec::new() }
+    }
+
+    /// The next line that holds an event: its number, and its text or why it cannot be read.
+    async fn next(&mut self) -> std::io::Result<Option<(usize, Result<String, LineError>)>> {
+        loop {
+            self.bytes.clear();
+            if self.reader.read_until(b'\n', &mut self.bytes).await? == 0 {
+                return Ok(None);
+            }
+            self.number += 1;
+            let mut line = self.bytes.as_slice();
+            if self.number == 1 {
+                line = line.strip_prefix(BYTE_ORDER_MARK).unwrap_or(line);
+            }
+            let line = line.trim_ascii();
+            if line.is_empty() || line.starts_with(b"#") {
+                continue;
+            }
+            let text = match std::str::from_utf8(line) {
+                Ok(text) => Ok(text.to_owned()),
+                Err(error) => Err(LineError {
+                    line: self.number,
+                    key: String::new(),
+                    message: format!(
+                        "not UTF-8 (byte {} of the line is not part of a UTF-8 character); the line is skipped",
+                        error.valid_up_to() + 1
+                    ),
+                }),
+            };
+            return Ok(Some((self.number, text)));
+        }
+    }
 }
 
 /// Sends one batch and prints its outcome; false when it was rejected (locally or by the server).
@@ -172,6 +220,47 @@ async fn send(client: &mut Client, batch: &Batch, printer: &mut Printer, table: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads `input` as `append` does: each event line's number and its text or error.
+    fn input_lines(input: &[u8]) -> Vec<(usize, Result<String, String>)> {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let mut lines = InputLines::new(input);
+            let mut read = Vec::new();
+            while let Some((number, text)) = lines.next().await.unwrap() {
+                read.push((number, text.map_err(|e| e.to_string())));
+            }
+            read
+        })
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_reported_and_the_lines_after_it_are_read() {
+        let input = b"{\"a\": 1}\n{\"b\": \"caf\xE9\"}\r\n\n# comment \xFF\n  {\"c\": 3}  \r\n{\"d\": 4}";
+        assert_eq!(
+            input_lines(input),
+            [
+                (1, Ok(r#"{"a": 1}"#.to_owned())),
+                (
+                    2,
+                    Err(
+                        "line 2: not UTF-8 (byte 11 of the line is not part of a UTF-8 character); the line is skipped"
+                            .to_owned()
+                    )
+                ),
+                (5, Ok(r#"{"c": 3}"#.to_owned())),
+                (6, Ok(r#"{"d": 4}"#.to_owned())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_at_the_start_only() {
+        assert_eq!(input_lines(b"\xEF\xBB\xBF{\"a\": 1}\n"), [(1, Ok(r#"{"a": 1}"#.to_owned()))]);
+        assert_eq!(input_lines(b"\xEF\xBB\xBF# comment\n{}\n"), [(2, Ok("{}".to_owned()))]);
+        let later = input_lines(b"{}\n\xEF\xBB\xBF{}\n");
+        assert_eq!(later[1], (2, Ok("\u{FEFF}{}".to_owned())), "a mark inside the file is the line's own text");
+    }
 
     fn batch(lines: &[&str]) -> Batch {
         Batch { lines: lines.iter().enumerate().map(|(i, text)| (i + 3, event_line::parse(i + 3, text))).collect() }

@@ -1,0 +1,68 @@
+//! `append` end to end: the real binary reads event lines from a file or stdin and sends them
+//! to a real server; what it prints, what it reports on stderr and its exit status.
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// An event line: member `code` joins, under a fixed event id made from `n`.
+fn join_line(n: u32, code: &str) -> String {
+    format!(
+        r#"{{"event_id": "{}", "type": "member_joined", "data": {{"code": "{code}", "name": "Participant {code}", "kind": "state", "role": "member"}}}}"#,
+        fixed_id(n)
+    )
+}
+
+fn fixed_id(n: u32) -> String {
+    format!("5a1c0000-0000-4000-8000-{n:012x}")
+}
+
+/// `append --addr URL --output json EXTRA…` with `input` on stdin.
+async fn append_stdin(server: &TestServer, extra: &[&str], input: &[u8]) -> Output {
+    let mut args = vec!["append", "--addr", &server.url, "--output", "json"];
+    args.extend_from_slice(extra);
+    run_to_end(pax_ledger(&args), input).await
+}
+
+/// The JSON lines of stdout.
+fn acknowledged(output: &Output) -> Vec<Value> {
+    text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect()
+}
+
+fn streams(output: &Output) -> Vec<String> {
+    acknowledged(output).iter().map(|line| line["stream"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_that_is_not_utf8_is_reported_and_the_others_are_appended() {
+    let server = TestServer::start().await;
+    let mut input = Vec::new();
+    input.extend_from_slice(format!("{}\n", join_line(1, "JP")).as_bytes());
+    input.extend_from_slice(b"{\"type\": \"member_joined\", \"data\": {\"name\": \"Cura\xE7ao\"}}\n");
+    input.extend_from_slice(format!("{}\n{}\n", join_line(3, "KR"), join_line(4, "SG")).as_bytes());
+    let output = append_stdin(&server, &[], &input).await;
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("line 2: not UTF-8"), "{stderr}");
+    assert_eq!(streams(&output), ["member-JP", "member-KR", "member-SG"], "{stderr}");
+    assert_eq!(head_position(&mut server.client().await).await, 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_starts_with_a_byte_order_mark_is_read() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, format!("\u{FEFF}{}\r\n{}\r\n", join_line(1, "JP"), join_line(2, "KR"))).unwrap();
+    let output = append_stdin(&server, &["--file", file.to_str().unwrap()], b"").await;
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(streams(&output), ["member-JP", "member-KR"], "{stderr}");
+    server.stop().await;
+}
