@@ -105,7 +105,11 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
         let line = lines.next().await.with_context(|| format!("reading line {} of {name}", lines.number + 1))?;
         let end = line.is_none();
         if let Some((number, text)) = line {
-            batch.lines.push((number, text.and_then(|text| event_line::parse(number, &text))));
+            let event = text.and_then(|text| event_line::parse(number, &text)).and_then(|mut event| {
+                event_line::require_event_id(&mut event, number, args.allow_new_ids)?;
+                Ok(event)
+            });
+            batch.lines.push((number, event));
         }
         if batch.lines.len() == batch_max || (end && !batch.lines.is_empty()) {
             let accepted = send(&mut client, &batch, &mut printer, &mut table).await?;

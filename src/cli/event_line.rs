@@ -1,7 +1,8 @@
 //! The event line of DESIGN.md §6: one JSON object per line, read by `append` and written by
 //! `history` and `tail`, converted to and from the wire types.
 //!
-//! Input keys: `event_id`?, `type`, `data`, `effective_at`? (RFC 3339), `expected_revision`?
+//! Input keys: `event_id` (optional here; `append` refuses a line without one unless
+//! `--allow-new-ids`, see [`require_event_id`]), `type`, `data`, `effective_at`? (RFC 3339), `expected_revision`?
 //! (`"any"`, `"no_stream"`, `"exists"` or a number), `source`?, `actor`?, `correlation_id`?,
 //! `causation_id`?, `labels`? (an object of strings). Output keys, in this order: `position`,
 //! `stream`, `revision`, `event_id`, `type`, `recorded_at`, `effective_at`, `data`, `source`,
@@ -76,6 +77,28 @@ impl EventLine {
     pub fn expectation(&self) -> Option<pb::StreamExpectation> {
         self.expected.map(|expected| pb::StreamExpectation { stream: self.stream.clone(), expected: Some(expected) })
     }
+}
+
+/// Gives a line without `event_id` a new UUIDv7 when `allow_new_ids`, or refuses it. The id is
+/// what makes an append idempotent: a line without one would be appended again, under another
+/// id, each time the same input is sent, so it is refused unless asked for. An id given here
+/// stays the event's for every retry of this run.
+pub fn require_event_id(event: &mut EventLine, line: usize, allow_new_ids: bool) -> std::result::Result<(), LineError> {
+    if !event.event.event_id.is_empty() {
+        return Ok(());
+    }
+    if !allow_new_ids {
+        return Err(LineError {
+            line,
+            key: "event_id".to_owned(),
+            message: "is missing: without a fixed id the event would be appended again, under a new id, each time \
+                      this input is sent; give the line an \"event_id\" (a UUID), or pass --allow-new-ids to have one \
+                      generated"
+                .to_owned(),
+        });
+    }
+    event.event.event_id = uuid::Uuid::now_v7().to_string();
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -717,6 +740,26 @@ mod tests {
             "data.status",
             "identified, approved, under_way, completed, cancelled",
         );
+    }
+
+    #[test]
+    fn a_line_without_event_id_is_refused_unless_new_ids_are_allowed() {
+        let line = r#"{"type": "member_role_changed", "data": {"code": "JP", "role": "guest"}}"#;
+        let mut event = parse(1, line).unwrap();
+        let error = require_event_id(&mut event, 5, false).unwrap_err();
+        assert_eq!((error.line, error.key.as_str()), (5, "event_id"));
+        assert!(error.message.contains("--allow-new-ids"), "{error}");
+        assert_eq!(event.event.event_id, "");
+
+        require_event_id(&mut event, 5, true).unwrap();
+        let id = uuid::Uuid::try_parse(&event.event.event_id).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        require_event_id(&mut event, 5, true).unwrap();
+        assert_eq!(event.event.event_id, id.to_string(), "an id once given is kept");
+
+        let mut with_id = parse(1, &format!(r#"{{"event_id": "{ID}", {}"#, &line[1..])).unwrap();
+        require_event_id(&mut with_id, 1, false).unwrap();
+        assert_eq!(with_id.event.event_id, ID);
     }
 
     #[test]

@@ -125,6 +125,10 @@ pub struct AppendArgs {
     /// Group this many lines into one atomic request.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch: u32,
+    /// Accept lines without an event_id: each gets a new UUIDv7, kept for this run's retries.
+    /// Sending the same input again then appends those events again, under other ids.
+    #[arg(long)]
+    pub allow_new_ids: bool,
 }
 
 #[derive(Debug, Args)]

@@ -66,3 +66,63 @@ async fn a_file_that_starts_with_a_byte_order_mark_is_read() {
     assert_eq!(streams(&output), ["member-JP", "member-KR"], "{stderr}");
     server.stop().await;
 }
+
+/// An event line without `event_id`: member `code` joins.
+fn join_line_without_id(code: &str) -> String {
+    format!(
+        r#"{{"type": "member_joined", "data": {{"code": "{code}", "name": "Participant {code}", "kind": "state", "role": "member"}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_without_event_id_is_refused_unless_new_ids_are_allowed() {
+    let server = TestServer::start().await;
+    let input = format!("{}\n{}\n{}\n", join_line(1, "JP"), join_line_without_id("KR"), join_line(3, "SG"));
+    let output = append_stdin(&server, &[], input.as_bytes()).await;
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("line 2: event_id: is missing") && stderr.contains("--allow-new-ids"), "{stderr}");
+    assert_eq!(streams(&output), ["member-JP", "member-SG"], "{stderr}");
+
+    // Sent again: the lines with ids are found committed, the one without is still refused.
+    let again = append_stdin(&server, &[], input.as_bytes()).await;
+    assert!(!again.status.success());
+    assert_eq!(streams(&again), ["member-JP", "member-SG"], "{}", text(&again.stderr));
+    assert_eq!(head_position(&mut server.client().await).await, 2, "a retry duplicated an event");
+
+    let allowed = append_stdin(&server, &["--allow-new-ids"], input.as_bytes()).await;
+    let stderr = text(&allowed.stderr);
+    assert!(allowed.status.success(), "{stderr}");
+    let lines = acknowledged(&allowed);
+    assert_eq!(streams(&allowed), ["member-JP", "member-KR", "member-SG"], "{stderr}");
+    let generated = uuid::Uuid::try_parse(lines[1]["event_id"].as_str().unwrap()).unwrap();
+    assert_eq!(generated.get_version_num(), 7, "{generated}");
+    assert_eq!(head_position(&mut server.client().await).await, 3);
+    server.stop().await;
+}
+
+/// The example files are what the README loads: every line has a fixed id, so they append
+/// without `--allow-new-ids`, and appending them again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_files_append_and_append_again_as_no_change() {
+    let server = TestServer::start().await;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut positions = Vec::new();
+    for round in 0..2 {
+        for file in ["pax-silica.jsonl", "pax-silica-demo.jsonl"] {
+            let path = format!("{examples}/{file}");
+            let output = append_stdin(&server, &["--file", &path], b"").await;
+            let stderr = text(&output.stderr);
+            assert!(output.status.success(), "round {round}, {file}: {stderr}");
+            let placed: Vec<u64> = acknowledged(&output).iter().map(|l| l["position"].as_u64().unwrap()).collect();
+            if round == 0 {
+                positions.push(placed);
+            } else {
+                assert!(positions.contains(&placed), "{file} moved on the second round: {placed:?}");
+            }
+        }
+    }
+    assert_eq!(positions.concat(), (1..=19).collect::<Vec<u64>>());
+    assert_eq!(head_position(&mut server.client().await).await, 19);
+    server.stop().await;
+}
