@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use tonic::{Code, Status};
 
-use super::client::{Client, Printer, STREAM_COLUMN_WIDTH, Table, code_name, connect};
+use super::client::{Client, Printer, STREAM_COLUMN_WIDTH, Table, code_name, connect, status_message};
 use super::event_line::{self, EventLine, LineError};
 use super::{AppendArgs, Output};
 use crate::proto::v1 as pb;
@@ -80,10 +82,72 @@ impl Batch {
     }
 }
 
+/// How long to wait before the first retry of a request that found the server unavailable;
+/// each further retry waits twice as long, up to [`RETRY_BACKOFF_MAX`].
+const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+/// What a run did, counted in events (input lines that hold one), printed as the last line on
+/// stderr.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    /// Committed by this run.
+    appended: usize,
+    /// Found already committed with the same content (sent before, by this input or another).
+    already_present: usize,
+    /// Refused by the server, or by this client (a line that cannot be read or parsed).
+    rejected: usize,
+    /// Never sent: in a batch with a refused line, or after the server became unavailable.
+    not_sent: usize,
+    /// The server became unavailable and the rest of stdin was left unread (and uncounted).
+    stdin_left_unread: bool,
+}
+
+impl Tally {
+    fn failed(&self) -> bool {
+        self.rejected > 0 || self.not_sent > 0
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "appended {}, already present {}, rejected {}, not sent {}",
+            self.appended, self.already_present, self.rejected, self.not_sent
+        )?;
+        if self.stdin_left_unread {
+            f.write_str(" (and the rest of stdin, not read)")?;
+        }
+        Ok(())
+    }
+}
+
+/// How one batch ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    /// Acknowledged, or refused (by the server or locally): either way, go on with the next.
+    Answered,
+    /// The server stayed unavailable through every retry: stop sending.
+    ServerUnavailable,
+}
+
 /// Appends the event lines of `--file` or stdin, `--batch` lines per atomic request, in order.
-/// Every acknowledged event is printed; a rejected request is reported on stderr and the rest
-/// continues; the exit code is non-zero when anything was rejected.
+/// Every acknowledged event is printed; a refused request or line is reported on stderr and the
+/// rest continues. A request that finds the server unavailable is retried `--retries` times,
+/// then nothing more is sent. The last line on stderr is always the summary ([`Tally`]); the
+/// exit code is non-zero when anything was rejected or not sent.
 pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
+    let mut tally = Tally::default();
+    let result = append_counting(&args, &mut tally).await;
+    if let Err(error) = &result {
+        eprintln!("error: {}", super::error_text(error));
+    }
+    eprintln!("{tally}");
+    Ok(if result.is_err() || tally.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn append_counting(args: &AppendArgs, tally: &mut Tally) -> anyhow::Result<()> {
     let (input, name): (Box<dyn AsyncBufRead + Unpin + Send>, String) = match &args.file {
         Some(path) => (
             Box::new(BufReader::new(
@@ -93,14 +157,16 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
         ),
         None => (Box::new(BufReader::new(tokio::io::stdin())), "stdin".to_owned()),
     };
-    let mut client = connect(&args.client).await?;
-    let mut printer = Printer::new(args.client.output);
-    let mut table = Table::new(&["event_id", "stream", "revision", "position"], &[false, false, true, true])
-        .with_min_width("stream", STREAM_COLUMN_WIDTH);
-    let batch_max = args.batch as usize;
     let mut lines = InputLines::new(input);
+    let mut sender = match connect(&args.client).await {
+        Ok(client) => Sender::new(client, args),
+        Err(error) => {
+            eprintln!("error: {}", super::error_text(&error));
+            return count_unsent(&mut lines, &name, args.file.is_none(), tally).await;
+        }
+    };
+    let batch_max = args.batch as usize;
     let mut batch = Batch { lines: Vec::with_capacity(batch_max) };
-    let mut rejected = false;
     loop {
         let line = lines.next().await.with_context(|| format!("reading line {} of {name}", lines.number + 1))?;
         let end = line.is_none();
@@ -112,15 +178,34 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
             batch.lines.push((number, event));
         }
         if batch.lines.len() == batch_max || (end && !batch.lines.is_empty()) {
-            let accepted = send(&mut client, &batch, &mut printer, &mut table).await?;
-            rejected |= !accepted;
+            let sent = sender.send(&batch, tally).await?;
             batch.lines.clear();
+            if sent == Sent::ServerUnavailable {
+                return count_unsent(&mut lines, &name, args.file.is_none(), tally).await;
+            }
         }
         if end {
-            break;
+            return Ok(());
         }
     }
-    Ok(if rejected { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Counts the event lines left in a file as not sent. The rest of stdin is left unread: it may
+/// never end (a producer that keeps writing), and its writer learns from the closed pipe.
+async fn count_unsent<R: AsyncBufRead + Unpin>(
+    lines: &mut InputLines<R>,
+    name: &str,
+    stdin: bool,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    if stdin {
+        tally.stdin_left_unread = true;
+        return Ok(());
+    }
+    while lines.next().await.with_context(|| format!("reading line {} of {name}", lines.number + 1))?.is_some() {
+        tally.not_sent += 1;
+    }
+    Ok(())
 }
 
 /// The UTF-8 byte-order mark, which some editors put at the start of a file.
@@ -174,51 +259,120 @@ impl<R: AsyncBufRead + Unpin> InputLines<R> {
     }
 }
 
-/// Sends one batch and prints its outcome; false when it was rejected (locally or by the server).
-async fn send(client: &mut Client, batch: &Batch, printer: &mut Printer, table: &mut Table) -> anyhow::Result<bool> {
-    let request = match batch.request() {
-        Ok(request) => request,
-        Err(errors) => {
-            let range = batch.range();
-            for error in &errors {
-                if batch.lines.len() > 1 {
-                    eprintln!("error: {range}: not sent: {error}");
-                } else {
-                    eprintln!("error: {error}");
+/// Sends batches and prints what the server acknowledged.
+struct Sender {
+    client: Client,
+    printer: Printer,
+    table: Table,
+    retries: u32,
+}
+
+impl Sender {
+    fn new(client: Client, args: &AppendArgs) -> Self {
+        let table = Table::new(&["event_id", "stream", "revision", "position"], &[false, false, true, true])
+            .with_min_width("stream", STREAM_COLUMN_WIDTH);
+        Self { client, printer: Printer::new(args.client.output), table, retries: args.retries }
+    }
+
+    /// Sends one batch (retrying while the server is unavailable), prints its outcome and
+    /// counts it in `tally`.
+    async fn send(&mut self, batch: &Batch, tally: &mut Tally) -> anyhow::Result<Sent> {
+        let request = match batch.request() {
+            Ok(request) => request,
+            Err(errors) => {
+                let range = batch.range();
+                for error in &errors {
+                    if batch.lines.len() > 1 {
+                        eprintln!("error: {range}: not sent: {error}");
+                    } else {
+                        eprintln!("error: {error}");
+                    }
                 }
+                tally.rejected += errors.len();
+                tally.not_sent += batch.lines.len() - errors.len();
+                return Ok(Sent::Answered);
             }
-            return Ok(false);
-        }
-    };
-    let response = match client.append(request).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => {
-            eprintln!("error: {}: {}: {}", batch.range(), code_name(status.code()), batch.explain(status.message()));
-            return Ok(false);
-        }
-    };
-    match printer.output {
-        Output::Json => {
-            for event in &response.events {
-                let line = AppendedLine {
-                    event_id: &event.event_id,
-                    stream: &event.stream,
-                    revision: event.revision,
-                    position: event.position,
-                };
-                printer.line(&serde_json::to_string(&line)?)?;
+        };
+        let mut retried = 0;
+        let response = loop {
+            let status = match self.client.append(request.clone()).await {
+                Ok(response) => break response.into_inner(),
+                Err(status) => status,
+            };
+            let code = code_name(status.code());
+            let message = batch.explain(&status_message(&status));
+            if !server_unavailable(&status) {
+                eprintln!("error: {}: {code}: {message}", batch.range());
+                tally.rejected += batch.lines.len();
+                return Ok(Sent::Answered);
             }
+            if retried == self.retries {
+                let retries = if retried == 1 { "1 retry".to_owned() } else { format!("{retried} retries") };
+                eprintln!(
+                    "error: {}: {code}: {message}; the server is still unavailable after {retries}: stopping, \
+                     nothing more is sent (send the same input again once it is back: the events it already \
+                     holds are found by their ids and not appended twice)",
+                    batch.range()
+                );
+                tally.not_sent += batch.lines.len();
+                return Ok(Sent::ServerUnavailable);
+            }
+            let backoff = retry_backoff(retried);
+            retried += 1;
+            eprintln!(
+                "warning: {}: {code}: {message}; retrying in {:.2} s (retry {retried} of {})",
+                batch.range(),
+                backoff.as_secs_f64(),
+                self.retries
+            );
+            tokio::time::sleep(backoff).await;
+        };
+        if response.already_committed {
+            tally.already_present += response.events.len();
+        } else {
+            tally.appended += response.events.len();
         }
-        Output::Table => {
-            let rows: Vec<Vec<String>> = response
-                .events
-                .iter()
-                .map(|e| vec![e.event_id.clone(), e.stream.clone(), e.revision.to_string(), e.position.to_string()])
-                .collect();
-            table.print(printer, &rows)?;
+        self.print(&response.events)?;
+        Ok(Sent::Answered)
+    }
+
+    fn print(&mut self, events: &[pb::AppendedEvent]) -> anyhow::Result<()> {
+        match self.printer.output {
+            Output::Json => {
+                for event in events {
+                    let line = AppendedLine {
+                        event_id: &event.event_id,
+                        stream: &event.stream,
+                        revision: event.revision,
+                        position: event.position,
+                    };
+                    self.printer.line(&serde_json::to_string(&line)?)?;
+                }
+                Ok(())
+            }
+            Output::Table => {
+                let rows: Vec<Vec<String>> = events
+                    .iter()
+                    .map(|e| vec![e.event_id.clone(), e.stream.clone(), e.revision.to_string(), e.position.to_string()])
+                    .collect();
+                self.table.print(&mut self.printer, &rows)
+            }
         }
     }
-    Ok(true)
+}
+
+/// Whether the server could not be reached, is not taking appends (UNAVAILABLE: it is stopping,
+/// or halted its writes), or the connection failed under the request (a status this client made
+/// from a transport error, which it carries as its source; a status the server sent carries
+/// none): what a retry may cure. Safe to retry because every event has its id: a request that
+/// was in fact committed before its answer was lost is answered as already committed.
+fn server_unavailable(status: &Status) -> bool {
+    status.code() == Code::Unavailable || std::error::Error::source(status).is_some()
+}
+
+/// The wait before retry number `retried + 1`.
+fn retry_backoff(retried: u32) -> Duration {
+    RETRY_BACKOFF_FIRST.saturating_mul(1 << retried.min(16)).min(RETRY_BACKOFF_MAX)
 }
 
 #[cfg(test)]

@@ -97,6 +97,21 @@ pub(super) fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// A status's message followed by its causes, each once: a transport failure's message alone
+/// ("tcp connect error") does not say what failed ("Connection refused").
+pub(super) fn status_message(status: &Status) -> String {
+    let mut message = status.message().to_owned();
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !message.contains(&text) {
+            message = if message.is_empty() { text } else { format!("{message}: {text}") };
+        }
+        cause = error.source();
+    }
+    message
+}
+
 fn status_error(status: &Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
 }

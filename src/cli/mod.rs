@@ -129,6 +129,10 @@ pub struct AppendArgs {
     /// Sending the same input again then appends those events again, under other ids.
     #[arg(long)]
     pub allow_new_ids: bool,
+    /// Retry a request this many times (waiting 0.25 s, then twice as long each time, up to
+    /// 4 s) while the server is unavailable, then stop sending.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub retries: u32,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +170,19 @@ pub struct VerifyArgs {
     /// --addr and --token are used with --against only.
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// An error and its causes on one line, each cause once (many errors already repeat their
+/// source's text), with the `Display` text of each: what the user reads after `error: `.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    message
 }
 
 /// Runs a parsed command line; the exit code is non-zero when anything was rejected.

@@ -5,6 +5,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
+use crate::fake_server::{FakeServer, Script};
 use crate::support::*;
 
 /// An event line: member `code` joins, under a fixed event id made from `n`.
@@ -125,4 +126,117 @@ async fn the_example_files_append_and_append_again_as_no_change() {
     assert_eq!(positions.concat(), (1..=19).collect::<Vec<u64>>());
     assert_eq!(head_position(&mut server.client().await).await, 19);
     server.stop().await;
+}
+
+/// The lines of stderr that report a retry.
+fn retries(stderr: &str) -> usize {
+    stderr.lines().filter(|line| line.contains("retrying in")).count()
+}
+
+/// The summary: the last line of stderr.
+fn summary(stderr: &str) -> &str {
+    stderr.lines().last().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_finds_the_server_unavailable_is_retried_with_the_same_ids() {
+    let unavailable = || tonic::Status::unavailable("the ledger is shutting down");
+    let script = Script { append_failures: [unavailable(), unavailable()].into(), ..Script::default() };
+    let fake = FakeServer::start(script).await;
+    let input = format!("{}\n{}\n", join_line_without_id("JP"), join_line(2, "KR"));
+    let mut command = pax_ledger(&["append", "--addr", &fake.url, "--output", "json", "--allow-new-ids"]);
+    command.args(["--retries", "2"]);
+    let output = run_to_end(command, input.as_bytes()).await;
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(retries(&stderr), 2, "{stderr}");
+    assert!(stderr.contains("line 1: UNAVAILABLE: the ledger is shutting down; retrying in 0.25 s"), "{stderr}");
+    assert_eq!(summary(&stderr), "appended 2, already present 0, rejected 0, not sent 0");
+    let sent = fake.script.lock().unwrap().appends.clone();
+    let ids: Vec<&str> = sent.iter().map(|request| request.events[0].event_id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "three attempts for line 1, one for line 2");
+    assert!(ids[0] == ids[1] && ids[1] == ids[2], "a retry must send the id the first attempt had: {ids:?}");
+    assert_eq!(ids[3], fixed_id(2));
+    assert_eq!(acknowledged(&output).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stays_unavailable_stops_the_run_with_the_rest_counted_as_not_sent() {
+    let unavailable = || tonic::Status::unavailable("the ledger is shutting down");
+    let script = Script { append_failures: (0..3).map(|_| unavailable()).collect(), ..Script::default() };
+    let fake = FakeServer::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let lines: Vec<String> = (1..=6).map(|n| join_line(n, "JP")).collect();
+    std::fs::write(&file, format!("# six events\n{}\n", lines.join("\n"))).unwrap();
+    let mut command = pax_ledger(&["append", "--addr", &fake.url, "--file", file.to_str().unwrap()]);
+    command.args(["--batch", "2", "--retries", "2"]);
+    let output = run_to_end(command, b"").await;
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(retries(&stderr), 2, "{stderr}");
+    assert!(stderr.contains("error: line 2..3: UNAVAILABLE"), "{stderr}");
+    assert!(stderr.contains("still unavailable after 2 retries: stopping"), "{stderr}");
+    assert_eq!(summary(&stderr), "appended 0, already present 0, rejected 0, not sent 6", "{stderr}");
+    assert_eq!(fake.script.lock().unwrap().appends.len(), 3, "nothing is sent after the last retry");
+    assert_eq!(text(&output.stdout), "");
+}
+
+/// The report that started this: a server stopped (SIGTERM) in the middle of a long append
+/// left the client sending line after line into UNAVAILABLE, with no summary. Now the run stops
+/// within its retries, says how far it got, and every line is accounted for exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_during_an_append_ends_it_with_a_summary_that_matches_the_log() {
+    const LINES: u32 = 20_000;
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let lines: Vec<String> = (1..=LINES).map(rule_line).collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let mut command = pax_ledger(&["append", "--addr", &server.url, "--output", "json", "--retries", "2"]);
+    command.args(["--file", file.to_str().unwrap()]).stdout(std::process::Stdio::piped());
+    command.stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("spawn pax-ledger");
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    for _ in 0..20 {
+        first.clear();
+        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut first).await.unwrap();
+    }
+    let data = server.data.clone();
+    let dir_kept = server.stop().await;
+    let rest = tokio::time::timeout(BINARY_TIMEOUT, async {
+        let mut rest = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest).await.unwrap();
+        let mut stderr = String::new();
+        tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).await.unwrap();
+        (rest, stderr, child.wait().await.unwrap())
+    })
+    .await
+    .expect("append ends within its retries once the server is gone");
+    let (rest, stderr, status) = rest;
+    assert!(!status.success(), "{stderr}");
+    let printed = 20 + rest.lines().count();
+    let summary = summary(&stderr);
+    let counts: Vec<usize> =
+        summary.split(", ").map(|part| part.rsplit(' ').next().unwrap().parse().unwrap()).collect();
+    let [appended, already, rejected, not_sent] = counts[..] else { panic!("{summary}") };
+    assert_eq!((already, rejected), (0, 0), "{stderr}");
+    assert_eq!(appended, printed, "{summary}");
+    assert_eq!(appended + not_sent, LINES as usize, "{summary}");
+    assert!(not_sent > 0, "the server stopped before the end: {summary}");
+    assert!(stderr.lines().count() <= 6, "a few lines, not one per line left: {stderr}");
+
+    let server = TestServer::start_in(&data).await;
+    assert_eq!(head_position(&mut server.client().await).await, appended as u64, "{summary}");
+    server.stop().await;
+    drop(dir_kept);
+}
+
+/// An export rule change of rule `n`, with a fixed id: no member is needed.
+fn rule_line(n: u32) -> String {
+    format!(
+        r#"{{"event_id": "{}", "type": "export_rule_changed", "data": {{"rule_id": "rule-{n}", "item": "Item", "origin": "US", "destination": "CN", "treatment": "prohibited", "effective_from": "2026-01-01", "authority": "test"}}}}"#,
+        fixed_id(n)
+    )
 }

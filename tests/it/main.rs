@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod durability;
 mod errors;
+mod fake_server;
 mod idempotency;
 mod ledger_api;
 mod loadgen;
