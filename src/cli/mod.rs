@@ -36,6 +36,25 @@ pub enum Command {
     /// Run the server (embedded sled at ./data, listening on 127.0.0.1:50051 by default).
     Serve(ServeArgs),
     /// Append events, one JSON object per input line (from --file or stdin).
+    ///
+    /// Each line is its own request, or --batch N lines make one atomic request; requests are
+    /// sent one after the other, in input order. Each acknowledged event is printed on stdout
+    /// (with --output json: {"event_id", "stream", "revision", "position"}, one line each). A
+    /// refused line or request is reported on stderr with its input lines and, from the server,
+    /// its gRPC code and message; the rest is still sent.
+    ///
+    /// Retries: a request that finds the server unavailable (UNAVAILABLE: it is stopping or has
+    /// halted its writes; or the connection failed under it) is sent again, --retries times,
+    /// after waits of 0.25 s doubling up to 4 s. This is safe because every event carries its
+    /// id: a request that was committed before its answer was lost is answered as already
+    /// committed, never appended twice. If the server is still unavailable, append stops
+    /// rather than send every remaining line into it; send the same input again later.
+    ///
+    /// The last line on stderr is always the summary, counted in events: "appended N, already
+    /// present K, rejected M, not sent S" (rejected: by the server or by this client; not sent:
+    /// in a batch with a rejected line, or after the server became unavailable). The exit
+    /// status is non-zero when anything was rejected or not sent.
+    #[command(after_long_help = event_line::INPUT_FORMAT_HELP)]
     Append(AppendArgs),
     /// Print events in log order (of one stream, or of the whole log).
     History(HistoryArgs),
