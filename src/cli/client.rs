@@ -323,35 +323,71 @@ async fn read_stream(client: &mut Client, stream: &str, from: u64, printer: &mut
     }
 }
 
-/// Subscribes from `from` (default: the start) and prints until the server ends the stream. A
-/// stream filter is sent as a prefix and then matched exactly here (`member-J` is a prefix of
-/// `member-JP`).
+/// Subscribes from `from` (default: the start) and prints until the user presses Ctrl-C (or
+/// closes stdout), which ends quietly. A stream filter is sent as a prefix and then matched
+/// exactly here (`member-J` is a prefix of `member-JP`).
+///
+/// A subscription has no end of its own, so any other end is an error, whatever its status,
+/// OK included: the server stopped (UNAVAILABLE) or the connection broke, and what is committed
+/// from then on is not followed. The error says how the stream ended and where to resume.
 async fn tail(
     client: &mut Client,
     stream: Option<&str>,
     from: Option<u64>,
     printer: &mut EventPrinter,
 ) -> anyhow::Result<()> {
+    // Taken before subscribing: from here on, Ctrl-C ends the command instead of killing it.
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let from = from.unwrap_or(1);
     let request = pb::SubscribeRequest {
-        from_position: from.unwrap_or(1),
+        from_position: from,
         stream_prefixes: stream.map(|s| vec![s.to_owned()]).unwrap_or_default(),
         event_types: Vec::new(),
     };
     use pb::subscribe_response::Message;
     let mut subscription = client.subscribe(request).await.map_err(|s| status_error(&s))?.into_inner();
-    while let Some(item) = subscription.message().await.map_err(|s| status_error(&s))? {
-        match item.message {
-            Some(Message::Event(event)) if stream.is_none_or(|s| s == event.stream) => printer.print([&event])?,
-            Some(Message::CaughtUp(caught_up)) if printer.printer.output == Output::Table => {
-                eprintln!("-- caught up at position {}; following new events (Ctrl-C to stop)", caught_up.position);
+    // Every position up to this one has been delivered (printed, or filtered out here).
+    let mut delivered = from.saturating_sub(1);
+    let ended = loop {
+        let item = tokio::select! {
+            _ = interrupt.recv() => return Ok(()),
+            item = subscription.message() => item,
+        };
+        let item = match item {
+            Ok(Some(item)) => item,
+            Ok(None) => {
+                break format!(
+                    "{}: the stream ended without an error, but a subscription ends only when the server stops it",
+                    code_name(Code::Ok)
+                );
             }
-            _ => {}
+            Err(status) => break format!("{}: {}", code_name(status.code()), status_message(&status)),
+        };
+        match item.message {
+            Some(Message::Event(event)) => {
+                delivered = delivered.max(event.position);
+                if stream.is_none_or(|s| s == event.stream) {
+                    printer.print([&event])?;
+                }
+            }
+            Some(Message::CaughtUp(caught_up)) => {
+                delivered = delivered.max(caught_up.position);
+                if printer.printer.output == Output::Table {
+                    eprintln!("-- caught up at position {}; following new events (Ctrl-C to stop)", caught_up.position);
+                }
+            }
+            None => {}
         }
         if printer.closed() {
-            break;
+            return Ok(());
         }
-    }
-    Ok(())
+    };
+    anyhow::bail!(
+        "the server ended the subscription: {ended}; events after position {delivered} were not followed \
+         (resume with tail --from {})",
+        delivered + 1
+    )
 }
 
 #[cfg(test)]

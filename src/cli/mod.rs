@@ -59,6 +59,11 @@ pub enum Command {
     /// Print events in log order (of one stream, or of the whole log).
     History(HistoryArgs),
     /// Like history, then keep following new events.
+    ///
+    /// Follows until Ctrl-C, which ends it with exit status 0. A subscription has no other end:
+    /// if the server ends it (it is stopping: UNAVAILABLE; or even with OK), or the connection
+    /// breaks, tail prints the gRPC code and message and the position to resume from
+    /// (--from) on stderr, and exits 1.
     Tail(HistoryArgs),
     /// Drive a server with N concurrent appending clients and report throughput and latency.
     Loadgen(loadgen::LoadgenArgs),
