@@ -5,6 +5,7 @@ mod audit_cli;
 mod audit_proofs;
 mod audit_server;
 mod cli_append;
+mod cli_serve;
 mod cli_tail;
 mod cli_views;
 mod concurrency;
