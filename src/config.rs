@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::LedgerConfig;
@@ -93,6 +93,35 @@ pub enum ConfigError {
         "refusing to listen on {0} without authentication: no token is configured, so only a loopback address is allowed; pass --insecure to open it anyway"
     )]
     NotLoopback(SocketAddr),
+}
+
+/// Which layer gave a key its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Environment,
+    Flag,
+}
+
+/// Where the keys that messages name came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origins {
+    pub data: Origin,
+}
+
+impl Origin {
+    /// `key` = `value` as the user gave it: `--data /x/y`, `PAX_LEDGER_DATA=/x/y`,
+    /// `data = "/x/y" in ledger.toml`, or `data (the default; choose another with --data)`
+    /// (every key spelled here has a flag).
+    pub fn spell(&self, key: &str, value: &dyn std::fmt::Display) -> String {
+        match self {
+            Self::Flag => format!("--{key} {value}"),
+            Self::Environment => format!("{}={value}", env_var(key)),
+            Self::File(path) => format!("{key} = \"{value}\" in {}", path.display()),
+            Self::Default => format!("{value} (the default; choose another with --{key})"),
+        }
+    }
 }
 
 /// The environment variable of a key: `append_queue_max` is `PAX_LEDGER_APPEND_QUEUE_MAX`.
@@ -224,19 +253,34 @@ fn readable_type(expected: &str) -> String {
 impl ServeConfig {
     /// Layers the sources: defaults, then `file` (if given), then the environment, then flags.
     pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, ConfigError> {
+        Self::load_with_origins(file, flags).map(|(config, _)| config)
+    }
+
+    /// [`Self::load`], and where each key's value came from, so that a message about a value
+    /// can name it as the user gave it.
+    pub fn load_with_origins(file: Option<&Path>, flags: &FlagOverrides) -> Result<(Self, Origins), ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(file) = file {
             // Read once here for a plain message; figment reads it again, naming it in its errors.
             std::fs::read_to_string(file).map_err(|e| ConfigError::File(file.to_owned(), e))?;
             figment = figment.merge(Toml::file_exact(file));
         }
-        let config: Self = figment
-            .merge(Env::prefixed("PAX_LEDGER_").ignore(&["addr", "token", "output"]))
-            .merge(Serialized::defaults(flags))
-            .extract()
-            .map_err(|e| ConfigError::Figment(Box::new(e)))?;
+        let env = Env::prefixed("PAX_LEDGER_").ignore(&["addr", "token", "output"]);
+        let names = (env.metadata().name, Serialized::defaults(flags).metadata().name);
+        let figment = figment.merge(env).merge(Serialized::defaults(flags));
+        let config: Self = figment.extract().map_err(|e| ConfigError::Figment(Box::new(e)))?;
         config.validate()?;
-        Ok(config)
+        let origin = |key: &str| match figment.find_metadata(key) {
+            Some(metadata) if metadata.name == names.1 => Origin::Flag,
+            Some(metadata) if metadata.name == names.0 => Origin::Environment,
+            Some(metadata) => match &metadata.source {
+                Some(figment::Source::File(path)) => Origin::File(path.clone()),
+                _ => Origin::Default,
+            },
+            None => Origin::Default,
+        };
+        let origins = Origins { data: origin("data") };
+        Ok((config, origins))
     }
 
     /// Checks every key against its range ([`RANGES`]), that paths are not empty, and that a
@@ -395,6 +439,24 @@ mod tests {
         assert_eq!(error.to_string(), format!("--config {}: no such file or directory", missing.display()));
         let error = ServeConfig::load(Some(dir.path()), &FlagOverrides::default()).unwrap_err();
         assert_eq!(error.to_string(), format!("--config {}: is a directory, not a file", dir.path().display()));
+    }
+
+    #[test]
+    fn origins_say_which_layer_gave_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ledger.toml");
+        std::fs::write(&file, "data = \"/srv/ledger\"\n").unwrap();
+        let (_, origins) = ServeConfig::load_with_origins(Some(&file), &FlagOverrides::default()).unwrap();
+        assert_eq!(origins.data, Origin::File(file.clone()));
+        let (_, origins) = ServeConfig::load_with_origins(None, &FlagOverrides::default()).unwrap();
+        assert_eq!(origins.data, Origin::Default);
+        let flags = FlagOverrides { data: Some("/x".into()), ..Default::default() };
+        let (_, origins) = ServeConfig::load_with_origins(Some(&file), &flags).unwrap();
+        assert_eq!(origins.data, Origin::Flag);
+        assert_eq!(Origin::Flag.spell("data", &"/x"), "--data /x");
+        assert_eq!(Origin::Environment.spell("data", &"/x"), "PAX_LEDGER_DATA=/x");
+        assert_eq!(Origin::File("l.toml".into()).spell("data", &"/x"), "data = \"/x\" in l.toml");
+        assert_eq!(Origin::Default.spell("data", &"data"), "data (the default; choose another with --data)");
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod loadgen;
 mod query;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -233,16 +233,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Starts the server. The order matters for what a failure leaves behind: the configuration
+/// is checked, then the data path (without creating anything), then the address is bound, and
+/// only then is the data directory created and the ledger opened, so that a port in use or a
+/// bad path leaves no new directory and no database behind.
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let flags = FlagOverrides { data: args.data, listen: args.listen, insecure: args.insecure.then_some(true) };
-    let config = ServeConfig::load(args.config.as_deref(), &flags)?;
+    let (config, origins) = ServeConfig::load_with_origins(args.config.as_deref(), &flags)?;
+    let data_named = origins.data.spell("data", &config.data.display());
+    check_data_path(&config.data).map_err(|why| anyhow::anyhow!("{data_named}: {why}"))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {}", config.listen, bind_error(&e)))?;
+    let shutdown = shutdown_signal()?;
+    std::fs::create_dir_all(&config.data).map_err(|e| {
+        anyhow::anyhow!(
+            "{data_named}: cannot create the directory: {}; create it, or choose another with --data",
+            crate::config::describe_io_error(&e)
+        )
+    })?;
     let data = config.data.clone();
     let ledger_config = config.ledger();
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&data, ledger_config))
         .await?
         .with_context(|| format!("opening the ledger in {}", config.data.display()))?;
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     // One machine-readable line on stdout, so that scripts (and crash tests) can use port 0.
     println!("pax-ledger listening on {addr}");
@@ -251,15 +265,64 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         tracing::warn!(%addr, data = %config.data.display(), "serving WITHOUT authentication on a non-loopback address (--insecure)");
     }
-    crate::server::run(listener, ledger, shutdown_signal()).await?;
+    crate::server::run(listener, ledger, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Why `data` cannot be (or become) the data directory, found without creating anything: it
+/// is a file, or one of its parents is.
+fn check_data_path(data: &Path) -> Result<(), String> {
+    for (depth, path) in data.ancestors().enumerate() {
+        if path.as_os_str().is_empty() {
+            break;
+        }
+        match std::fs::metadata(path) {
+            Ok(found) if found.is_dir() => return Ok(()),
+            Ok(found) => {
+                let what = if found.is_file() { "a file" } else { "not a directory" };
+                let hint = "give the path of a directory (it is created if missing)";
+                return Err(if depth == 0 {
+                    format!("is {what}, not a directory; {hint}")
+                } else {
+                    format!("{} is {what}, not a directory; {hint}", path.display())
+                });
+            }
+            // Missing, or under a file (found as such further up).
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => continue,
+            Err(e) => {
+                return Err(format!("cannot look at {}: {}", path.display(), crate::config::describe_io_error(&e)));
+            }
+        }
     }
+    Ok(())
+}
+
+/// Why an address cannot be bound, and what to do.
+fn bind_error(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "address in use (is another pax-ledger running? stop it, or choose another address with --listen)"
+                .to_owned()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "this machine has no such address (choose one of its own, such as 127.0.0.1, with --listen)".to_owned()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (a port below 1024 needs privileges; choose another with --listen)".to_owned()
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed now, before anything is served.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }

@@ -36,3 +36,32 @@ async fn an_out_of_range_setting_is_refused_by_name_before_anything_is_created()
         assert!(!std::path::Path::new(data).exists(), "the data directory was created");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_path_that_is_a_file_is_named_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ledger");
+    std::fs::write(&file, "not a directory").unwrap();
+    let file = file.to_str().unwrap();
+    let (_, stderr) = serve_refused(&["--data", file, "--listen", "127.0.0.1:0"], &[]).await;
+    assert!(stderr.starts_with(&format!("error: --data {file}: is a file, not a directory;")), "{stderr}");
+    assert!(!stderr.contains("os error"), "{stderr}");
+
+    let below = format!("{file}/data");
+    let (_, stderr) = serve_refused(&["--listen", "127.0.0.1:0"], &[("PAX_LEDGER_DATA", &below)]).await;
+    let expected = format!("error: PAX_LEDGER_DATA={below}: {file} is a file, not a directory;");
+    assert!(stderr.starts_with(&expected), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_in_use_is_said_so_and_no_data_directory_is_created() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, stderr) = serve_refused(&["--data", data.to_str().unwrap(), "--listen", &addr], &[]).await;
+    let expected = format!("error: cannot listen on {addr}: address in use (is another pax-ledger running?");
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert!(!data.exists(), "the data directory was created before the bind failed");
+    drop(taken);
+}
