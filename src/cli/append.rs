@@ -99,13 +99,14 @@ struct Tally {
     rejected: usize,
     /// Never sent: in a batch with a refused line, or after the server became unavailable.
     not_sent: usize,
-    /// The server became unavailable and the rest of stdin was left unread (and uncounted).
-    stdin_left_unread: bool,
+    /// The server was or became unavailable and stdin was left unread from this line on (its
+    /// lines uncounted).
+    stdin_unread_from: Option<usize>,
 }
 
 impl Tally {
     fn failed(&self) -> bool {
-        self.rejected > 0 || self.not_sent > 0
+        self.rejected > 0 || self.not_sent > 0 || self.stdin_unread_from.is_some()
     }
 }
 
@@ -116,8 +117,8 @@ impl std::fmt::Display for Tally {
             "appended {}, already present {}, rejected {}, not sent {}",
             self.appended, self.already_present, self.rejected, self.not_sent
         )?;
-        if self.stdin_left_unread {
-            f.write_str(" (and the rest of stdin, not read)")?;
+        if let Some(line) = self.stdin_unread_from {
+            write!(f, "; stdin was not read from line {line} on")?;
         }
         Ok(())
     }
@@ -199,7 +200,7 @@ async fn count_unsent<R: AsyncBufRead + Unpin>(
     tally: &mut Tally,
 ) -> anyhow::Result<()> {
     if stdin {
-        tally.stdin_left_unread = true;
+        tally.stdin_unread_from = Some(lines.number + 1);
         return Ok(());
     }
     while lines.next().await.with_context(|| format!("reading line {} of {name}", lines.number + 1))?.is_some() {

@@ -62,8 +62,9 @@ pub(super) async fn connect_channel(args: &ClientArgs) -> anyhow::Result<Interce
     let endpoint = Endpoint::from_shared(url.clone())
         .with_context(|| format!("--addr {:?} is not a valid URL (e.g. http://127.0.0.1:50051)", args.addr))?
         .connect_timeout(CONNECT_TIMEOUT);
-    let channel =
-        endpoint.connect().await.with_context(|| format!("cannot connect to the pax-ledger server at {url}"))?;
+    let channel = endpoint.connect().await.with_context(|| {
+        format!("cannot connect to the pax-ledger server at {url} (is it running there? --addr names another)")
+    })?;
     let token = match &args.token {
         None => None,
         Some(token) => Some(

@@ -48,7 +48,8 @@ pub enum Command {
     /// after waits of 0.25 s doubling up to 4 s. This is safe because every event carries its
     /// id: a request that was committed before its answer was lost is answered as already
     /// committed, never appended twice. If the server is still unavailable, append stops
-    /// rather than send every remaining line into it; send the same input again later.
+    /// rather than send every remaining line into it; send the same input again later. (A
+    /// server that cannot be reached at the start is reported at once, and nothing is sent.)
     ///
     /// The last line on stderr is always the summary, counted in events: "appended N, already
     /// present K, rejected M, not sent S" (rejected: by the server or by this client; not sent:

@@ -240,3 +240,16 @@ fn rule_line(n: u32) -> String {
         fixed_id(n)
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cannot_be_reached_sends_nothing_and_fails() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", unused.local_addr().unwrap());
+    drop(unused);
+    let output = run_to_end(pax_ledger(&["append", "--addr", &url]), join_line(1, "JP").as_bytes()).await;
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.starts_with(&format!("error: cannot connect to the pax-ledger server at {url}")), "{stderr}");
+    let expected = "appended 0, already present 0, rejected 0, not sent 0; stdin was not read from line 1 on";
+    assert_eq!(summary(&stderr), expected);
+}
