@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::LedgerConfig;
@@ -74,30 +74,235 @@ pub struct FlagOverrides {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Figment(#[from] Box<figment::Error>),
+    /// A key that cannot be read (wrong type, unknown key, unreadable file), as figment found it.
+    #[error("configuration: {}", describe_figment_error(.0))]
+    Figment(Box<figment::Error>),
+    /// The file given with `--config` cannot be read.
+    #[error("--config {}: {}", .0.display(), describe_io_error(.1))]
+    File(PathBuf, std::io::Error),
+    /// A key read well but outside the range it must lie in.
+    #[error(
+        "configuration: {key} ({env}) is {value}, but it must be in {min}..={max} ({what})",
+        env = env_var(key)
+    )]
+    OutOfRange { key: &'static str, value: u64, min: u64, max: u64, what: &'static str },
+    /// A path key given as the empty string.
+    #[error("configuration: {key} ({env}) is empty; give a path", env = env_var(key))]
+    EmptyPath { key: &'static str },
     #[error(
         "refusing to listen on {0} without authentication: no token is configured, so only a loopback address is allowed; pass --insecure to open it anyway"
     )]
     NotLoopback(SocketAddr),
 }
 
+/// Which layer gave a key its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Environment,
+    Flag,
+}
+
+/// Where the keys that messages name came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origins {
+    pub data: Origin,
+}
+
+impl Origin {
+    /// `key` = `value` as the user gave it: `--data /x/y`, `PAX_LEDGER_DATA=/x/y`,
+    /// `data = "/x/y" in ledger.toml`, or `data (the default; choose another with --data)`
+    /// (every key spelled here has a flag).
+    pub fn spell(&self, key: &str, value: &dyn std::fmt::Display) -> String {
+        match self {
+            Self::Flag => format!("--{key} {value}"),
+            Self::Environment => format!("{}={value}", env_var(key)),
+            Self::File(path) => format!("{key} = \"{value}\" in {}", path.display()),
+            Self::Default => format!("{value} (the default; choose another with --{key})"),
+        }
+    }
+}
+
+/// The environment variable of a key: `append_queue_max` is `PAX_LEDGER_APPEND_QUEUE_MAX`.
+fn env_var(key: &str) -> String {
+    format!("PAX_LEDGER_{}", key.to_ascii_uppercase())
+}
+
+/// The range a numeric key must lie in, and what it sets: checked once, after the layers
+/// (defaults, file, environment, flags) are merged, so that whichever layer gave a value, it is
+/// refused at start with its name rather than found later (an `append_queue_max` of 0 made the
+/// writer's channel panic; a `group_events_max` of 0 was silently taken as "one request").
+struct Range {
+    key: &'static str,
+    value: fn(&ServeConfig) -> u64,
+    min: u64,
+    max: u64,
+    what: &'static str,
+}
+
+/// Every numeric key of [`ServeConfig`], with its range. The upper bounds are far beyond any
+/// sensible value; they keep a typo (an extra digit or three) from becoming an allocation or an
+/// overflow.
+const RANGES: &[Range] = &[
+    Range {
+        key: "cache_capacity_mib",
+        value: |c| c.cache_capacity_mib,
+        min: 1,
+        max: 1 << 20,
+        what: "sled's page cache in MiB, at most 1 TiB",
+    },
+    Range {
+        key: "append_queue_max",
+        value: |c| c.append_queue_max as u64,
+        min: 1,
+        max: 1_000_000,
+        what: "append requests waiting for the writer",
+    },
+    Range {
+        key: "group_events_max",
+        value: |c| c.group_events_max as u64,
+        min: 1,
+        max: 1_000_000,
+        what: "events in one commit group",
+    },
+    Range {
+        key: "stream_cache_max",
+        value: |c| c.stream_cache_max as u64,
+        min: 1,
+        max: 100_000_000,
+        what: "streams whose state the writer keeps in memory",
+    },
+    Range {
+        key: "checkpoint_every_events",
+        value: |c| c.checkpoint_every_events,
+        min: 1,
+        max: 1_000_000_000_000,
+        what: "events between signed checkpoints",
+    },
+    Range {
+        key: "checkpoint_every_secs",
+        value: |c| c.checkpoint_every_secs,
+        min: 1,
+        max: 366 * 24 * 3600,
+        what: "seconds between signed checkpoints, at most a year",
+    },
+    Range {
+        key: "id_snapshot_every_events",
+        value: |c| c.id_snapshot_every_events,
+        min: 1,
+        max: 1_000_000_000_000,
+        what: "events between snapshots of the event-id index",
+    },
+];
+
+/// figment's errors, one per key, each naming the key as a user spells it (the TOML key and
+/// the environment variable) and where the value came from.
+fn describe_figment_error(error: &figment::Error) -> String {
+    let mut parts = Vec::new();
+    for error in error.clone() {
+        let key = match &error.kind {
+            figment::error::Kind::UnknownField(field, _) => Some(field.clone()),
+            _ if !error.path.is_empty() => Some(error.path.join(".")),
+            _ => None,
+        };
+        let kind = match &error.kind {
+            figment::error::Kind::UnknownField(_, known) => format!("unknown key; the keys are {}", known.join(", ")),
+            figment::error::Kind::InvalidType(actual, expected)
+            | figment::error::Kind::InvalidValue(actual, expected) => {
+                format!("{actual} is not {}", readable_type(expected))
+            }
+            other => other.to_string(),
+        };
+        let source = error.metadata.as_ref().map(|metadata| match &metadata.source {
+            Some(figment::Source::File(path)) => format!("in {}", path.display()),
+            _ => format!("from {}", metadata.name.replace('`', "")),
+        });
+        let mut part = match key {
+            Some(key) => format!("{key} ({}): {kind}", env_var(&key)),
+            None => kind,
+        };
+        if let Some(source) = source {
+            part = format!("{part} ({source})");
+        }
+        parts.push(part);
+    }
+    parts.join("; ")
+}
+
+/// An I/O error in words, without the OS's error number.
+pub fn describe_io_error(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        std::io::ErrorKind::IsADirectory => "is a directory, not a file".to_owned(),
+        std::io::ErrorKind::NotADirectory => "a component of the path is not a directory".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+/// serde's name of an expected type, in words.
+fn readable_type(expected: &str) -> String {
+    match expected {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number (0 or more)".to_owned(),
+        "a boolean" | "bool" => "true or false".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 impl ServeConfig {
     /// Layers the sources: defaults, then `file` (if given), then the environment, then flags.
     pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, ConfigError> {
+        Self::load_with_origins(file, flags).map(|(config, _)| config)
+    }
+
+    /// [`Self::load`], and where each key's value came from, so that a message about a value
+    /// can name it as the user gave it.
+    pub fn load_with_origins(file: Option<&Path>, flags: &FlagOverrides) -> Result<(Self, Origins), ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(file) = file {
+            // Read once here for a plain message; figment reads it again, naming it in its errors.
+            std::fs::read_to_string(file).map_err(|e| ConfigError::File(file.to_owned(), e))?;
             figment = figment.merge(Toml::file_exact(file));
         }
-        let config: Self = figment
-            .merge(Env::prefixed("PAX_LEDGER_").ignore(&["addr", "token", "output"]))
-            .merge(Serialized::defaults(flags))
-            .extract()
-            .map_err(Box::new)?;
-        if !config.listen.ip().is_loopback() && !config.insecure {
-            return Err(ConfigError::NotLoopback(config.listen));
+        let env = Env::prefixed("PAX_LEDGER_").ignore(&["addr", "token", "output"]);
+        let names = (env.metadata().name, Serialized::defaults(flags).metadata().name);
+        let figment = figment.merge(env).merge(Serialized::defaults(flags));
+        let config: Self = figment.extract().map_err(|e| ConfigError::Figment(Box::new(e)))?;
+        config.validate()?;
+        let origin = |key: &str| match figment.find_metadata(key) {
+            Some(metadata) if metadata.name == names.1 => Origin::Flag,
+            Some(metadata) if metadata.name == names.0 => Origin::Environment,
+            Some(metadata) => match &metadata.source {
+                Some(figment::Source::File(path)) => Origin::File(path.clone()),
+                _ => Origin::Default,
+            },
+            None => Origin::Default,
+        };
+        let origins = Origins { data: origin("data") };
+        Ok((config, origins))
+    }
+
+    /// Checks every key against its range ([`RANGES`]), that paths are not empty, and that a
+    /// non-loopback address comes with `insecure`: the one place a value is judged.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for range in RANGES {
+            let value = (range.value)(self);
+            if !(range.min..=range.max).contains(&value) {
+                let Range { key, min, max, what, .. } = *range;
+                return Err(ConfigError::OutOfRange { key, value, min, max, what });
+            }
         }
-        Ok(config)
+        if self.data.as_os_str().is_empty() {
+            return Err(ConfigError::EmptyPath { key: "data" });
+        }
+        if self.signing_key.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
+            return Err(ConfigError::EmptyPath { key: "signing_key" });
+        }
+        if !self.listen.ip().is_loopback() && !self.insecure {
+            return Err(ConfigError::NotLoopback(self.listen));
+        }
+        Ok(())
     }
 
     pub fn ledger(&self) -> LedgerConfig {
@@ -132,6 +337,126 @@ mod tests {
         assert_eq!(config.data, PathBuf::from("/srv/ledger"));
         assert_eq!(config.listen, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(config.cache_capacity_mib, 32);
+    }
+
+    /// Loads a TOML file holding `text` (and nothing else but the defaults).
+    fn load_toml(text: &str) -> Result<ServeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ledger.toml");
+        std::fs::write(&file, text).unwrap();
+        ServeConfig::load(Some(&file), &FlagOverrides::default())
+    }
+
+    /// `key` must accept exactly `min..=max`, and a value outside must be refused with a message
+    /// naming the TOML key, the environment variable and the range.
+    fn check_range(key: &str, min: u64, max: u64) {
+        for accepted in [min, max] {
+            if let Err(error) = load_toml(&format!("{key} = {accepted}")) {
+                panic!("{key} = {accepted} was refused: {error}");
+            }
+        }
+        let outside = [min.checked_sub(1), max.checked_add(1)];
+        for refused in outside.into_iter().flatten() {
+            let error = load_toml(&format!("{key} = {refused}")).expect_err(&format!("{key} = {refused}"));
+            assert!(matches!(error, ConfigError::OutOfRange { .. }), "{key} = {refused}: {error:?}");
+            let message = error.to_string();
+            let env = format!("PAX_LEDGER_{}", key.to_uppercase());
+            assert!(message.starts_with(&format!("configuration: {key} ({env}) is {refused}, ")), "{message}");
+            assert!(message.contains(&format!("must be in {min}..={max}")), "{message}");
+        }
+    }
+
+    macro_rules! range_tests {
+        ($($key:ident: $min:literal ..= $max:literal;)*) => {
+            $(
+                #[test]
+                fn $key() {
+                    check_range(stringify!($key), $min, $max);
+                }
+            )*
+
+            #[test]
+            fn every_numeric_key_has_a_range_and_a_test() {
+                let tested = [$(stringify!($key)),*];
+                let ranged: Vec<&str> = RANGES.iter().map(|r| r.key).collect();
+                assert_eq!(ranged, tested);
+                let defaults = serde_json::to_value(ServeConfig::default()).unwrap();
+                for (key, value) in defaults.as_object().unwrap() {
+                    assert_eq!(value.is_number(), ranged.contains(&key.as_str()), "{key}");
+                }
+            }
+        };
+    }
+
+    mod ranges {
+        use super::*;
+
+        range_tests! {
+            cache_capacity_mib: 1 ..= 1048576;
+            append_queue_max: 1 ..= 1000000;
+            group_events_max: 1 ..= 1000000;
+            stream_cache_max: 1 ..= 100000000;
+            checkpoint_every_events: 1 ..= 1000000000000;
+            checkpoint_every_secs: 1 ..= 31622400;
+            id_snapshot_every_events: 1 ..= 1000000000000;
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        ServeConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn empty_paths_are_refused() {
+        let error = load_toml("data = \"\"").unwrap_err();
+        assert_eq!(error.to_string(), "configuration: data (PAX_LEDGER_DATA) is empty; give a path");
+        let error = load_toml("signing_key = \"\"").unwrap_err();
+        assert!(error.to_string().starts_with("configuration: signing_key (PAX_LEDGER_SIGNING_KEY) is empty"));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_or_an_unknown_key_names_the_key_and_the_file() {
+        let message = load_toml("append_queue_max = -1").unwrap_err().to_string();
+        assert!(message.starts_with("configuration: append_queue_max (PAX_LEDGER_APPEND_QUEUE_MAX): "), "{message}");
+        assert!(
+            message.contains("-1") && message.contains("whole number") && message.contains("ledger.toml"),
+            "{message}"
+        );
+        let message = load_toml("append_queue = 5").unwrap_err().to_string();
+        assert!(
+            message.starts_with("configuration: append_queue (PAX_LEDGER_APPEND_QUEUE): unknown key;"),
+            "{message}"
+        );
+        assert!(message.contains("append_queue_max"), "{message}");
+    }
+
+    #[test]
+    fn a_config_file_that_cannot_be_read_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let error = ServeConfig::load(Some(&missing), &FlagOverrides::default()).unwrap_err();
+        assert_eq!(error.to_string(), format!("--config {}: no such file or directory", missing.display()));
+        let error = ServeConfig::load(Some(dir.path()), &FlagOverrides::default()).unwrap_err();
+        assert_eq!(error.to_string(), format!("--config {}: is a directory, not a file", dir.path().display()));
+    }
+
+    #[test]
+    fn origins_say_which_layer_gave_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ledger.toml");
+        std::fs::write(&file, "data = \"/srv/ledger\"\n").unwrap();
+        let (_, origins) = ServeConfig::load_with_origins(Some(&file), &FlagOverrides::default()).unwrap();
+        assert_eq!(origins.data, Origin::File(file.clone()));
+        let (_, origins) = ServeConfig::load_with_origins(None, &FlagOverrides::default()).unwrap();
+        assert_eq!(origins.data, Origin::Default);
+        let flags = FlagOverrides { data: Some("/x".into()), ..Default::default() };
+        let (_, origins) = ServeConfig::load_with_origins(Some(&file), &flags).unwrap();
+        assert_eq!(origins.data, Origin::Flag);
+        assert_eq!(Origin::Flag.spell("data", &"/x"), "--data /x");
+        assert_eq!(Origin::Environment.spell("data", &"/x"), "PAX_LEDGER_DATA=/x");
+        assert_eq!(Origin::File("l.toml".into()).spell("data", &"/x"), "data = \"/x\" in l.toml");
+        assert_eq!(Origin::Default.spell("data", &"data"), "data (the default; choose another with --data)");
     }
 
     #[test]

@@ -9,15 +9,7 @@ async fn main() -> ExitCode {
     match pax_ledger::cli::run(cli).await {
         Ok(code) => code,
         Err(error) => {
-            // The chain of causes, each once: many errors already repeat their source's text.
-            let mut message = error.to_string();
-            for cause in error.chain().skip(1) {
-                let cause = cause.to_string();
-                if !message.contains(&cause) {
-                    message = format!("{message}: {cause}");
-                }
-            }
-            eprintln!("error: {message}");
+            eprintln!("error: {}", pax_ledger::cli::error_text(&error));
             ExitCode::FAILURE
         }
     }

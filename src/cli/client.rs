@@ -1,25 +1,23 @@
-//! The client subcommands: `append`, `history` and `tail` over gRPC (DESIGN.md §6).
+//! The client subcommands `history` and `tail` over gRPC (DESIGN.md §6), and what every client
+//! command shares: connecting, status codes, printing lines and tables.
 //!
 //! Output goes to stdout one line at a time, each flushed as soon as it is written, either as a
 //! table for people or as JSON Lines; errors go to stderr as `error: …`. A closed stdout (the
 //! reader of a pipe went away, as with `| head`) ends `history` and `tail` quietly.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
-use super::event_line::{self, EventLine, LineError};
-use super::{AppendArgs, ClientArgs, HistoryArgs, Output};
+use super::event_line;
+use super::{ClientArgs, HistoryArgs, Output};
 use crate::domain::EVENT_TYPE_NAMES;
 use crate::proto::v1 as pb;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
@@ -28,7 +26,7 @@ use crate::proto::v1::ledger_service_client::LedgerServiceClient;
 const READ_PAGE_MAX: u32 = 1000;
 /// The width of the longest stream name of the usual kinds (`commitment-{uuid}`): the stream
 /// column starts this wide in tables printed a row at a time.
-const STREAM_COLUMN_WIDTH: usize = "commitment-".len() + 36;
+pub(super) const STREAM_COLUMN_WIDTH: usize = "commitment-".len() + 36;
 /// How long to wait for the server to accept the connection before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,8 +62,9 @@ pub(super) async fn connect_channel(args: &ClientArgs) -> anyhow::Result<Interce
     let endpoint = Endpoint::from_shared(url.clone())
         .with_context(|| format!("--addr {:?} is not a valid URL (e.g. http://127.0.0.1:50051)", args.addr))?
         .connect_timeout(CONNECT_TIMEOUT);
-    let channel =
-        endpoint.connect().await.with_context(|| format!("cannot connect to the pax-ledger server at {url}"))?;
+    let channel = endpoint.connect().await.with_context(|| {
+        format!("cannot connect to the pax-ledger server at {url} (is it running there? --addr names another)")
+    })?;
     let token = match &args.token {
         None => None,
         Some(token) => Some(
@@ -99,6 +98,21 @@ pub(super) fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// A status's message followed by its causes, each once: a transport failure's message alone
+/// ("tcp connect error") does not say what failed ("Connection refused").
+pub(super) fn status_message(status: &Status) -> String {
+    let mut message = status.message().to_owned();
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !message.contains(&text) {
+            message = if message.is_empty() { text } else { format!("{message}: {text}") };
+        }
+        cause = error.source();
+    }
+    message
+}
+
 fn status_error(status: &Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
 }
@@ -125,17 +139,17 @@ pub(super) fn write_line(closed: &mut bool, text: &str) -> anyhow::Result<()> {
 
 /// Writes whole lines to stdout, flushing each. Once stdout is closed by its reader, further
 /// lines are dropped and [`Printer::closed`] says so.
-struct Printer {
-    output: Output,
+pub(super) struct Printer {
+    pub(super) output: Output,
     closed: bool,
 }
 
 impl Printer {
-    fn new(output: Output) -> Self {
+    pub(super) fn new(output: Output) -> Self {
         Self { output, closed: false }
     }
 
-    fn line(&mut self, text: &str) -> anyhow::Result<()> {
+    pub(super) fn line(&mut self, text: &str) -> anyhow::Result<()> {
         write_line(&mut self.closed, text)
     }
 
@@ -146,7 +160,7 @@ impl Printer {
 
 /// A table whose columns widen to fit the widest cell seen so far; the header is printed
 /// before the first row.
-struct Table {
+pub(super) struct Table {
     headers: &'static [&'static str],
     /// Right-aligned (numeric) columns.
     right: &'static [bool],
@@ -155,13 +169,13 @@ struct Table {
 }
 
 impl Table {
-    fn new(headers: &'static [&'static str], right: &'static [bool]) -> Self {
+    pub(super) fn new(headers: &'static [&'static str], right: &'static [bool]) -> Self {
         Self { headers, right, widths: headers.iter().map(|h| h.len()).collect(), header_printed: false }
     }
 
     /// Starts column `header` at least `width` wide: for tables printed a row at a time, so that
     /// the usual rows line up from the start.
-    fn with_min_width(mut self, header: &str, width: usize) -> Self {
+    pub(super) fn with_min_width(mut self, header: &str, width: usize) -> Self {
         if let Some(i) = self.headers.iter().position(|h| *h == header) {
             self.widths[i] = self.widths[i].max(width);
         }
@@ -178,7 +192,7 @@ impl Table {
     }
 
     /// Fits the columns to `rows`, then prints them.
-    fn print(&mut self, printer: &mut Printer, rows: &[Vec<String>]) -> anyhow::Result<()> {
+    pub(super) fn print(&mut self, printer: &mut Printer, rows: &[Vec<String>]) -> anyhow::Result<()> {
         self.fit(rows);
         if !self.header_printed && !rows.is_empty() {
             self.header_printed = true;
@@ -200,165 +214,6 @@ impl Table {
         });
         cells.collect::<Vec<_>>().join("  ")
     }
-}
-
-// ------------------------------------------------------------------------------------------
-// append
-
-/// One acknowledged event, as `append` prints it.
-#[derive(Serialize)]
-struct AppendedLine<'a> {
-    event_id: &'a str,
-    stream: &'a str,
-    revision: u64,
-    position: u64,
-}
-
-/// Up to `--batch` input lines, sent as one atomic request.
-struct Batch {
-    lines: Vec<(usize, Result<EventLine, LineError>)>,
-}
-
-impl Batch {
-    /// `line N` or `line N..M`: the input lines the batch spans.
-    fn range(&self) -> String {
-        match (self.lines.first(), self.lines.last()) {
-            (Some((first, _)), Some((last, _))) if first != last => format!("line {first}..{last}"),
-            (Some((first, _)), _) => format!("line {first}"),
-            _ => "no line".to_owned(),
-        }
-    }
-
-    /// The request, or the local errors that keep the batch from being sent. Within one
-    /// request a stream has at most one expectation: the first line of a stream with an
-    /// `expected_revision` sets it, and another such line of that stream is an error.
-    fn request(&self) -> Result<pb::AppendRequest, Vec<String>> {
-        let mut errors = Vec::new();
-        let mut request = pb::AppendRequest::default();
-        let mut expected_by: HashMap<&str, usize> = HashMap::new();
-        for (line, parsed) in &self.lines {
-            match parsed {
-                Err(error) => errors.push(error.to_string()),
-                Ok(event) => {
-                    if let Some(expectation) = event.expectation() {
-                        match expected_by.get(event.stream.as_str()) {
-                            Some(first) => errors.push(format!(
-                                "line {line}: expected_revision: stream {} already has an expected revision from line {first} in this batch",
-                                event.stream
-                            )),
-                            None => {
-                                expected_by.insert(&event.stream, *line);
-                                request.expectations.push(expectation);
-                            }
-                        }
-                    }
-                    request.events.push(event.event.clone());
-                }
-            }
-        }
-        if errors.is_empty() { Ok(request) } else { Err(errors) }
-    }
-
-    /// The server's message, with `events[i]` also given as its input line.
-    fn explain(&self, message: &str) -> String {
-        let index = message
-            .split_once("events[")
-            .and_then(|(_, rest)| rest.split_once(']'))
-            .and_then(|(digits, _)| digits.parse::<usize>().ok());
-        match index.and_then(|i| self.lines.get(i).map(|(line, _)| (i, line))) {
-            Some((i, line)) if self.lines.len() > 1 => format!("{message} (events[{i}] is line {line})"),
-            _ => message.to_owned(),
-        }
-    }
-}
-
-/// Appends the event lines of `--file` or stdin, `--batch` lines per atomic request, in order.
-/// Every acknowledged event is printed; a rejected request is reported on stderr and the rest
-/// continues; the exit code is non-zero when anything was rejected.
-pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
-    let input: Box<dyn AsyncBufRead + Unpin + Send> = match &args.file {
-        Some(path) => Box::new(BufReader::new(
-            tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?,
-        )),
-        None => Box::new(BufReader::new(tokio::io::stdin())),
-    };
-    let mut client = connect(&args.client).await?;
-    let mut printer = Printer::new(args.client.output);
-    let mut table = Table::new(&["event_id", "stream", "revision", "position"], &[false, false, true, true])
-        .with_min_width("stream", STREAM_COLUMN_WIDTH);
-    let batch_max = args.batch as usize;
-    let mut lines = input.lines();
-    let mut line_number = 0;
-    let mut batch = Batch { lines: Vec::with_capacity(batch_max) };
-    let mut rejected = false;
-    loop {
-        let text = lines.next_line().await.with_context(|| format!("reading line {}", line_number + 1))?;
-        let end = text.is_none();
-        if let Some(text) = text {
-            line_number += 1;
-            let text = text.trim();
-            if text.is_empty() || text.starts_with('#') {
-                continue;
-            }
-            batch.lines.push((line_number, event_line::parse(line_number, text)));
-        }
-        if batch.lines.len() == batch_max || (end && !batch.lines.is_empty()) {
-            let accepted = send(&mut client, &batch, &mut printer, &mut table).await?;
-            rejected |= !accepted;
-            batch.lines.clear();
-        }
-        if end {
-            break;
-        }
-    }
-    Ok(if rejected { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
-/// Sends one batch and prints its outcome; false when it was rejected (locally or by the server).
-async fn send(client: &mut Client, batch: &Batch, printer: &mut Printer, table: &mut Table) -> anyhow::Result<bool> {
-    let request = match batch.request() {
-        Ok(request) => request,
-        Err(errors) => {
-            let range = batch.range();
-            for error in &errors {
-                if batch.lines.len() > 1 {
-                    eprintln!("error: {range}: not sent: {error}");
-                } else {
-                    eprintln!("error: {error}");
-                }
-            }
-            return Ok(false);
-        }
-    };
-    let response = match client.append(request).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => {
-            eprintln!("error: {}: {}: {}", batch.range(), code_name(status.code()), batch.explain(status.message()));
-            return Ok(false);
-        }
-    };
-    match printer.output {
-        Output::Json => {
-            for event in &response.events {
-                let line = AppendedLine {
-                    event_id: &event.event_id,
-                    stream: &event.stream,
-                    revision: event.revision,
-                    position: event.position,
-                };
-                printer.line(&serde_json::to_string(&line)?)?;
-            }
-        }
-        Output::Table => {
-            let rows: Vec<Vec<String>> = response
-                .events
-                .iter()
-                .map(|e| vec![e.event_id.clone(), e.stream.clone(), e.revision.to_string(), e.position.to_string()])
-                .collect();
-            table.print(printer, &rows)?;
-        }
-    }
-    Ok(true)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -469,85 +324,76 @@ async fn read_stream(client: &mut Client, stream: &str, from: u64, printer: &mut
     }
 }
 
-/// Subscribes from `from` (default: the start) and prints until the server ends the stream. A
-/// stream filter is sent as a prefix and then matched exactly here (`member-J` is a prefix of
-/// `member-JP`).
+/// Subscribes from `from` (default: the start) and prints until the user presses Ctrl-C (or
+/// closes stdout), which ends quietly. A stream filter is sent as a prefix and then matched
+/// exactly here (`member-J` is a prefix of `member-JP`).
+///
+/// A subscription has no end of its own, so any other end is an error, whatever its status,
+/// OK included: the server stopped (UNAVAILABLE) or the connection broke, and what is committed
+/// from then on is not followed. The error says how the stream ended and where to resume.
 async fn tail(
     client: &mut Client,
     stream: Option<&str>,
     from: Option<u64>,
     printer: &mut EventPrinter,
 ) -> anyhow::Result<()> {
+    // Taken before subscribing: from here on, Ctrl-C ends the command instead of killing it.
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let from = from.unwrap_or(1);
     let request = pb::SubscribeRequest {
-        from_position: from.unwrap_or(1),
+        from_position: from,
         stream_prefixes: stream.map(|s| vec![s.to_owned()]).unwrap_or_default(),
         event_types: Vec::new(),
     };
     use pb::subscribe_response::Message;
     let mut subscription = client.subscribe(request).await.map_err(|s| status_error(&s))?.into_inner();
-    while let Some(item) = subscription.message().await.map_err(|s| status_error(&s))? {
-        match item.message {
-            Some(Message::Event(event)) if stream.is_none_or(|s| s == event.stream) => printer.print([&event])?,
-            Some(Message::CaughtUp(caught_up)) if printer.printer.output == Output::Table => {
-                eprintln!("-- caught up at position {}; following new events (Ctrl-C to stop)", caught_up.position);
+    // Every position up to this one has been delivered (printed, or filtered out here).
+    let mut delivered = from.saturating_sub(1);
+    let ended = loop {
+        let item = tokio::select! {
+            _ = interrupt.recv() => return Ok(()),
+            item = subscription.message() => item,
+        };
+        let item = match item {
+            Ok(Some(item)) => item,
+            Ok(None) => {
+                break format!(
+                    "{}: the stream ended without an error, but a subscription ends only when the server stops it",
+                    code_name(Code::Ok)
+                );
             }
-            _ => {}
+            Err(status) => break format!("{}: {}", code_name(status.code()), status_message(&status)),
+        };
+        match item.message {
+            Some(Message::Event(event)) => {
+                delivered = delivered.max(event.position);
+                if stream.is_none_or(|s| s == event.stream) {
+                    printer.print([&event])?;
+                }
+            }
+            Some(Message::CaughtUp(caught_up)) => {
+                delivered = delivered.max(caught_up.position);
+                if printer.printer.output == Output::Table {
+                    eprintln!("-- caught up at position {}; following new events (Ctrl-C to stop)", caught_up.position);
+                }
+            }
+            None => {}
         }
         if printer.closed() {
-            break;
+            return Ok(());
         }
-    }
-    Ok(())
+    };
+    anyhow::bail!(
+        "the server ended the subscription: {ended}; events after position {delivered} were not followed \
+         (resume with tail --from {})",
+        delivered + 1
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn batch(lines: &[&str]) -> Batch {
-        Batch { lines: lines.iter().enumerate().map(|(i, text)| (i + 3, event_line::parse(i + 3, text))).collect() }
-    }
-
-    const JOIN_JP: &str = r#"{"type": "member_joined", "data": {"code": "JP", "name": "Japan", "kind": "state", "role": "member"}, "expected_revision": "no_stream"}"#;
-    const ROLE_JP: &str = r#"{"type": "member_role_changed", "data": {"code": "JP", "role": "guest"}}"#;
-    const ROLE_JP_EXPECTING: &str =
-        r#"{"type": "member_role_changed", "data": {"code": "JP", "role": "guest"}, "expected_revision": 0}"#;
-    const JOIN_KR: &str = r#"{"type": "member_joined", "data": {"code": "KR", "name": "South Korea", "kind": "state", "role": "member"}, "expected_revision": "no_stream"}"#;
-
-    #[test]
-    fn a_batch_sets_one_expectation_per_stream() {
-        let request = batch(&[JOIN_JP, ROLE_JP, JOIN_KR]).request().unwrap();
-        assert_eq!(request.events.len(), 3);
-        let streams: Vec<&str> = request.expectations.iter().map(|e| e.stream.as_str()).collect();
-        assert_eq!(streams, ["member-JP", "member-KR"]);
-    }
-
-    #[test]
-    fn a_second_expectation_on_a_stream_is_a_local_error() {
-        let errors = batch(&[JOIN_JP, ROLE_JP_EXPECTING]).request().unwrap_err();
-        assert_eq!(
-            errors,
-            ["line 4: expected_revision: stream member-JP already has an expected revision from line 3 in this batch"]
-        );
-    }
-
-    #[test]
-    fn an_invalid_line_keeps_its_batch_from_being_sent() {
-        let errors = batch(&[JOIN_JP, r#"{"type": "member_joined"}"#]).request().unwrap_err();
-        assert_eq!(errors, ["line 4: data: is required"]);
-    }
-
-    #[test]
-    fn ranges_and_server_messages_name_input_lines() {
-        assert_eq!(batch(&[JOIN_JP]).range(), "line 3");
-        let two = batch(&[JOIN_JP, JOIN_KR]);
-        assert_eq!(two.range(), "line 3..4");
-        assert_eq!(
-            two.explain("events[1]: member KR has already joined"),
-            "events[1]: member KR has already joined (events[1] is line 4)"
-        );
-        assert_eq!(two.explain("stream member-JP is at revision 0"), "stream member-JP is at revision 0");
-    }
 
     #[test]
     fn table_columns_widen_to_fit() {

@@ -1,7 +1,8 @@
 //! The event line of DESIGN.md §6: one JSON object per line, read by `append` and written by
 //! `history` and `tail`, converted to and from the wire types.
 //!
-//! Input keys: `event_id`?, `type`, `data`, `effective_at`? (RFC 3339), `expected_revision`?
+//! Input keys: `event_id` (optional here; `append` refuses a line without one unless
+//! `--allow-new-ids`, see [`require_event_id`]), `type`, `data`, `effective_at`? (RFC 3339), `expected_revision`?
 //! (`"any"`, `"no_stream"`, `"exists"` or a number), `source`?, `actor`?, `correlation_id`?,
 //! `causation_id`?, `labels`? (an object of strings). Output keys, in this order: `position`,
 //! `stream`, `revision`, `event_id`, `type`, `recorded_at`, `effective_at`, `data`, `source`,
@@ -29,6 +30,90 @@ use crate::proto::v1 as pb;
 use crate::service::convert;
 use pb::event_data::Kind;
 use pb::stream_expectation::Expected;
+
+/// The input format of `append`, as `append --help` prints it: every key, every event type
+/// with its data fields, and how lines are read. A test checks that it names every type, data
+/// field and enum value this module reads.
+pub const INPUT_FORMAT_HELP: &str = r#"INPUT FORMAT
+One event per line, as a JSON object (JSON Lines), in UTF-8. A UTF-8 byte-order mark at the
+very start of the input is skipped. Blank lines, and lines whose first non-blank character is
+#, are skipped (comments). Line endings may be LF or CRLF. A line that is not UTF-8, not JSON
+or not a valid event is reported on stderr with its line number and not sent (with --batch, nor
+is the rest of its batch); the other lines still are, and the exit status is non-zero.
+
+  {"event_id": "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a", "type": "member_joined",
+   "data": {"code": "JP", "name": "Japan", "kind": "state", "role": "member"},
+   "effective_at": "2025-12-11T00:00:00Z", "expected_revision": "no_stream",
+   "source": "Benzinga, 2025-12-14", "actor": "secretariat", "labels": {"illustrative": "false"}}
+
+Keys of a line (any other key is an error; null is the same as absent):
+  event_id           the event's UUID, chosen by you: its idempotency key. Sending a line whose
+                     event is already committed with the same content answers with the original
+                     position (counted "already present"); the same id with other content is
+                     ALREADY_EXISTS. Required, unless --allow-new-ids (a new UUIDv7 is then
+                     generated, and sending the input again appends the event again).
+  type               the event type, one of those below.
+  data               an object with that type's fields (below); every field is required unless
+                     marked optional.
+  effective_at       optional: when the event took effect in the world, RFC 3339
+                     (2025-12-11T00:00:00Z); it may be earlier than when it is recorded. Default:
+                     the time it is recorded.
+  expected_revision  optional: what the event's stream (named by its data) must look like for
+                     the append to go ahead, checked atomically with it: "any", "no_stream" (the
+                     stream must not exist), "exists", or a revision number (the stream's last
+                     revision, from 0). Otherwise ABORTED, naming the stream's actual revision,
+                     and nothing of the request is written. With --batch, at most one
+                     expected_revision per stream in a batch.
+  source             optional text: a citation, such as a URL or a document's title.
+  actor              optional text: who recorded the event.
+  correlation_id     optional text: ties related events together (e.g. a trace id).
+  causation_id       optional text: the id of what caused this event.
+  labels             optional: an object of string values ({"illustrative": "true"}).
+  stream, position, revision, recorded_at
+                     accepted so that a line printed by `history --output json` can be appended
+                     again (to another ledger): position, revision and recorded_at are ignored
+                     (the ledger assigns them), and stream must be the stream the data names.
+
+Event types, their data fields, and the stream each belongs to:
+  member_joined           code, name, kind, role                         stream member-{code}
+  member_role_changed     code, role                                     stream member-{code}
+  member_withdrew         code, reason                                   stream member-{code}
+  project_identified      project_id, title, pillar, host, partners, companies, description
+                                                                         stream project-{project_id}
+  project_status_changed  project_id, status, reason                     stream project-{project_id}
+  export_rule_changed     rule_id, item, origin, destination, treatment, levy_bps (optional),
+                          effective_from, authority                      stream export-rule-{rule_id}
+  commitment_made         commitment_id, member, pillar, description, project_id (optional),
+                          due_on                                         stream commitment-{commitment_id}
+  commitment_fulfilled    commitment_id, evidence                        stream commitment-{commitment_id}
+  commitment_withdrawn    commitment_id, reason                          stream commitment-{commitment_id}
+  summit_convened         date, host, chair, participants, location      stream summit-{date}
+
+Data fields:
+  code, host, member     a participant's code: ISO 3166-1 alpha-2 (JP) or an organisation's
+                         code (EU, OECD), 2 to 8 upper-case letters.
+  origin, destination    jurisdiction codes, written the same way.
+  partners, participants arrays of participant codes; companies: an array of names.
+  project_id, commitment_id
+                         UUIDs.
+  rule_id                a slug of lower-case letters and digits in groups joined by "-"
+                         (us-cn-nvidia-h200).
+  effective_from, due_on, date
+                         dates, YYYY-MM-DD.
+  levy_bps               a whole number of basis points, 0 to 10000, only with the treatment
+                         allowed_with_levy (absent or null otherwise).
+  name, title, item, authority, chair, location, description, evidence, reason
+                         texts (reason may be "").
+  kind                   state | organization
+  role                   member | guest
+  pillar                 semiconductors | critical_minerals | energy | ai_compute | networks
+  status                 identified | approved | under_way | completed | cancelled (only forwards,
+                         or to cancelled)
+  treatment              allowed | allowed_with_levy | license_required | prohibited
+
+This client checks the keys, their JSON types and the enum values; the server checks the
+rest (codes, UUIDs, dates, lengths, and the rules: a member joins once, a project's host and
+partners are participants, …) and names the field it refuses."#;
 
 /// An input line that cannot become an event: its number (from 1), the key at fault (a path
 /// such as `data.partners[1]`; empty when the line is not a JSON object at all) and why.
@@ -76,6 +161,28 @@ impl EventLine {
     pub fn expectation(&self) -> Option<pb::StreamExpectation> {
         self.expected.map(|expected| pb::StreamExpectation { stream: self.stream.clone(), expected: Some(expected) })
     }
+}
+
+/// Gives a line without `event_id` a new UUIDv7 when `allow_new_ids`, or refuses it. The id is
+/// what makes an append idempotent: a line without one would be appended again, under another
+/// id, each time the same input is sent, so it is refused unless asked for. An id given here
+/// stays the event's for every retry of this run.
+pub fn require_event_id(event: &mut EventLine, line: usize, allow_new_ids: bool) -> std::result::Result<(), LineError> {
+    if !event.event.event_id.is_empty() {
+        return Ok(());
+    }
+    if !allow_new_ids {
+        return Err(LineError {
+            line,
+            key: "event_id".to_owned(),
+            message: "is missing: without a fixed id the event would be appended again, under a new id, each time \
+                      this input is sent; give the line an \"event_id\" (a UUID), or pass --allow-new-ids to have one \
+                      generated"
+                .to_owned(),
+        });
+    }
+    event.event.event_id = uuid::Uuid::now_v7().to_string();
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -717,6 +824,97 @@ mod tests {
             "data.status",
             "identified, approved, under_way, completed, cancelled",
         );
+    }
+
+    /// One value of every data kind, so that the help can be checked against what is read.
+    fn every_kind() -> Vec<(&'static str, Kind)> {
+        vec![
+            ("member_joined", Kind::MemberJoined(Default::default())),
+            ("member_role_changed", Kind::MemberRoleChanged(Default::default())),
+            ("member_withdrew", Kind::MemberWithdrew(Default::default())),
+            ("project_identified", Kind::ProjectIdentified(Default::default())),
+            ("project_status_changed", Kind::ProjectStatusChanged(Default::default())),
+            ("export_rule_changed", Kind::ExportRuleChanged(Default::default())),
+            ("commitment_made", Kind::CommitmentMade(Default::default())),
+            ("commitment_fulfilled", Kind::CommitmentFulfilled(Default::default())),
+            ("commitment_withdrawn", Kind::CommitmentWithdrawn(Default::default())),
+            ("summit_convened", Kind::SummitConvened(Default::default())),
+        ]
+    }
+
+    /// Whether `text` has `word` as a whole word (letters, digits and `_`).
+    fn mentions(text: &str, word: &str) -> bool {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| w == word)
+    }
+
+    #[test]
+    fn the_input_format_help_names_every_type_field_and_value() {
+        let (reading, rest) = INPUT_FORMAT_HELP.split_once("Keys of a line").unwrap();
+        let (keys, rest) = rest.split_once("Event types").unwrap();
+        let (types, fields) = rest.split_once("Data fields:").unwrap();
+        assert!(reading.contains("byte-order mark") && reading.contains("#") && reading.contains("Blank lines"));
+        let kinds = every_kind();
+        assert_eq!(kinds.len(), EVENT_TYPE_NAMES.len());
+        for (event_type, kind) in &kinds {
+            // A type's row, and its continuation line when it has one.
+            let row: String = types
+                .lines()
+                .skip_while(|line| !line.trim_start().starts_with(&format!("{event_type} ")))
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(!row.is_empty(), "{event_type} is not in the help");
+            for (field, _) in &data_object(kind).0 {
+                assert!(mentions(&row, field), "{event_type}: data field {field} is not in its row: {row}");
+                assert!(mentions(fields, field), "data field {field} is not described");
+            }
+            let stream_kind = stream_of(kind).rsplit_once('-').map(|(kind, _)| kind.to_owned()).unwrap();
+            assert!(row.contains(&format!("stream {stream_kind}-{{")), "{row}");
+        }
+        for key in [
+            "event_id",
+            "type",
+            "data",
+            "effective_at",
+            "expected_revision",
+            "source",
+            "actor",
+            "correlation_id",
+            "causation_id",
+            "labels",
+            "stream",
+            "position",
+            "revision",
+            "recorded_at",
+        ] {
+            assert!(mentions(keys, key), "key {key} is not described");
+        }
+        for state in ["\"any\"", "\"no_stream\"", "\"exists\""] {
+            assert!(keys.contains(state), "{state}");
+        }
+        for table in [MEMBER_KINDS, MEMBER_ROLES, PILLARS, PROJECT_STATUSES, TREATMENTS] {
+            assert!(fields.contains(&names(table).replace(", ", " | ")), "{}", names(table));
+        }
+    }
+
+    #[test]
+    fn a_line_without_event_id_is_refused_unless_new_ids_are_allowed() {
+        let line = r#"{"type": "member_role_changed", "data": {"code": "JP", "role": "guest"}}"#;
+        let mut event = parse(1, line).unwrap();
+        let error = require_event_id(&mut event, 5, false).unwrap_err();
+        assert_eq!((error.line, error.key.as_str()), (5, "event_id"));
+        assert!(error.message.contains("--allow-new-ids"), "{error}");
+        assert_eq!(event.event.event_id, "");
+
+        require_event_id(&mut event, 5, true).unwrap();
+        let id = uuid::Uuid::try_parse(&event.event.event_id).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        require_event_id(&mut event, 5, true).unwrap();
+        assert_eq!(event.event.event_id, id.to_string(), "an id once given is kept");
+
+        let mut with_id = parse(1, &format!(r#"{{"event_id": "{ID}", {}"#, &line[1..])).unwrap();
+        require_event_id(&mut with_id, 1, false).unwrap();
+        assert_eq!(with_id.event.event_id, ID);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The command line (DESIGN.md §6 is its contract: extend it, never rename). `serve` runs the
 //! server; the client subcommands talk to one over gRPC and print tables or JSON Lines.
 
+mod append;
 mod audit;
 mod bundle;
 mod client;
@@ -10,7 +11,7 @@ mod loadgen;
 mod query;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -35,10 +36,35 @@ pub enum Command {
     /// Run the server (embedded sled at ./data, listening on 127.0.0.1:50051 by default).
     Serve(ServeArgs),
     /// Append events, one JSON object per input line (from --file or stdin).
+    ///
+    /// Each line is its own request, or --batch N lines make one atomic request; requests are
+    /// sent one after the other, in input order. Each acknowledged event is printed on stdout
+    /// (with --output json: {"event_id", "stream", "revision", "position"}, one line each). A
+    /// refused line or request is reported on stderr with its input lines and, from the server,
+    /// its gRPC code and message; the rest is still sent.
+    ///
+    /// Retries: a request that finds the server unavailable (UNAVAILABLE: it is stopping or has
+    /// halted its writes; or the connection failed under it) is sent again, --retries times,
+    /// after waits of 0.25 s doubling up to 4 s. This is safe because every event carries its
+    /// id: a request that was committed before its answer was lost is answered as already
+    /// committed, never appended twice. If the server is still unavailable, append stops
+    /// rather than send every remaining line into it; send the same input again later. (A
+    /// server that cannot be reached at the start is reported at once, and nothing is sent.)
+    ///
+    /// The last line on stderr is always the summary, counted in events: "appended N, already
+    /// present K, rejected M, not sent S" (rejected: by the server or by this client; not sent:
+    /// in a batch with a rejected line, or after the server became unavailable). The exit
+    /// status is non-zero when anything was rejected or not sent.
+    #[command(after_long_help = event_line::INPUT_FORMAT_HELP)]
     Append(AppendArgs),
     /// Print events in log order (of one stream, or of the whole log).
     History(HistoryArgs),
     /// Like history, then keep following new events.
+    ///
+    /// Follows until Ctrl-C, which ends it with exit status 0. A subscription has no other end:
+    /// if the server ends it (it is stopping: UNAVAILABLE; or even with OK), or the connection
+    /// breaks, tail prints the gRPC code and message and the position to resume from
+    /// (--from) on stderr, and exits 1.
     Tail(HistoryArgs),
     /// Drive a server with N concurrent appending clients and report throughput and latency.
     Loadgen(loadgen::LoadgenArgs),
@@ -124,6 +150,14 @@ pub struct AppendArgs {
     /// Group this many lines into one atomic request.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch: u32,
+    /// Accept lines without an event_id: each gets a new UUIDv7, kept for this run's retries.
+    /// Sending the same input again then appends those events again, under other ids.
+    #[arg(long)]
+    pub allow_new_ids: bool,
+    /// Retry a request this many times (waiting 0.25 s, then twice as long each time, up to
+    /// 4 s) while the server is unavailable, then stop sending.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub retries: u32,
 }
 
 #[derive(Debug, Args)]
@@ -163,11 +197,24 @@ pub struct VerifyArgs {
     pub client: ClientArgs,
 }
 
+/// An error and its causes on one line, each cause once (many errors already repeat their
+/// source's text), with the `Display` text of each: what the user reads after `error: `.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    message
+}
+
 /// Runs a parsed command line; the exit code is non-zero when anything was rejected.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Append(args) => client::append(args).await,
+        Command::Append(args) => append::append(args).await,
         Command::History(args) => client::history(args, false).await,
         Command::Tail(args) => client::history(args, true).await,
         Command::Loadgen(args) => loadgen::run(args).await,
@@ -187,16 +234,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Starts the server. The order matters for what a failure leaves behind: the configuration
+/// is checked, then the data path (without creating anything), then the address is bound, and
+/// only then is the data directory created and the ledger opened, so that a port in use or a
+/// bad path leaves no new directory and no database behind.
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let flags = FlagOverrides { data: args.data, listen: args.listen, insecure: args.insecure.then_some(true) };
-    let config = ServeConfig::load(args.config.as_deref(), &flags)?;
+    let (config, origins) = ServeConfig::load_with_origins(args.config.as_deref(), &flags)?;
+    let data_named = origins.data.spell("data", &config.data.display());
+    check_data_path(&config.data).map_err(|why| anyhow::anyhow!("{data_named}: {why}"))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {}", config.listen, bind_error(&e)))?;
+    let shutdown = shutdown_signal()?;
+    std::fs::create_dir_all(&config.data).map_err(|e| {
+        anyhow::anyhow!(
+            "{data_named}: cannot create the directory: {}; create it, or choose another with --data",
+            crate::config::describe_io_error(&e)
+        )
+    })?;
     let data = config.data.clone();
     let ledger_config = config.ledger();
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&data, ledger_config))
         .await?
         .with_context(|| format!("opening the ledger in {}", config.data.display()))?;
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     // One machine-readable line on stdout, so that scripts (and crash tests) can use port 0.
     println!("pax-ledger listening on {addr}");
@@ -205,15 +266,64 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         tracing::warn!(%addr, data = %config.data.display(), "serving WITHOUT authentication on a non-loopback address (--insecure)");
     }
-    crate::server::run(listener, ledger, shutdown_signal()).await?;
+    crate::server::run(listener, ledger, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Why `data` cannot be (or become) the data directory, found without creating anything: it
+/// is a file, or one of its parents is.
+fn check_data_path(data: &Path) -> Result<(), String> {
+    for (depth, path) in data.ancestors().enumerate() {
+        if path.as_os_str().is_empty() {
+            break;
+        }
+        match std::fs::metadata(path) {
+            Ok(found) if found.is_dir() => return Ok(()),
+            Ok(found) => {
+                let what = if found.is_file() { "a file" } else { "not a directory" };
+                let hint = "give the path of a directory (it is created if missing)";
+                return Err(if depth == 0 {
+                    format!("is {what}, not a directory; {hint}")
+                } else {
+                    format!("{} is {what}, not a directory; {hint}", path.display())
+                });
+            }
+            // Missing, or under a file (found as such further up).
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => continue,
+            Err(e) => {
+                return Err(format!("cannot look at {}: {}", path.display(), crate::config::describe_io_error(&e)));
+            }
+        }
     }
+    Ok(())
+}
+
+/// Why an address cannot be bound, and what to do.
+fn bind_error(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "address in use (is another pax-ledger running? stop it, or choose another address with --listen)"
+                .to_owned()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "this machine has no such address (choose one of its own, such as 127.0.0.1, with --listen)".to_owned()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (a port below 1024 needs privileges; choose another with --listen)".to_owned()
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed now, before anything is served.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }

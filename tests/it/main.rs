@@ -4,6 +4,9 @@
 mod audit_cli;
 mod audit_proofs;
 mod audit_server;
+mod cli_append;
+mod cli_serve;
+mod cli_tail;
 mod cli_views;
 mod concurrency;
 mod crash;
@@ -11,6 +14,7 @@ mod damage;
 mod disk_full;
 mod durability;
 mod errors;
+mod fake_server;
 mod idempotency;
 mod ledger_api;
 mod loadgen;

@@ -329,3 +329,48 @@ pub fn open_sled(dir: &Path) -> sled::Db {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// The real binary
+
+/// The longest a command-line test waits for the binary to end (a debug build on a loaded
+/// machine); past it the test fails and the process is killed.
+pub const BINARY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `pax-ledger` as a child process, with no `PAX_LEDGER_*` variable inherited from the test's
+/// environment, killed if it is dropped before it ends.
+pub fn pax_ledger(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pax-ledger"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PAX_LEDGER_") {
+            command.env_remove(key);
+        }
+    }
+    command.args(args).env("RUST_LOG", "warn").kill_on_drop(true);
+    command
+}
+
+/// Runs `command` to its end with `stdin` as its input, within [`BINARY_TIMEOUT`].
+pub async fn run_to_end(mut command: tokio::process::Command, stdin: &[u8]) -> std::process::Output {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn pax-ledger");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    // Written beside the wait: a child that does not read all of it must not block the test.
+    let writer = tokio::spawn(async move {
+        let _ = input.write_all(&stdin).await;
+    });
+    let output = tokio::time::timeout(BINARY_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("pax-ledger did not end within {BINARY_TIMEOUT:?}"))
+        .expect("wait for pax-ledger");
+    writer.abort();
+    output
+}
+
+/// The text of a child's stdout or stderr.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
