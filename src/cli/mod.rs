@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{FlagOverrides, ServeConfig};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// Allow a non-loopback listen address without authentication.
     #[arg(long)]
     pub insecure: bool,
+    /// Serve reads only, to get evidence out of a data directory that failed its checks at
+    /// start (a log shorter than what was acknowledged, a rewritten record): nothing is
+    /// appended, projected, signed or written to the head journal, and health is NOT_SERVING.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -254,7 +259,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let data = config.data.clone();
-    let ledger_config = config.ledger();
+    let ledger_config = LedgerConfig { read_only: args.read_only, ..config.ledger() };
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&data, ledger_config))
         .await?
         .with_context(|| format!("opening the ledger in {}", config.data.display()))?;
@@ -265,6 +270,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(%addr, data = %config.data.display(), "serving; no token is configured, so only this loopback address is open");
     } else {
         tracing::warn!(%addr, data = %config.data.display(), "serving WITHOUT authentication on a non-loopback address (--insecure)");
+    }
+    if args.read_only {
+        tracing::warn!("serving READ-ONLY (--read-only): reads only; nothing is appended, projected or signed");
     }
     crate::server::run(listener, ledger, shutdown).await?;
     Ok(ExitCode::SUCCESS)

@@ -495,11 +495,8 @@ async fn open_ledger(data: &Path, config: LedgerConfig) -> Result<Arc<Ledger>, L
 /// An older copy of the files under the journal of a longer log (what a restore of the wrong
 /// backup, or an engine that recovered damage as a shorter log, looks like): refused at open,
 /// naming the missing positions; `read_only` serves what is left and writes and signs nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_log_shorter_than_its_journal_is_refused_and_served_read_only_on_request() {
-    pax_ledger::telemetry::init("error");
-    let scratch = tempfile::tempdir().unwrap();
-    let (data, older) = (scratch.path().join("data"), scratch.path().join("older"));
+async fn shorter_than_its_journal(scratch: &Path) -> PathBuf {
+    let (data, older) = (scratch.join("data"), scratch.join("older"));
     let ledger = open_ledger(&data, LedgerConfig::default()).await.unwrap();
     join_members(&ledger, "A", 20).await;
     ledger.shutdown();
@@ -510,6 +507,14 @@ async fn a_log_shorter_than_its_journal_is_refused_and_served_read_only_on_reque
     ledger.shutdown();
     drop(ledger);
     std::fs::copy(journal::path(&data), journal::path(&older)).unwrap();
+    older
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_shorter_than_its_journal_is_refused_and_served_read_only_on_request() {
+    pax_ledger::telemetry::init("error");
+    let scratch = tempfile::tempdir().unwrap();
+    let older = shorter_than_its_journal(scratch.path()).await;
 
     let refused = open_ledger(&older, LedgerConfig::default()).await.err().expect("a shorter log is refused");
     let message = refused.to_string();
@@ -585,4 +590,43 @@ async fn a_ledger_without_a_journal_starts_one_from_its_checkpoints() {
     assert_eq!(evidence.signed[&5].root, signed.checkpoint.root);
     assert_eq!(evidence.furthest.map(|m| m.position), Some(Position(8)));
     assert_eq!(evidence.clean_stop.map(|m| m.position), Some(Position(8)));
+}
+
+/// The same through the binary: `serve` exits non-zero with the refusal (no panic), and
+/// `serve --read-only` serves what is left over gRPC with writes refused and health NOT_SERVING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_refuses_a_shorter_log_and_serves_it_read_only_on_request() {
+    pax_ledger::telemetry::init("error");
+    let scratch = tempfile::tempdir().unwrap();
+    let older = shorter_than_its_journal(scratch.path()).await;
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pax-ledger"))
+            .args(ServerProcess::serve_args(&older))
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the refusal is prompt")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a shorter log is served: {stderr}");
+    assert!(stderr.contains("positions 21..=35 are missing") && !stderr.contains("panicked"), "{stderr}");
+
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pax-ledger"));
+    command.args(ServerProcess::serve_args(&older)).arg("--read-only");
+    let server = ServerProcess::start_command(command, &scratch.path().join("read-only.stderr")).await;
+    let mut client = connect(&server.url).await;
+    let events = read_all(&mut client).await;
+    assert_eq!(events.len(), 20);
+    let refused = client.append(append(vec![member_joined("ZZ")])).await.expect_err("read-only");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    let channel = tonic::transport::Channel::from_shared(server.url.clone()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    let status = health.check(request).await.unwrap().into_inner().status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::NotServing as i32);
+    let pid = server.pid();
+    assert!(server.terminate(pid).await.success());
 }
