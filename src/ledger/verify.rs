@@ -123,8 +123,10 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         Err(StoreError::Corrupt { place, reason }) => return Ok(failed(place, reason, &chain)),
         Err(e) => return Err(e.into()),
     };
-    if let Err(error) = super::continuity::check(store, dir, head, &evidence, &Recovery::default()) {
-        return Ok(failed("log head".into(), error.to_string(), &chain));
+    match super::continuity::check(store, dir, head, &evidence, &Recovery::default()) {
+        Ok(()) => {}
+        Err(LedgerError::Shortened(reason)) => return Ok(failed("log head".into(), reason, &chain)),
+        Err(other) => return Err(other),
     }
     Ok(Verdict {
         verified: chain.head().0,

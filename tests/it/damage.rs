@@ -523,6 +523,12 @@ async fn a_log_shorter_than_its_journal_is_refused_and_served_read_only_on_reque
         assert!(message.contains(needle), "the refusal does not say {needle:?}: {message}");
     }
 
+    // The offline verification says the same.
+    let verdict = pax_ledger::ledger::verify_store(&older, &Default::default(), None).unwrap();
+    let (place, reason) = verdict.failure.expect("verify --data fails a shorter log");
+    assert!(place == "log head" && reason.contains("positions 21..=35 are missing"), "{place}: {reason}");
+    assert_eq!(verdict.verified, 20, "what is left verifies");
+
     let config = LedgerConfig { read_only: true, ..LedgerConfig::default() };
     let ledger = open_ledger(&older, config).await.expect("read-only opens what is left");
     assert_eq!(read_everything(&ledger).unwrap().len(), 20, "what is left is served");
