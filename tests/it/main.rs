@@ -11,6 +11,7 @@ mod cli_views;
 mod concurrency;
 mod crash;
 mod damage;
+mod deadlines;
 mod disk_full;
 mod durability;
 mod errors;
