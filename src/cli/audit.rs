@@ -378,6 +378,11 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 fn export_bundle(data: &Path, to: &Path, force: bool) -> anyhow::Result<Exported> {
     let (file, staged) = create_staged_file(to, force)?;
     let store = open_store(data)?;
+    // What is left of a damaged directory can still be exported (that is how evidence gets
+    // out), but never passed off as the whole log.
+    if let Err(error) = crate::ledger::check_journal(&store, data) {
+        eprintln!("warning: exporting less than this ledger acknowledged: {error}");
+    }
     let head = store.head()?;
     let mut checkpoints = Vec::new();
     for entry in store.checkpoints() {

@@ -31,6 +31,13 @@ fn remedy(dir: &Path, position: Position) -> String {
     )
 }
 
+/// For the offline tools (export): whether the stopped ledger's log in `dir` reaches and extends
+/// its head journal. The error says what is missing.
+pub fn check_offline(store: &Store, dir: &Path) -> Result<(), LedgerError> {
+    let (evidence, _, _) = journal::read(dir)?;
+    check(store, dir, store.head()?, &evidence, &Recovery::default())
+}
+
 /// Checks that the log whose head is `head` reaches and extends what the journal recorded, and
 /// the event-id snapshot (written only from durable commits) too.
 pub(super) fn check(

@@ -24,6 +24,7 @@ use crate::domain::{DomainError, EventId, Position, ProposedEvent, Revision, Str
 use crate::store::journal::{self, Journal, MarkKind};
 use crate::store::{Head, Recovery, Store, StoreConfig, StoreError, StoreErrorKind};
 
+pub use continuity::check_offline as check_journal;
 pub use evidence::{AuditConfig, Consistency, Inclusion, LiveVerdict};
 pub use projector::{PROJECT_BATCH_EVENTS_MAX, VIEW_CACHE_MAX, ViewsSnapshot};
 pub use reads::{EventFilter, ReadAllPage, ReadStreamPage, SubscriptionItem};
@@ -156,7 +157,7 @@ pub enum LedgerError {
     Key(String),
     /// The log does not reach or extend the ledger's own evidence of what it acknowledged or
     /// signed (refused at open).
-    #[error("refusing to open: {0}")]
+    #[error("{0}")]
     Shortened(String),
     /// A second, different Merkle root for a size already signed: never signed.
     #[error("refusing to sign: {0}")]

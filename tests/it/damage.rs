@@ -636,3 +636,29 @@ async fn the_binary_refuses_a_shorter_log_and_serves_it_read_only_on_request() {
     let pid = server.pid();
     assert!(server.terminate(pid).await.success());
 }
+
+/// `export` of a directory whose log is shorter than its journal still writes what is left
+/// (that is how evidence gets out), and warns that it is less than was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporting_a_shorter_log_warns_that_it_is_less_than_was_acknowledged() {
+    pax_ledger::telemetry::init("error");
+    let scratch = tempfile::tempdir().unwrap();
+    let older = shorter_than_its_journal(scratch.path()).await;
+    let bundle = scratch.path().join("left.bundle");
+    let exported = tokio::process::Command::new(env!("CARGO_BIN_EXE_pax-ledger"))
+        .arg("export")
+        .arg("--data")
+        .arg(&older)
+        .arg("--to")
+        .arg(&bundle)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&exported.stderr);
+    assert!(exported.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: exporting less than this ledger acknowledged") && stderr.contains("21..=35"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&exported.stdout).contains("up to position 20"));
+}
