@@ -6,6 +6,7 @@ mod audit;
 mod bundle;
 mod client;
 mod demo;
+mod endpoint;
 mod event_line;
 mod loadgen;
 mod query;
@@ -147,12 +148,25 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The server's URL.
+    /// The server's URL. https:// always means TLS (verified with the system's CA certificates,
+    /// or --ca-cert); http:// is plaintext.
     #[arg(long, env = "PAX_LEDGER_ADDR", default_value = "http://127.0.0.1:50051")]
     pub addr: String,
-    /// A bearer token, sent as `authorization: Bearer T`.
+    /// A bearer token, sent as `authorization: Bearer T`. Never sent in plaintext to another
+    /// machine: with an http:// address, only to localhost or a loopback IP.
     #[arg(long, env = "PAX_LEDGER_TOKEN")]
     pub token: Option<String>,
+    /// Trust only this CA certificate (PEM) for the server's certificate, instead of the
+    /// system's CA certificates; needs an https:// address.
+    #[arg(long, env = "PAX_LEDGER_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Present this client certificate (PEM) to a server that requires mutual TLS; needs
+    /// --client-key and an https:// address.
+    #[arg(long, env = "PAX_LEDGER_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, env = "PAX_LEDGER_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// table for people, json for JSON Lines (one object per line, flushed line by line).
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
