@@ -8,6 +8,7 @@ use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::LedgerConfig;
+use crate::server::ServerTls;
 use crate::store::StoreConfig;
 
 /// Everything `serve` can be told. Field names are the TOML keys and, upper-cased with the
@@ -40,6 +41,16 @@ pub struct ServeConfig {
     /// Save the event-id index's snapshot every this many events (and at a clean stop): a
     /// start after a crash scans at most about this many records.
     pub id_snapshot_every_events: u64,
+    /// The server's certificate chain (PEM, leaf first): with `tls_key`, serve TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): with them, mutual TLS — every client must present a certificate
+    /// that chains to one of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -57,6 +68,9 @@ impl Default for ServeConfig {
             checkpoint_every_events: ledger.audit.checkpoint_every_events,
             checkpoint_every_secs: ledger.audit.checkpoint_every.as_secs(),
             id_snapshot_every_events: ledger.id_snapshot_every_events,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -70,6 +84,12 @@ pub struct FlagOverrides {
     pub listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +113,16 @@ pub enum ConfigError {
         "refusing to listen on {0} without authentication: no token is configured, so only a loopback address is allowed; pass --insecure to open it anyway"
     )]
     NotLoopback(SocketAddr),
+    /// One TLS key given without another it needs.
+    #[error(
+        "configuration: {key} ({env}) is set but {missing} ({missing_env}) is not; {why}",
+        env = env_var(key),
+        missing_env = env_var(missing)
+    )]
+    TlsIncomplete { key: &'static str, missing: &'static str, why: &'static str },
+    /// A TLS file that cannot be read, or does not hold what it must.
+    #[error("configuration: {key} ({env}) {}: {why}", .path.display(), env = env_var(key))]
+    TlsFile { key: &'static str, path: PathBuf, why: String },
 }
 
 /// Which layer gave a key its value.
@@ -230,6 +260,58 @@ fn describe_figment_error(error: &figment::Error) -> String {
     parts.join("; ")
 }
 
+/// What a PEM file must hold.
+#[derive(Clone, Copy, Debug)]
+pub enum Pem {
+    /// One or more certificates.
+    Certificates,
+    /// A private key.
+    PrivateKey,
+}
+
+/// The contents of the PEM file `path` (the value of `key`), checked to hold what it must.
+fn read_pem(key: &'static str, path: &Path, what: Pem) -> Result<Vec<u8>, ConfigError> {
+    let refused = |why: String| ConfigError::TlsFile { key, path: path.to_owned(), why };
+    let text = std::fs::read(path).map_err(|e| refused(describe_io_error(&e)))?;
+    check_pem(&text, what).map_err(refused)?;
+    Ok(text)
+}
+
+/// Why `text` is not a PEM file holding `what`, in words (`holds no PEM certificate …`).
+pub fn check_pem(text: &[u8], what: Pem) -> Result<(), String> {
+    use rustls_pki_types::pem::{Error, PemObject};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let found = match what {
+        Pem::Certificates => CertificateDer::pem_slice_iter(text)
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|certs| if certs.is_empty() { Err(Error::NoItemsFound) } else { Ok(()) }),
+        Pem::PrivateKey => PrivateKeyDer::from_pem_slice(text).map(drop),
+    };
+    found.map_err(|error| match (error, what) {
+        (Error::NoItemsFound, Pem::Certificates) => {
+            "holds no PEM certificate (a \"-----BEGIN CERTIFICATE-----\" block)".to_owned()
+        }
+        (Error::NoItemsFound, Pem::PrivateKey) => {
+            "holds no PEM private key (a \"-----BEGIN PRIVATE KEY-----\" block: PKCS#8, or PKCS#1 or SEC1)".to_owned()
+        }
+        (error, _) => format!("is not valid PEM: {error}"),
+    })
+}
+
+/// An error and its causes, each once, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let more = error.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = error.source();
+    }
+    text
+}
+
 /// An I/O error in words, without the OS's error number.
 pub fn describe_io_error(error: &std::io::Error) -> String {
     match error.kind() {
@@ -265,7 +347,9 @@ impl ServeConfig {
             std::fs::read_to_string(file).map_err(|e| ConfigError::File(file.to_owned(), e))?;
             figment = figment.merge(Toml::file_exact(file));
         }
-        let env = Env::prefixed("PAX_LEDGER_").ignore(&["addr", "token", "output"]);
+        // The client commands' variables, not keys of the server.
+        let env =
+            Env::prefixed("PAX_LEDGER_").ignore(&["addr", "token", "output", "ca_cert", "client_cert", "client_key"]);
         let names = (env.metadata().name, Serialized::defaults(flags).metadata().name);
         let figment = figment.merge(env).merge(Serialized::defaults(flags));
         let config: Self = figment.extract().map_err(|e| ConfigError::Figment(Box::new(e)))?;
@@ -283,8 +367,9 @@ impl ServeConfig {
         Ok((config, origins))
     }
 
-    /// Checks every key against its range ([`RANGES`]), that paths are not empty, and that a
-    /// non-loopback address comes with `insecure`: the one place a value is judged.
+    /// Checks every key against its range ([`RANGES`]), that paths are not empty, that a
+    /// non-loopback address comes with `insecure`, and the TLS files ([`Self::tls`]): the one
+    /// place a value is judged.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for range in RANGES {
             let value = (range.value)(self);
@@ -296,13 +381,63 @@ impl ServeConfig {
         if self.data.as_os_str().is_empty() {
             return Err(ConfigError::EmptyPath { key: "data" });
         }
-        if self.signing_key.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
-            return Err(ConfigError::EmptyPath { key: "signing_key" });
+        let paths = [
+            ("signing_key", &self.signing_key),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("tls_client_ca", &self.tls_client_ca),
+        ];
+        if let Some((key, _)) = paths.iter().find(|(_, path)| path.as_ref().is_some_and(|p| p.as_os_str().is_empty())) {
+            return Err(ConfigError::EmptyPath { key });
         }
         if !self.listen.ip().is_loopback() && !self.insecure {
             return Err(ConfigError::NotLoopback(self.listen));
         }
-        Ok(())
+        self.tls().map(drop)
+    }
+
+    /// The server's TLS, read from `tls_cert`, `tls_key` and `tls_client_ca` and checked: the
+    /// certificate and its key both or neither (a client CA only with them); each file readable
+    /// and holding, in PEM, what it must; the key that of the certificate, of a kind rustls
+    /// signs with. `None`: plaintext.
+    pub fn tls(&self) -> Result<Option<ServerTls>, ConfigError> {
+        const NEEDS_BOTH: &str = "TLS needs both the certificate and its private key";
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => {
+                return Err(ConfigError::TlsIncomplete { key: "tls_cert", missing: "tls_key", why: NEEDS_BOTH });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::TlsIncomplete { key: "tls_key", missing: "tls_cert", why: NEEDS_BOTH });
+            }
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err(ConfigError::TlsIncomplete {
+                    key: "tls_client_ca",
+                    missing: "tls_cert",
+                    why: "client certificates are asked for over TLS only: set tls_cert and tls_key too",
+                });
+            }
+            (None, None) => return Ok(None),
+        };
+        let tls = ServerTls {
+            cert_pem: read_pem("tls_cert", cert, Pem::Certificates)?,
+            key_pem: read_pem("tls_key", key, Pem::PrivateKey)?,
+            client_ca_pem: None,
+        };
+        // rustls checks that the key is the certificate's when it builds its configuration.
+        tonic::transport::Server::builder().tls_config(tls.config()).map_err(|e| ConfigError::TlsFile {
+            key: "tls_key",
+            path: key.clone(),
+            why: format!("does not go with tls_cert {}: {}", cert.display(), error_chain(&e)),
+        })?;
+        let Some(client_ca) = &self.tls_client_ca else { return Ok(Some(tls)) };
+        let tls = ServerTls { client_ca_pem: Some(read_pem("tls_client_ca", client_ca, Pem::Certificates)?), ..tls };
+        tonic::transport::Server::builder().tls_config(tls.config()).map_err(|e| ConfigError::TlsFile {
+            key: "tls_client_ca",
+            path: client_ca.clone(),
+            why: format!("cannot be used to verify clients: {}", error_chain(&e)),
+        })?;
+        Ok(Some(tls))
     }
 
     pub fn ledger(&self) -> LedgerConfig {
@@ -457,6 +592,79 @@ mod tests {
         assert_eq!(Origin::Environment.spell("data", &"/x"), "PAX_LEDGER_DATA=/x");
         assert_eq!(Origin::File("l.toml".into()).spell("data", &"/x"), "data = \"/x\" in l.toml");
         assert_eq!(Origin::Default.spell("data", &"data"), "data (the default; choose another with --data)");
+    }
+
+    /// The configuration of `flags`, or its error's text.
+    fn check_tls(flags: FlagOverrides) -> Result<bool, String> {
+        let config = ServeConfig::load(None, &flags).map_err(|e| e.to_string())?;
+        Ok(config.tls().map_err(|e| e.to_string())?.is_some_and(|tls| tls.is_mutual()))
+    }
+
+    #[test]
+    fn tls_files_are_both_or_neither_and_checked_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let server = rcgen::generate_simple_self_signed(["localhost".to_owned()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(["localhost".to_owned()]).unwrap();
+        let cert = write("cert.pem", &server.cert.pem());
+        let key = write("key.pem", &server.signing_key.serialize_pem());
+        let other_key = write("other.key", &other.signing_key.serialize_pem());
+        let tls = |cert: &PathBuf, key: &PathBuf, ca: Option<&PathBuf>| FlagOverrides {
+            tls_cert: Some(cert.clone()),
+            tls_key: Some(key.clone()),
+            tls_client_ca: ca.cloned(),
+            ..Default::default()
+        };
+
+        assert_eq!(check_tls(FlagOverrides::default()), Ok(false));
+        assert_eq!(check_tls(tls(&cert, &key, None)), Ok(false));
+        assert_eq!(check_tls(tls(&cert, &key, Some(&cert))), Ok(true));
+
+        let error = check_tls(FlagOverrides { tls_cert: Some(cert.clone()), ..Default::default() }).unwrap_err();
+        assert_eq!(
+            error,
+            "configuration: tls_cert (PAX_LEDGER_TLS_CERT) is set but tls_key (PAX_LEDGER_TLS_KEY) is not; TLS needs both the certificate and its private key"
+        );
+        let error = check_tls(FlagOverrides { tls_key: Some(key.clone()), ..Default::default() }).unwrap_err();
+        assert!(error.starts_with("configuration: tls_key (PAX_LEDGER_TLS_KEY) is set but tls_cert"), "{error}");
+        let error = check_tls(FlagOverrides { tls_client_ca: Some(cert.clone()), ..Default::default() }).unwrap_err();
+        assert!(
+            error.starts_with("configuration: tls_client_ca (PAX_LEDGER_TLS_CLIENT_CA) is set but tls_cert"),
+            "{error}"
+        );
+
+        let missing = dir.path().join("missing.pem");
+        let error = check_tls(tls(&missing, &key, None)).unwrap_err();
+        assert_eq!(
+            error,
+            format!("configuration: tls_cert (PAX_LEDGER_TLS_CERT) {}: no such file or directory", missing.display())
+        );
+        let error = check_tls(tls(&key, &key, None)).unwrap_err();
+        assert!(
+            error.ends_with("key.pem: holds no PEM certificate (a \"-----BEGIN CERTIFICATE-----\" block)"),
+            "{error}"
+        );
+        let error = check_tls(tls(&cert, &cert, None)).unwrap_err();
+        assert!(error.starts_with("configuration: tls_key (PAX_LEDGER_TLS_KEY) "), "{error}");
+        assert!(error.contains("holds no PEM private key"), "{error}");
+        let error = check_tls(tls(&cert, &other_key, None)).unwrap_err();
+        let expected = format!(
+            "configuration: tls_key (PAX_LEDGER_TLS_KEY) {}: does not go with tls_cert {}: ",
+            other_key.display(),
+            cert.display()
+        );
+        assert!(error.starts_with(&expected), "{error}");
+        let error = check_tls(tls(&cert, &key, Some(&key))).unwrap_err();
+        assert!(error.starts_with("configuration: tls_client_ca (PAX_LEDGER_TLS_CLIENT_CA) "), "{error}");
+        let garbled = write("garbled.pem", "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
+        let error = check_tls(tls(&garbled, &key, None)).unwrap_err();
+        assert!(error.contains("garbled.pem: is not valid PEM"), "{error}");
+        let error = check_tls(tls(&PathBuf::new(), &key, None)).unwrap_err();
+        assert!(error.starts_with("configuration: tls_cert (PAX_LEDGER_TLS_CERT) is empty"), "{error}");
     }
 
     #[test]

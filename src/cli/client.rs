@@ -7,13 +7,12 @@
 
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use super::event_line;
@@ -27,8 +26,6 @@ const READ_PAGE_MAX: u32 = 1000;
 /// The width of the longest stream name of the usual kinds (`commitment-{uuid}`): the stream
 /// column starts this wide in tables printed a row at a time.
 pub(super) const STREAM_COLUMN_WIDTH: usize = "commitment-".len() + 36;
-/// How long to wait for the server to accept the connection before giving up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) type Client = LedgerServiceClient<InterceptedService<Channel, BearerToken>>;
 
@@ -48,7 +45,8 @@ impl Interceptor for BearerToken {
     }
 }
 
-/// Connects to the server named by `--addr` (a bare `host:port` is taken as `http://host:port`).
+/// Connects to the server named by `--addr` (a bare `host:port` is taken as `http://host:port`;
+/// https:// is TLS: see `endpoint`).
 pub(super) async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
     Ok(LedgerServiceClient::new(connect_channel(args).await?)
         .max_decoding_message_size(crate::server::REQUEST_BYTES_MAX)
@@ -56,12 +54,11 @@ pub(super) async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
 }
 
 /// A connection to the server named by `--addr` that sends the token with every request: what
-/// any service's client is built on.
+/// any service's client is built on. Every client command connects through here.
 pub(super) async fn connect_channel(args: &ClientArgs) -> anyhow::Result<InterceptedService<Channel, BearerToken>> {
-    let url = if args.addr.contains("://") { args.addr.clone() } else { format!("http://{}", args.addr) };
-    let endpoint = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("--addr {:?} is not a valid URL (e.g. http://127.0.0.1:50051)", args.addr))?
-        .connect_timeout(CONNECT_TIMEOUT);
+    // Before connecting: an address the token may not be sent to is refused without contact.
+    let endpoint = super::endpoint::endpoint(args)?;
+    let url = super::endpoint::url(args);
     let channel = endpoint.connect().await.with_context(|| {
         format!("cannot connect to the pax-ledger server at {url} (is it running there? --addr names another)")
     })?;

@@ -6,6 +6,7 @@ mod audit;
 mod bundle;
 mod client;
 mod demo;
+mod endpoint;
 mod event_line;
 mod loadgen;
 mod query;
@@ -118,6 +119,19 @@ pub struct ServeArgs {
     /// Allow a non-loopback listen address without authentication.
     #[arg(long)]
     pub insecure: bool,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key. Clients then
+    /// connect with an https:// address. [config: tls_cert, PAX_LEDGER_TLS_CERT]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1). [config: tls_key,
+    /// PAX_LEDGER_TLS_KEY]
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: require every client to present a certificate signed by one of these CA
+    /// certificates (PEM); a client without one is refused during the handshake. Needs
+    /// --tls-cert. [config: tls_client_ca, PAX_LEDGER_TLS_CLIENT_CA]
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Serve reads only, to get evidence out of a data directory that failed its checks at
     /// start (a log shorter than what was acknowledged, a rewritten record): nothing is
     /// appended, projected, signed or written to the head journal, and health is NOT_SERVING.
@@ -134,12 +148,25 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The server's URL.
+    /// The server's URL. https:// always means TLS (verified with the system's CA certificates,
+    /// or --ca-cert); http:// is plaintext.
     #[arg(long, env = "PAX_LEDGER_ADDR", default_value = "http://127.0.0.1:50051")]
     pub addr: String,
-    /// A bearer token, sent as `authorization: Bearer T`.
+    /// A bearer token, sent as `authorization: Bearer T`. Never sent in plaintext to another
+    /// machine: with an http:// address, only to localhost or a loopback IP.
     #[arg(long, env = "PAX_LEDGER_TOKEN")]
     pub token: Option<String>,
+    /// Trust only this CA certificate (PEM) for the server's certificate, instead of the
+    /// system's CA certificates; needs an https:// address.
+    #[arg(long, env = "PAX_LEDGER_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Present this client certificate (PEM) to a server that requires mutual TLS; needs
+    /// --client-key and an https:// address.
+    #[arg(long, env = "PAX_LEDGER_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, env = "PAX_LEDGER_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// table for people, json for JSON Lines (one object per line, flushed line by line).
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -244,8 +271,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// only then is the data directory created and the ledger opened, so that a port in use or a
 /// bad path leaves no new directory and no database behind.
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let flags = FlagOverrides { data: args.data, listen: args.listen, insecure: args.insecure.then_some(true) };
+    let flags = FlagOverrides {
+        data: args.data,
+        listen: args.listen,
+        insecure: args.insecure.then_some(true),
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_client_ca: args.tls_client_ca,
+    };
     let (config, origins) = ServeConfig::load_with_origins(args.config.as_deref(), &flags)?;
+    let tls = config.tls()?;
     let data_named = origins.data.spell("data", &config.data.display());
     check_data_path(&config.data).map_err(|why| anyhow::anyhow!("{data_named}: {why}"))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -271,10 +306,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         tracing::warn!(%addr, data = %config.data.display(), "serving WITHOUT authentication on a non-loopback address (--insecure)");
     }
+    match (&tls, &config.tls_cert, &config.tls_client_ca) {
+        (Some(_), Some(cert), Some(client_ca)) => tracing::info!(
+            cert = %cert.display(),
+            client_ca = %client_ca.display(),
+            "transport: mutual TLS; clients connect with https:// and must present a certificate signed by the client CA"
+        ),
+        (Some(_), Some(cert), None) => {
+            tracing::info!(cert = %cert.display(), "transport: TLS; clients connect with https://")
+        }
+        _ => tracing::info!("transport: plaintext (no --tls-cert); clients connect with http://"),
+    }
     if args.read_only {
         tracing::warn!("serving READ-ONLY (--read-only): reads only; nothing is appended, projected or signed");
     }
-    crate::server::run(listener, ledger, shutdown).await?;
+    crate::server::run_with(listener, ledger, crate::server::Options { tls }, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

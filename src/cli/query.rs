@@ -279,7 +279,7 @@ async fn projection_client(args: &ClientArgs) -> anyhow::Result<ProjectionServic
 
 /// `CODE: message`, the code spelled as the gRPC specification does (`FAILED_PRECONDITION`).
 pub(super) fn status_text(status: &Status) -> String {
-    format!("{}: {}", super::client::code_name(status.code()), status.message())
+    format!("{}: {}", super::client::code_name(status.code()), super::client::status_message(status))
 }
 
 fn status_error(status: Status) -> anyhow::Error {

@@ -4,6 +4,7 @@ mod audit_service;
 pub mod convert;
 mod ledger_service;
 mod page_token;
+pub mod peer;
 mod query_service;
 mod request_codec;
 mod request_size;

@@ -77,7 +77,8 @@ impl ServerProcess {
     }
 
     /// Runs `command` (the binary, or a wrapper that execs it) and waits for its
-    /// `pax-ledger listening on ADDR` line.
+    /// `pax-ledger listening on ADDR` line. It logs warnings only, unless `command` sets
+    /// `RUST_LOG`.
     pub async fn start_command(mut command: Command, stderr_path: &Path) -> Self {
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("PAX_LEDGER_") {
@@ -85,7 +86,11 @@ impl ServerProcess {
             }
         }
         let stderr = std::fs::File::create(stderr_path).expect("create the server's stderr file");
-        command.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true);
+        // Quiet unless the caller wants to read the log.
+        if !command.as_std().get_envs().any(|(key, _)| key == "RUST_LOG") {
+            command.env("RUST_LOG", "warn");
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true);
         let mut child = command.spawn().expect("spawn pax-ledger");
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let addr = tokio::time::timeout(START_TIMEOUT, async {

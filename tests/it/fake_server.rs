@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use pax_ledger::proto::v1 as pb;
 use pax_ledger::proto::v1::ledger_service_server::{LedgerService, LedgerServiceServer};
+use pax_ledger::server::ServerTls;
+use pax_ledger::service::peer::client_fingerprint;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -22,6 +24,9 @@ pub struct Script {
     /// What a subscription sends, then how it ends: `None` ends it with OK.
     pub subscription: Vec<pb::subscribe_response::Message>,
     pub subscription_end: Option<Status>,
+    /// The client certificate's fingerprint of every append received, as the handler saw it
+    /// (`service::peer`): `None` without mutual TLS.
+    pub client_fingerprints: Vec<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -31,6 +36,7 @@ struct Fake(Arc<Mutex<Script>>);
 impl LedgerService for Fake {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
         let mut script = self.0.lock().unwrap();
+        script.client_fingerprints.push(client_fingerprint(&request).map(|f| f.to_string()));
         let request = request.into_inner();
         script.appends.push(request.clone());
         if let Some(status) = script.append_failures.pop_front() {
@@ -86,17 +92,31 @@ pub struct FakeServer {
 
 impl FakeServer {
     pub async fn start(script: Script) -> Self {
+        Self::start_with(script, None).await
+    }
+
+    /// A fake served with the server's TLS (`ServerTls::config`), at `https://localhost:PORT`.
+    pub async fn start_tls(script: Script, tls: &ServerTls) -> Self {
+        Self::start_with(script, Some(tls)).await
+    }
+
+    async fn start_with(script: Script, tls: Option<&ServerTls>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr: SocketAddr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(script));
         let (stop, stopped) = oneshot::channel::<()>();
         let service = LedgerServiceServer::new(Fake(script.clone()));
-        tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
-            TcpIncoming::from(listener),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Self { url: format!("http://{addr}"), script, _stop: stop }
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls.config()).expect("the server's TLS configuration");
+        }
+        tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+            let _ = stopped.await;
+        }));
+        let url = match tls {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
+        Self { url, script, _stop: stop }
     }
 }

@@ -26,6 +26,7 @@ mod standard;
 mod subscribe;
 mod support;
 mod tamper;
+mod tls;
 mod verify;
 mod views_model;
 mod wire;

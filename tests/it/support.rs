@@ -10,6 +10,7 @@ use std::time::Duration;
 use pax_ledger::ledger::{Ledger, LedgerConfig};
 use pax_ledger::proto::v1 as pb;
 use pax_ledger::proto::v1::ledger_service_client::LedgerServiceClient;
+use pax_ledger::server::Options;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -40,6 +41,19 @@ impl TestServer {
     }
 
     pub async fn start_with(data: &Path, config: LedgerConfig) -> Self {
+        Self::start_with_options(data, config, Options::default()).await
+    }
+
+    /// A server over a fresh temporary directory, reached as `options` say; with TLS, its
+    /// `url` is `https://localhost:PORT`.
+    pub async fn start_tls(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Self::start_with_options(dir.path(), LedgerConfig::default(), options).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    pub async fn start_with_options(data: &Path, config: LedgerConfig, options: Options) -> Self {
         pax_ledger::telemetry::init("warn");
         let path = data.to_owned();
         let ledger =
@@ -48,22 +62,18 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let served = ledger.clone();
+        let url = match options.tls {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let task = tokio::spawn(async move {
-            pax_ledger::server::run(listener, served, async {
+            pax_ledger::server::run_with(listener, served, options, async {
                 let _ = stopped.await;
             })
             .await
             .expect("server run");
         });
-        Self {
-            addr,
-            url: format!("http://{addr}"),
-            ledger,
-            data: data.to_owned(),
-            stop: Some(stop),
-            task: Some(task),
-            _dir: None,
-        }
+        Self { addr, url, ledger, data: data.to_owned(), stop: Some(stop), task: Some(task), _dir: None }
     }
 
     pub async fn channel(&self) -> Channel {
