@@ -127,6 +127,28 @@ impl Ledger {
                     break;
                 }
             }
+            // The engine's scan must yield every position from the start, in order, up to the
+            // head or the page's end: a scan that skips or stops short (a damaged tree can make
+            // it do either without an error) would otherwise be served as a shorter log.
+            let step = |p: Position| if forward { Position(p.0 + 1) } else { Position(p.0 - 1) };
+            let end = match next_position {
+                Some(next) => next,
+                None if forward => Position(head.0 + 1),
+                None => Position(0),
+            };
+            let mut expected = start;
+            for record in &scanned {
+                if record.event.position != expected {
+                    break;
+                }
+                expected = step(expected);
+            }
+            if expected != end {
+                return self.guard(Err(StoreError::corrupt(
+                    format!("position {expected}"),
+                    "record missing below the log head: the storage engine's scan skipped or stopped short",
+                )));
+            }
             // Every scanned record is checked, not only those served: the scan is in order, so
             // the chain costs one hash per record and one look-up before the first.
             self.check_chain(&scanned)?;
