@@ -2,10 +2,10 @@
 //! server; the client subcommands talk to one over gRPC and print tables or JSON Lines.
 
 mod audit;
-mod bundle;
+pub mod bundle;
 mod client;
 mod demo;
-mod event_line;
+pub mod event_line;
 mod loadgen;
 mod query;
 
