@@ -517,3 +517,15 @@ fn fuzz_query_requests() {
     let mutations = prop_oneof![Just(vec![]), prop::collection::vec(mutation(), 1..4)];
     fuzz("query requests", 1000, (query(), mutations), |(query, mutations)| check_query(query, &mutations));
 }
+
+// ------------------------------------------------------------------------------------------
+// Regressions: each input the harnesses found, minimal.
+
+/// `convert::date` took any 10 characters chrono's `%Y-%m-%d` reads: a sign and an unpadded
+/// month too, so that `+2025-1-11` was the summit of 2025-01-11 under a stream name the client
+/// could not have derived from what it sent. Only the one spelling `YYYY-MM-DD` is a date now.
+#[test]
+fn regression_date_with_a_sign_and_an_unpadded_month() {
+    let refused = convert::date("data.summit_convened.date", "+0001-1-01").unwrap_err();
+    check_refusal("data.summit_convened.date", refused).unwrap();
+}
