@@ -16,6 +16,7 @@ use pax_ledger::store::record;
 
 use crate::alloc::{check_bounded, measure};
 use crate::mutate::{Index, JsonMutation, Mutation, apply, apply_json, json_mutation, mutated, mutation};
+use crate::seeds::unhex;
 use crate::{fuzz, seeds};
 
 /// Verifies `bytes` as a bundle: never a panic or a read error (the input is in memory); a
@@ -91,10 +92,6 @@ fn lines_of(bytes: &[u8]) -> Vec<String> {
 
 fn joined(lines: &[String]) -> Vec<u8> {
     lines.iter().flat_map(|line| [line.as_bytes(), b"\n"].concat()).collect()
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len() / 2).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("seed hex")).collect()
 }
 
 /// Changes the body of one record line of the seed bundle (lines: header, records,

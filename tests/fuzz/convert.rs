@@ -5,7 +5,7 @@
 //! requests.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -277,18 +277,15 @@ struct Served {
 }
 
 impl Served {
-    fn get() -> &'static Served {
-        static SERVED: OnceLock<Served> = OnceLock::new();
-        SERVED.get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-            let dir = tempfile::tempdir().expect("a temporary directory");
-            let ledger = Ledger::open(dir.path(), LedgerConfig::default()).expect("a ledger");
-            let service = LedgerService::new(ledger.clone());
-            for request in seeds::append_requests().into_iter().take(seeds::event_lines().len()) {
-                runtime.block_on(service.append(Request::new(request))).expect("a seed event appends");
-            }
-            Served { runtime, ledger, _dir: dir }
-        })
+    fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).expect("a ledger");
+        let service = LedgerService::new(ledger.clone());
+        for request in seeds::append_requests().into_iter().take(seeds::event_lines().len()) {
+            runtime.block_on(service.append(Request::new(request))).expect("a seed event appends");
+        }
+        Served { runtime, ledger, _dir: dir }
     }
 
     /// Calls a handler with `message` (waiting at most a millisecond for views to catch up), and
@@ -500,10 +497,9 @@ fn query() -> impl Strategy<Value = Query> {
 
 /// Sends `query` to its handler, built by the strategy or, with `mutations`, decoded from its
 /// wire encoding once they changed it (what the server decodes from hostile bytes).
-fn check_query(query: Query, mutations: &[Mutation]) -> Result<(), TestCaseError> {
+fn check_query(served: &Served, query: Query, mutations: &[Mutation]) -> Result<(), TestCaseError> {
     let query = if mutations.is_empty() { Some(query) } else { query.reencoded(mutations) };
     let Some(query) = query else { return Ok(()) };
-    let served = Served::get();
     let services = Services {
         ledger: LedgerService::new(served.ledger.clone()),
         queries: QueryService::new(served.ledger.clone()),
@@ -515,7 +511,8 @@ fn check_query(query: Query, mutations: &[Mutation]) -> Result<(), TestCaseError
 #[test]
 fn fuzz_query_requests() {
     let mutations = prop_oneof![Just(vec![]), prop::collection::vec(mutation(), 1..4)];
-    fuzz("query requests", 1000, (query(), mutations), |(query, mutations)| check_query(query, &mutations));
+    let served = Served::new();
+    fuzz("query requests", 1000, (query(), mutations), |(query, mutations)| check_query(&served, query, &mutations));
 }
 
 // ------------------------------------------------------------------------------------------

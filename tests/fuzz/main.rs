@@ -44,7 +44,12 @@ fn fuzz<S: Strategy>(name: &str, default: u32, strategy: S, test: impl Fn(S::Val
     let outcome = TestRunner::new(config).run(&strategy, test);
     if std::env::var_os("PAX_FUZZ_CASES").is_some() {
         let seconds = started.elapsed().as_secs_f64();
-        eprintln!("fuzz {name}: {cases} cases in {seconds:.1} s ({:.0} cases/s)", f64::from(cases) / seconds);
+        match outcome {
+            Ok(()) => {
+                eprintln!("fuzz {name}: {cases} cases in {seconds:.1} s ({:.0} cases/s)", f64::from(cases) / seconds)
+            }
+            Err(_) => eprintln!("fuzz {name}: failed after {seconds:.1} s, shrinking included"),
+        }
     }
     if let Err(error) = outcome {
         panic!("fuzz {name}: {error}");
