@@ -3,11 +3,11 @@
 
 mod append;
 mod audit;
-mod bundle;
+pub mod bundle;
 mod client;
 mod demo;
 mod endpoint;
-mod event_line;
+pub mod event_line;
 mod loadgen;
 mod query;
 

@@ -16,9 +16,10 @@ type Result<T> = std::result::Result<T, FieldError>;
 // ------------------------------------------------------------------------------------------
 // Scalars
 
-/// A calendar date `YYYY-MM-DD` in the years 1..=9999 (`domain::check_date`).
+/// A calendar date `YYYY-MM-DD` in the years 1..=9999 (`domain::check_date`), written exactly so:
+/// one date, one spelling (chrono's `%Y-%m-%d` also reads a sign and unpadded fields).
 pub fn date(field: &str, raw: &str) -> Result<NaiveDate> {
-    let parsed = NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().filter(|_| raw.len() == 10);
+    let parsed = NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().filter(|date| format_date(date) == raw);
     let date = parsed.ok_or_else(|| {
         FieldError::new(field, format!("must be a calendar date YYYY-MM-DD, got {}", domain::quote(raw)))
     })?;
@@ -398,5 +399,9 @@ mod tests {
             assert!(date("d", inside).is_ok(), "{inside}");
         }
         assert_eq!(date("d", "0000-12-31").unwrap_err().field, "d");
+        // Found by the fuzz harness: 10 characters, but not the one spelling of the date.
+        for other_spelling in ["+0001-1-01", "+2025-1-11", "2025-1-011", "02025-1-11", "2025-01-1 "] {
+            assert!(date("d", other_spelling).is_err(), "{other_spelling}");
+        }
     }
 }

@@ -78,7 +78,10 @@ impl ChunkLayout {
         if count == 0 {
             return Err("empty chunk".into());
         }
-        let mut records = Vec::with_capacity(count as usize);
+        // The count is read from the value, so it is not trusted with the allocation: every
+        // record takes at least its header, so the value holds at most this many.
+        let fit = (value.len() - HEADER_BYTES) / RECORD_HEADER_BYTES;
+        let mut records = Vec::with_capacity((count as usize).min(fit));
         let mut offset = HEADER_BYTES;
         for i in 0..count {
             let len_bytes =
@@ -163,5 +166,17 @@ mod tests {
         let mut other_format = chunk;
         other_format[0] = 2;
         assert!(ChunkLayout::parse(&other_format).is_err());
+    }
+
+    /// Found by the fuzz harness (tests/fuzz): a damaged count made `parse` ask for room for
+    /// every record it claims (32 bytes each: 128 GiB for `u32::MAX`) before reading any, and
+    /// the process aborted instead of reporting a damaged chunk.
+    #[test]
+    fn a_count_beyond_the_value_is_refused_without_room_made_for_it() {
+        for count in [u32::MAX, 1 << 31, 1 << 24] {
+            let mut value = vec![CHUNK_FORMAT];
+            value.extend_from_slice(&count.to_be_bytes());
+            assert_eq!(ChunkLayout::parse(&value).unwrap_err(), "record 0 of the chunk is truncated");
+        }
     }
 }
