@@ -11,6 +11,7 @@ mod damage;
 mod durability;
 mod errors;
 mod idempotency;
+mod kill_loop;
 mod ledger_api;
 mod loadgen;
 mod model;
