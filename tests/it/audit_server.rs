@@ -260,7 +260,7 @@ fn issued(server: &TestServer) -> Vec<u64> {
     server.ledger.checkpoint_positions().unwrap().into_iter().map(|p| p.0).collect()
 }
 
-async fn verify(client: &mut AuditServiceClient<Channel>) -> pb::VerifyVerdict {
+pub async fn verify(client: &mut AuditServiceClient<Channel>) -> pb::VerifyVerdict {
     let mut stream = client.verify_ledger(pb::VerifyLedgerRequest {}).await.unwrap().into_inner();
     let mut verdict = None;
     while let Some(message) = stream.message().await.unwrap() {

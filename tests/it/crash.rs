@@ -44,7 +44,7 @@ const RETRIES_PER_ROUND: usize = 3;
 /// the final restart every acknowledged event is.
 const GET_EVENT_SAMPLE: usize = 200;
 /// Any single RPC.
-const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Starting the binary until it prints its address (a debug build on a loaded CI machine).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A graceful stop (DESIGN.md §6: SIGTERM finishes in-flight appends and exits 0).
@@ -69,11 +69,17 @@ impl ServerProcess {
         vec!["serve".into(), "--data".into(), data.into(), "--listen".into(), "127.0.0.1:0".into()]
     }
 
+    /// `pax-ledger serve` on `data`, with `settings` (`PAX_LEDGER_*` variables) in its
+    /// environment.
+    pub fn serve_command(data: &Path, settings: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pax-ledger"));
+        command.args(Self::serve_args(data)).envs(settings.iter().copied());
+        command
+    }
+
     /// The real binary, serving `data`, with its stderr in `stderr_path`.
     pub async fn start(data: &Path, stderr_path: &Path) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pax-ledger"));
-        command.args(Self::serve_args(data));
-        Self::start_command(command, stderr_path).await
+        Self::start_command(Self::serve_command(data, &[]), stderr_path).await
     }
 
     /// Runs `command` (the binary, or a wrapper that execs it) and waits for its
@@ -112,12 +118,12 @@ impl ServerProcess {
         Self { child, url: format!("http://{addr}"), stderr_path: stderr_path.to_owned(), _stdout: stdout }
     }
 
-    /// Starts the real binary on `data` and kills it with SIGKILL after `delay`, whether or not
-    /// it is listening yet: a crash during recovery must leave the store as good as before.
-    pub async fn kill_during_startup(data: &Path, stderr_path: &Path, delay: Duration) {
+    /// Runs `command` (a [`Self::serve_command`]) and kills it with SIGKILL after `delay`,
+    /// whether or not it is listening yet: a crash during recovery must leave the store as good
+    /// as before.
+    pub async fn kill_during_startup(mut command: Command, stderr_path: &Path, delay: Duration) {
         let stderr = std::fs::File::create(stderr_path).expect("create the server's stderr file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pax-ledger"))
-            .args(Self::serve_args(data))
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -171,20 +177,24 @@ pub fn send_signal(pid: i32, signal: libc::c_int) {
     assert_eq!(rc, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
 }
 
-fn tail(path: &Path) -> String {
+pub fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-pub async fn connect(url: &str) -> LedgerServiceClient<Channel> {
+/// A connection to `url`, any call on it bounded by the RPC timeout.
+pub async fn channel(url: &str) -> Channel {
     let endpoint =
         Endpoint::from_shared(url.to_owned()).expect("url").connect_timeout(RPC_TIMEOUT).timeout(RPC_TIMEOUT);
-    let channel = tokio::time::timeout(RPC_TIMEOUT, endpoint.connect())
+    tokio::time::timeout(RPC_TIMEOUT, endpoint.connect())
         .await
         .unwrap_or_else(|_| panic!("connecting to {url} timed out"))
-        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
-    LedgerServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+}
+
+pub async fn connect(url: &str) -> LedgerServiceClient<Channel> {
+    LedgerServiceClient::new(channel(url).await).max_decoding_message_size(64 * 1024 * 1024)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -228,13 +238,96 @@ fn seed() -> u64 {
     }
 }
 
+/// Runs the `what` of `run(seed, rounds)`: the seed from `PAX_CRASH_SEED` (or the clock), the
+/// rounds from the variable `rounds_var` (or `rounds_default`), printed first with how to rerun
+/// them. Fails if it takes longer than `timeout` per `rounds_default` rounds: a hang fails
+/// rather than blocks.
+pub async fn run_seeded<Fut>(
+    what: &str,
+    rounds_var: &str,
+    rounds_default: usize,
+    timeout: Duration,
+    run: impl FnOnce(u64, usize) -> Fut,
+) where
+    Fut: std::future::Future<Output = ()>,
+{
+    let seed = seed();
+    let rounds = std::env::var(rounds_var)
+        .ok()
+        .map_or(rounds_default, |r| r.parse().unwrap_or_else(|_| panic!("{rounds_var} must be a number")));
+    eprintln!("{what}: seed {seed} ({rounds} rounds); rerun with PAX_CRASH_SEED={seed}");
+    let timeout = timeout * rounds.div_ceil(rounds_default).max(1) as u32;
+    tokio::time::timeout(timeout, run(seed, rounds))
+        .await
+        .unwrap_or_else(|_| panic!("the {what} (seed {seed}) did not finish within {timeout:?}"));
+}
+
+/// A run of kills and restarts on one data directory: the schedule, what was sent, and the
+/// settings and stderr files of the server's starts.
+pub struct KillRun {
+    dir: tempfile::TempDir,
+    pub data: PathBuf,
+    settings: &'static [(&'static str, &'static str)],
+    pub rng: Rng,
+    pub codes: Arc<Mutex<CodeBook>>,
+    pub model: Model,
+}
+
+impl KillRun {
+    /// A fresh data directory, served with `settings` (`PAX_LEDGER_*` variables).
+    pub fn new(seed: u64, settings: &'static [(&'static str, &'static str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        Self {
+            dir,
+            data,
+            settings,
+            rng: Rng::new(seed),
+            codes: Arc::new(Mutex::new(CodeBook::default())),
+            model: Model::default(),
+        }
+    }
+
+    /// The server's stderr in its `n`th start.
+    pub fn stderr_of(&self, n: usize) -> PathBuf {
+        self.dir.path().join(format!("server-{n}.stderr"))
+    }
+
+    pub fn serve_command(&self) -> Command {
+        ServerProcess::serve_command(&self.data, self.settings)
+    }
+
+    /// Start number `n`.
+    pub async fn start(&self, n: usize) -> ServerProcess {
+        ServerProcess::start_command(self.serve_command(), &self.stderr_of(n)).await
+    }
+
+    /// Starts the server after `round`, but in `startup_kill_percent` of the rounds first starts
+    /// it and kills it once during recovery. Returns it, when that kill came, and how long the
+    /// restart took.
+    pub async fn restart(
+        &mut self,
+        round: usize,
+        startup_kill_percent: u64,
+    ) -> (ServerProcess, Option<Duration>, Duration) {
+        let restarting = Instant::now();
+        let rng = &mut self.rng;
+        let startup_kill = rng.chance(startup_kill_percent).then(|| Duration::from_millis(rng.between(0, 150)));
+        if let Some(delay) = startup_kill {
+            ServerProcess::kill_during_startup(self.serve_command(), &self.stderr_of(round + 1), delay).await;
+        }
+        let server = self.start(round + 1).await;
+        (server, startup_kill, restarting.elapsed())
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Requests and what became of them
 
 /// Member codes handed out so far (2–4 upper-case letters), unique over the whole run, so that
 /// every `MemberJoined` passes the domain's rules whatever happened to earlier requests.
 #[derive(Default)]
-struct CodeBook {
+pub struct CodeBook {
     used: HashSet<String>,
 }
 
@@ -275,11 +368,12 @@ struct Sent {
     client: usize,
     request: pb::AppendRequest,
     fate: Fate,
-    retried: bool,
+    /// The round after whose restart it was sent again, if it was.
+    retried_after: Option<usize>,
 }
 
 /// What one client saw of one request.
-struct Attempt {
+pub struct Attempt {
     request: pb::AppendRequest,
     result: Result<pb::AppendResponse, tonic::Status>,
     /// When the answer (or the error) arrived.
@@ -288,7 +382,7 @@ struct Attempt {
 
 /// Everything sent over the whole run, and where each event was last seen.
 #[derive(Default)]
-struct Model {
+pub struct Model {
     sent: Vec<Sent>,
     /// event id → (index in `sent`, index in its request)
     by_id: HashMap<String, (usize, usize)>,
@@ -301,11 +395,11 @@ impl Model {
             let previous = self.by_id.insert(event.event_id.clone(), (index, i));
             assert!(previous.is_none(), "the test generated event id {} twice", event.event_id);
         }
-        self.sent.push(Sent { round, client, request, fate, retried: false });
+        self.sent.push(Sent { round, client, request, fate, retried_after: None });
         index
     }
 
-    fn acked_events(&self) -> usize {
+    pub fn acked_events(&self) -> usize {
         self.sent.iter().map(|s| if let Fate::Acked(p) = &s.fate { p.len() } else { 0 }).sum()
     }
 }
@@ -439,24 +533,27 @@ impl LoadClient {
     }
 }
 
-/// Runs `CLIENTS` clients against `server` for `load`, then stops it with `stop_server`
-/// (SIGKILL or SIGTERM) while they append, and returns their attempts and when the stop began.
-async fn load_then_stop<F, Fut>(
+/// Runs `clients` clients against `server` for `load`, then stops it with `stop_server`
+/// (SIGKILL or SIGTERM, perhaps after starting something else to interrupt) while they append,
+/// and returns their attempts, when the stop began, how many appends were in flight then, and
+/// what `stop_server` returned.
+pub async fn load_then_stop<F, Fut, T>(
     server: ServerProcess,
     round: usize,
     rng: &mut Rng,
     codes: &Arc<Mutex<CodeBook>>,
+    clients: usize,
     load: Duration,
     stop_server: F,
-) -> (Vec<(usize, Vec<Attempt>)>, Instant, usize)
+) -> (Vec<(usize, Vec<Attempt>)>, Instant, usize, T)
 where
     F: FnOnce(ServerProcess) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = T>,
 {
     let stop = Arc::new(AtomicBool::new(false));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for client in 0..CLIENTS {
+    for client in 0..clients {
         let rules = (0..RULES_PER_CLIENT).map(|k| (format!("crash-r{round}-c{client}-{k}"), None)).collect();
         let load_client = LoadClient { round, client, rng: rng.fork(client as u64), rules, codes: codes.clone() };
         let task = tokio::spawn(load_client.run(server.url.clone(), stop.clone(), in_flight.clone()));
@@ -465,7 +562,7 @@ where
     tokio::time::sleep(load).await;
     let stopped_at = Instant::now();
     let in_flight_at_stop = in_flight.load(Ordering::Acquire);
-    stop_server(server).await;
+    let stopped = stop_server(server).await;
     stop.store(true, Ordering::Release);
     let mut results = Vec::new();
     for (client, task) in tasks {
@@ -475,12 +572,12 @@ where
             .unwrap_or_else(|e| panic!("client {client} of round {round} panicked: {e}"));
         results.push((client, attempts));
     }
-    (results, stopped_at, in_flight_at_stop)
+    (results, stopped_at, in_flight_at_stop, stopped)
 }
 
 /// Records a round's attempts in the model. An error is expected only once the server is being
 /// stopped, and only of the kinds a dying connection gives.
-fn record_attempts(
+pub fn record_attempts(
     model: &mut Model,
     round: usize,
     results: Vec<(usize, Vec<Attempt>)>,
@@ -558,10 +655,10 @@ async fn read_whole_log(client: &mut LedgerServiceClient<Channel>) -> Result<(Ve
 /// What one check after a restart found: the head, and what became of the requests whose fate
 /// was unknown (whole in the log, or absent).
 #[derive(Debug, Default)]
-struct Found {
-    head: u64,
-    present: usize,
-    absent: usize,
+pub struct Found {
+    pub head: u64,
+    pub present: usize,
+    pub absent: usize,
 }
 
 /// Checks the whole log against the model and settles the fate of unacknowledged requests.
@@ -726,39 +823,46 @@ async fn check_get_event(client: &LedgerServiceClient<Channel>, model: &Model, i
     Ok(())
 }
 
-/// The ids GetEvent checks: every event in the log when `all`, else those of requests from
-/// `recent_round` on plus a random sample of older ones.
-fn get_event_ids(model: &Model, rng: &mut Rng, all: bool, recent_round: usize) -> Vec<String> {
+/// The ids GetEvent checks: those of requests from `recent_round` on and of those retried since
+/// the last restart, plus `sample` others at random (or every event in the log).
+fn get_event_ids(model: &Model, rng: &mut Rng, sample: Sample, recent_round: usize) -> Vec<String> {
+    let (all, sample) = match sample {
+        Sample::All => (true, 0),
+        Sample::Some(n) => (false, n),
+    };
     let mut recent = Vec::new();
     let mut older = Vec::new();
     for sent in &model.sent {
         if matches!(sent.fate, Fate::Acked(_) | Fate::Present(_)) {
             let ids = sent.request.events.iter().map(|e| e.event_id.clone());
-            if all || sent.round >= recent_round || sent.retried {
+            if all || sent.round >= recent_round || sent.retried_after.is_some_and(|r| r + 1 >= recent_round) {
                 recent.extend(ids);
             } else {
                 older.extend(ids);
             }
         }
     }
-    for _ in 0..GET_EVENT_SAMPLE.min(older.len()) {
+    for _ in 0..sample.min(older.len()) {
         let pick = rng.between(0, older.len() as u64 - 1) as usize;
         recent.push(older.swap_remove(pick));
     }
     recent
 }
 
-/// Re-sends a few unacknowledged requests (same ids, same content): each must succeed, as a
-/// fresh append when it was absent, or as `already_committed` with the places found when it
-/// was present.
-async fn retry_some(
+/// Re-sends a few unacknowledged requests (same ids, same content) after the restart that
+/// followed `round`: each must succeed, as a fresh append when it was absent, or as
+/// `already_committed` with the places found when it was present.
+pub async fn retry_some(
     client: &mut LedgerServiceClient<Channel>,
     model: &mut Model,
     rng: &mut Rng,
+    round: usize,
     head: u64,
 ) -> Result<usize, String> {
     let mut candidates: Vec<usize> = (0..model.sent.len())
-        .filter(|&i| !model.sent[i].retried && matches!(model.sent[i].fate, Fate::Present(_) | Fate::Absent))
+        .filter(|&i| {
+            model.sent[i].retried_after.is_none() && matches!(model.sent[i].fate, Fate::Present(_) | Fate::Absent)
+        })
         .collect();
     let mut retried = 0;
     let mut head = head;
@@ -790,25 +894,35 @@ async fn retry_some(
             }
         }
         sent.fate = Fate::Acked(placed);
-        sent.retried = true;
+        sent.retried_after = Some(round);
         retried += 1;
     }
     Ok(retried)
 }
 
-/// Everything checked after a restart. Returns what was found.
-async fn check_after_restart(
+/// How many events of earlier rounds a check after a restart reads back by id.
+#[derive(Clone, Copy, Debug)]
+pub enum Sample {
+    All,
+    Some(usize),
+}
+
+/// Everything checked after the restart that follows `round`: the whole log, the events of the
+/// latest round and a `sample` of the others read back by id, and the views, compared with a
+/// rebuild when `rebuild`. Returns what was found.
+pub async fn check_after_restart(
     server: &ServerProcess,
     model: &mut Model,
     rng: &mut Rng,
     round: usize,
-    all: bool,
+    sample: Sample,
+    rebuild: bool,
 ) -> Result<Found, String> {
     let mut client = connect(&server.url).await;
     let (events, head) = read_whole_log(&mut client).await?;
     let found = check_log(model, &events, head)?;
-    check_get_event(&client, model, get_event_ids(model, rng, all, round)).await?;
-    check_views(&server.url, &events, head, all).await?;
+    check_get_event(&client, model, get_event_ids(model, rng, sample, round)).await?;
+    check_views(&server.url, &events, head, rebuild).await?;
     Ok(found)
 }
 
@@ -862,54 +976,40 @@ async fn check_views(url: &str, events: &[pb::RecordedEvent], head: u64, rebuild
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_appends_survive_sigkill_and_unacknowledged_ones_are_all_or_nothing() {
-    let seed = seed();
-    let rounds =
-        std::env::var("PAX_CRASH_ROUNDS").ok().map_or(ROUNDS_DEFAULT, |r| r.parse().expect("PAX_CRASH_ROUNDS"));
-    eprintln!("crash test: seed {seed} ({rounds} rounds); rerun with PAX_CRASH_SEED={seed}");
-    tokio::time::timeout(TEST_TIMEOUT, crash_rounds(seed, rounds))
-        .await
-        .unwrap_or_else(|_| panic!("the crash test (seed {seed}) did not finish within {TEST_TIMEOUT:?}"));
+    run_seeded("crash test", "PAX_CRASH_ROUNDS", ROUNDS_DEFAULT, TEST_TIMEOUT, crash_rounds).await;
 }
 
 async fn crash_rounds(seed: u64, rounds: usize) {
     let started = Instant::now();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let log_of = |n: usize| dir.path().join(format!("server-{n}.stderr"));
-    let mut rng = Rng::new(seed);
-    let codes = Arc::new(Mutex::new(CodeBook::default()));
-    let mut model = Model::default();
-    let mut server = ServerProcess::start(&data, &log_of(0)).await;
+    let mut run = KillRun::new(seed, &[]);
+    let mut server = run.start(0).await;
     let mut rounds_with_requests_in_flight = 0;
 
     for round in 0..rounds {
-        let load = Duration::from_millis(rng.between(LOAD_MS_MIN, LOAD_MS_MAX));
-        let (results, killed_at, in_flight) =
-            load_then_stop(server, round, &mut rng, &codes, load, |server| server.kill()).await;
+        let load = Duration::from_millis(run.rng.between(LOAD_MS_MIN, LOAD_MS_MAX));
+        let (results, killed_at, in_flight, ()) =
+            load_then_stop(server, round, &mut run.rng, &run.codes, CLIENTS, load, |server| server.kill()).await;
         rounds_with_requests_in_flight += usize::from(in_flight > 0);
-        let (acked, unacked) = record_attempts(&mut model, round, results, killed_at)
-            .unwrap_or_else(|e| panic!("round {round} (seed {seed}): {e}\nstderr:\n{}", tail(&log_of(round))));
+        let (acked, unacked) = record_attempts(&mut run.model, round, results, killed_at)
+            .unwrap_or_else(|e| panic!("round {round} (seed {seed}): {e}\nstderr:\n{}", tail(&run.stderr_of(round))));
 
-        let restarting = Instant::now();
-        let startup_kill = rng.chance(STARTUP_KILL_PERCENT).then(|| Duration::from_millis(rng.between(0, 150)));
-        if let Some(delay) = startup_kill {
-            ServerProcess::kill_during_startup(&data, &log_of(round + 1), delay).await;
-        }
-        server = ServerProcess::start(&data, &log_of(round + 1)).await;
-        let restarted = restarting.elapsed();
+        let (restarted, startup_kill, restart_took) = run.restart(round, STARTUP_KILL_PERCENT).await;
+        server = restarted;
         let last = round + 1 == rounds;
+        let sample = if last { Sample::All } else { Sample::Some(GET_EVENT_SAMPLE) };
         let checking = Instant::now();
-        let found = match check_after_restart(&server, &mut model, &mut rng, round, last).await {
+        let found = match check_after_restart(&server, &mut run.model, &mut run.rng, round, sample, last).await {
             Ok(found) => found,
             Err(e) => panic!("after the kill of round {round} (seed {seed}): {e}\nstderr:\n{}", server.stderr_tail()),
         };
         let mut client = connect(&server.url).await;
-        let retried = retry_some(&mut client, &mut model, &mut rng, found.head).await.unwrap_or_else(|e| {
-            panic!("after the kill of round {round} (seed {seed}): {e}\nstderr:\n{}", server.stderr_tail())
-        });
+        let retried =
+            retry_some(&mut client, &mut run.model, &mut run.rng, round, found.head).await.unwrap_or_else(|e| {
+                panic!("after the kill of round {round} (seed {seed}): {e}\nstderr:\n{}", server.stderr_tail())
+            });
         eprintln!(
             "round {round:2}: load {load:?}, {acked} requests acknowledged, {unacked} not ({in_flight} in flight at \
-             the kill): {} of these whole in the log, {} absent; head {}; restart {restarted:?}{}, checks {:?}, \
+             the kill): {} of these whole in the log, {} absent; head {}; restart {restart_took:?}{}, checks {:?}, \
              {retried} retried",
             found.present,
             found.absent,
@@ -926,20 +1026,22 @@ async fn crash_rounds(seed: u64, rounds: usize) {
     // A graceful stop under load: in-flight appends finish, the server exits 0, and whatever
     // it acknowledged is there after the next start.
     let round = rounds;
-    let load = Duration::from_millis(rng.between(LOAD_MS_MIN, LOAD_MS_MAX));
-    let exit = Arc::new(Mutex::new(None));
-    let exit_seen = exit.clone();
-    let (results, stopped_at, _) = load_then_stop(server, round, &mut rng, &codes, load, |server| async move {
-        let pid = server.pid();
-        *exit_seen.lock().expect("exit") = Some(server.terminate(pid).await);
-    })
-    .await;
-    let status = exit.lock().expect("exit").take().expect("an exit status");
-    assert!(status.success(), "SIGTERM under load: the server exited with {status}; stderr:\n{}", tail(&log_of(round)));
-    record_attempts(&mut model, round, results, stopped_at)
+    let load = Duration::from_millis(run.rng.between(LOAD_MS_MIN, LOAD_MS_MAX));
+    let (results, stopped_at, _, status) =
+        load_then_stop(server, round, &mut run.rng, &run.codes, CLIENTS, load, |server| async move {
+            let pid = server.pid();
+            server.terminate(pid).await
+        })
+        .await;
+    assert!(
+        status.success(),
+        "SIGTERM under load: the server exited with {status}; stderr:\n{}",
+        tail(&run.stderr_of(round))
+    );
+    record_attempts(&mut run.model, round, results, stopped_at)
         .unwrap_or_else(|e| panic!("graceful stop (seed {seed}): {e}"));
-    let server = ServerProcess::start(&data, &log_of(round + 1)).await;
-    let found = check_after_restart(&server, &mut model, &mut rng, round, true)
+    let server = run.start(round + 1).await;
+    let found = check_after_restart(&server, &mut run.model, &mut run.rng, round, Sample::All, true)
         .await
         .unwrap_or_else(|e| panic!("after the graceful stop (seed {seed}): {e}\nstderr:\n{}", server.stderr_tail()));
     let pid = server.pid();
@@ -948,7 +1050,7 @@ async fn crash_rounds(seed: u64, rounds: usize) {
     eprintln!(
         "crash test: {rounds} kills and a graceful stop in {:?}; {} events acknowledged, head {}",
         started.elapsed(),
-        model.acked_events(),
+        run.model.acked_events(),
         found.head
     );
 }

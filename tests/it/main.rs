@@ -17,6 +17,7 @@ mod durability;
 mod errors;
 mod fake_server;
 mod idempotency;
+mod kill_loop;
 mod ledger_api;
 mod loadgen;
 mod model;

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use crate::support::*;
 
-fn verify(data: &Path) -> (bool, serde_json::Value) {
+pub fn verify(data: &Path) -> (bool, serde_json::Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_pax-ledger"))
         .args(["verify", "--output", "json", "--data"])
         .arg(data)
