@@ -240,8 +240,9 @@ fn seed() -> u64 {
 
 /// Runs the `what` of `run(seed, rounds)`: the seed from `PAX_CRASH_SEED` (or the clock), the
 /// rounds from the variable `rounds_var` (or `rounds_default`), printed first with how to rerun
-/// them. Fails if it takes longer than `timeout` per `rounds_default` rounds: a hang fails
-/// rather than blocks.
+/// them. Fails if it takes longer than `timeout` for `rounds_default` rounds, `4 × timeout` for
+/// twice as many (each round reads back the whole log, which grows with the rounds): a hang
+/// fails rather than blocks.
 pub async fn run_seeded<Fut>(
     what: &str,
     rounds_var: &str,
@@ -256,7 +257,8 @@ pub async fn run_seeded<Fut>(
         .ok()
         .map_or(rounds_default, |r| r.parse().unwrap_or_else(|_| panic!("{rounds_var} must be a number")));
     eprintln!("{what}: seed {seed} ({rounds} rounds); rerun with PAX_CRASH_SEED={seed}");
-    let timeout = timeout * rounds.div_ceil(rounds_default).max(1) as u32;
+    let scale = rounds.div_ceil(rounds_default).max(1) as u32;
+    let timeout = timeout * scale * scale;
     tokio::time::timeout(timeout, run(seed, rounds))
         .await
         .unwrap_or_else(|_| panic!("the {what} (seed {seed}) did not finish within {timeout:?}"));

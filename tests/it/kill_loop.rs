@@ -62,8 +62,8 @@ const GET_EVENT_SAMPLE: usize = 50;
 /// Acknowledged checkpoints read back after each restart besides those of the last round; after
 /// a full check's restart every one is.
 const CHECKPOINT_SAMPLE: usize = 3;
-/// The whole test (per `KILLS_DEFAULT` kills): a hang fails rather than blocks, before nextest
-/// stops it (at 5 minutes, `.config/nextest.toml`).
+/// The whole test, for `KILLS_DEFAULT` kills (more get more, `crash::run_seeded`): a hang fails
+/// with its seed before nextest stops it (at 5 minutes, `.config/nextest.toml`).
 const TEST_TIMEOUT: Duration = Duration::from_secs(280);
 /// Every server: its own checkpoint thread signs every 100 events or every second, and the
 /// event-id index is snapshotted every 500 events, so that both run in the background of every
@@ -466,6 +466,15 @@ async fn kill_loop(seed: u64, kills: usize) {
     assert!(status.success(), "the last server exited with {status} after SIGTERM");
     let verified = verify_offline(&run.data).unwrap_or_else(|e| panic!("the stopped ledger (seed {seed}): {e}"));
     assert_eq!(verified, head, "verify --data on the stopped ledger (seed {seed})");
+    // Each kill during a rebuild left a half-built generation; each start drops those it finds.
+    // Left: the live one, and perhaps the one the last full check's rebuild retired.
+    let generations: Vec<_> = crate::support::open_sled(&run.data)
+        .tree_names()
+        .into_iter()
+        .filter(|name| name.starts_with(b"views-"))
+        .map(|name| String::from_utf8_lossy(&name).into_owned())
+        .collect();
+    assert!(generations.len() <= 2, "view generations left behind (seed {seed}): {generations:?}");
     eprintln!(
         "kill loop: {} SIGKILLs under load in {:.1?} ({} during a views rebuild, {} during a fresh checkpoint; {} more \
          during startup); {} events and {} checkpoints acknowledged, none lost; head {verified}; seed {seed}",
