@@ -11,8 +11,12 @@ use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let protos =
-        ["proto/pax/ledger/v1/ledger.proto", "proto/pax/ledger/v1/query.proto", "proto/pax/ledger/v1/audit.proto"];
+    let protos = [
+        "proto/pax/ledger/v1/ledger.proto",
+        "proto/pax/ledger/v1/query.proto",
+        "proto/pax/ledger/v1/audit.proto",
+        "proto/pax/ledger/v1/access.proto",
+    ];
     let fds = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("pax_ledger_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ledger::LedgerConfig;
 use crate::server::ServerTls;
+use crate::service::AccessLimits;
 use crate::store::StoreConfig;
 
 /// Everything `serve` can be told. Field names are the TOML keys and, upper-cased with the
@@ -20,7 +21,7 @@ pub struct ServeConfig {
     pub data: PathBuf,
     /// The address to listen on.
     pub listen: SocketAddr,
-    /// Allow listening on a non-loopback address without authentication.
+    /// Allow listening on a non-loopback address in plaintext, or while no principal exists.
     pub insecure: bool,
     /// sled's page cache, in MiB.
     pub cache_capacity_mib: u64,
@@ -51,6 +52,10 @@ pub struct ServeConfig {
     /// that chains to one of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Requests per second one principal may make, sustained (0: no limit).
+    pub principal_requests_per_second: u32,
+    /// Subscriptions one principal may hold open at once (0: no limit).
+    pub principal_subscriptions_max: usize,
 }
 
 impl Default for ServeConfig {
@@ -71,6 +76,8 @@ impl Default for ServeConfig {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            principal_requests_per_second: AccessLimits::default().requests_per_second,
+            principal_subscriptions_max: AccessLimits::default().subscriptions_max,
         }
     }
 }
@@ -110,7 +117,7 @@ pub enum ConfigError {
     #[error("configuration: {key} ({env}) is empty; give a path", env = env_var(key))]
     EmptyPath { key: &'static str },
     #[error(
-        "refusing to listen on {0} without authentication: no token is configured, so only a loopback address is allowed; pass --insecure to open it anyway"
+        "refusing to listen on {0} in plaintext: tokens (and, while no principal exists, anyone's requests) would cross the network unprotected; serve TLS (--tls-cert and --tls-key), or pass --insecure to open it anyway"
     )]
     NotLoopback(SocketAddr),
     /// One TLS key given without another it needs.
@@ -223,6 +230,20 @@ const RANGES: &[Range] = &[
         min: 1,
         max: 1_000_000_000_000,
         what: "events between snapshots of the event-id index",
+    },
+    Range {
+        key: "principal_requests_per_second",
+        value: |c| u64::from(c.principal_requests_per_second),
+        min: 0,
+        max: 10_000_000,
+        what: "requests per second per principal, 0 for no limit",
+    },
+    Range {
+        key: "principal_subscriptions_max",
+        value: |c| c.principal_subscriptions_max as u64,
+        min: 0,
+        max: 1_000_000,
+        what: "open subscriptions per principal, 0 for no limit",
     },
 ];
 
@@ -368,7 +389,7 @@ impl ServeConfig {
     }
 
     /// Checks every key against its range ([`RANGES`]), that paths are not empty, that a
-    /// non-loopback address comes with `insecure`, and the TLS files ([`Self::tls`]): the one
+    /// non-loopback address comes with TLS or `insecure`, and the TLS files ([`Self::tls`]): the one
     /// place a value is judged.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for range in RANGES {
@@ -390,7 +411,7 @@ impl ServeConfig {
         if let Some((key, _)) = paths.iter().find(|(_, path)| path.as_ref().is_some_and(|p| p.as_os_str().is_empty())) {
             return Err(ConfigError::EmptyPath { key });
         }
-        if !self.listen.ip().is_loopback() && !self.insecure {
+        if !self.listen.ip().is_loopback() && !self.insecure && self.tls_cert.is_none() {
             return Err(ConfigError::NotLoopback(self.listen));
         }
         self.tls().map(drop)
@@ -438,6 +459,14 @@ impl ServeConfig {
             why: format!("cannot be used to verify clients: {}", error_chain(&e)),
         })?;
         Ok(Some(tls))
+    }
+
+    /// The per-principal limits of the server.
+    pub fn access_limits(&self) -> AccessLimits {
+        AccessLimits {
+            requests_per_second: self.principal_requests_per_second,
+            subscriptions_max: self.principal_subscriptions_max,
+        }
     }
 
     pub fn ledger(&self) -> LedgerConfig {
@@ -534,6 +563,8 @@ mod tests {
             checkpoint_every_events: 1 ..= 1000000000000;
             checkpoint_every_secs: 1 ..= 31622400;
             id_snapshot_every_events: 1 ..= 1000000000000;
+            principal_requests_per_second: 0 ..= 10000000;
+            principal_subscriptions_max: 0 ..= 1000000;
         }
     }
 

@@ -10,11 +10,15 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::ledger::Ledger;
+use crate::proto::v1::access_service_server::AccessServiceServer;
 use crate::proto::v1::audit_service_server::AuditServiceServer;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
 use crate::proto::v1::projection_service_server::ProjectionServiceServer;
 use crate::proto::v1::query_service_server::QueryServiceServer;
-use crate::service::{AuditService, LedgerService, ProjectionService, QueryService, RequestSizeLayer};
+use crate::service::{
+    AccessLimits, AccessService, AuditService, AuthLayer, LedgerService, ProjectionService, QueryService,
+    RequestSizeLayer,
+};
 
 /// Largest request message any service accepts, in bytes as received (the gRPC message's
 /// length prefix, unknown fields included): `APPEND_EVENTS_MAX` events at the largest record
@@ -62,11 +66,13 @@ impl ServerTls {
     }
 }
 
-/// How the server is reached; the default is plaintext.
+/// How the server is reached, and the limits per principal; the default is plaintext.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Serve TLS (or mutual TLS) instead of plaintext.
     pub tls: Option<ServerTls>,
+    /// Requests per second and open subscriptions per principal.
+    pub limits: AccessLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +108,7 @@ pub async fn run_with(
     health.set_serving::<QueryServiceServer<QueryService>>().await;
     health.set_serving::<ProjectionServiceServer<ProjectionService>>().await;
     health.set_serving::<AuditServiceServer<AuditService>>().await;
+    health.set_serving::<AccessServiceServer<AccessService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -122,6 +129,7 @@ pub async fn run_with(
             fault_health.set_not_serving::<QueryServiceServer<QueryService>>().await;
             fault_health.set_not_serving::<ProjectionServiceServer<ProjectionService>>().await;
             fault_health.set_not_serving::<AuditServiceServer<AuditService>>().await;
+            fault_health.set_not_serving::<AccessServiceServer<AccessService>>().await;
             fault_health.set_service_status("", ServingStatus::NotServing).await;
         }
     });
@@ -137,6 +145,7 @@ pub async fn run_with(
         stop_health.set_not_serving::<QueryServiceServer<QueryService>>().await;
         stop_health.set_not_serving::<ProjectionServiceServer<ProjectionService>>().await;
         stop_health.set_not_serving::<AuditServiceServer<AuditService>>().await;
+        stop_health.set_not_serving::<AccessServiceServer<AccessService>>().await;
         stop_health.set_service_status("", ServingStatus::NotServing).await;
         closing.close();
     };
@@ -150,11 +159,13 @@ pub async fn run_with(
     }
     let serve = builder
         .layer(RequestSizeLayer::new(REQUEST_BYTES_MAX))
+        .layer(AuthLayer::new(ledger.clone(), options.limits))
         .add_service(health_service.max_decoding_message_size(REQUEST_BYTES_MAX))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            LedgerServiceServer::new(LedgerService::new(ledger.clone())).max_decoding_message_size(REQUEST_BYTES_MAX),
+            LedgerServiceServer::new(LedgerService::with_limits(ledger.clone(), options.limits))
+                .max_decoding_message_size(REQUEST_BYTES_MAX),
         )
         .add_service(
             QueryServiceServer::new(QueryService::new(ledger.clone())).max_decoding_message_size(REQUEST_BYTES_MAX),
@@ -165,6 +176,9 @@ pub async fn run_with(
         )
         .add_service(
             AuditServiceServer::new(AuditService::new(ledger.clone())).max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            AccessServiceServer::new(AccessService::new(ledger.clone())).max_decoding_message_size(REQUEST_BYTES_MAX),
         )
         .serve_with_incoming_shutdown(incoming, shutdown);
     // A graceful stop waits for open connections, and a client that stopped reading a stream

@@ -558,9 +558,7 @@ async fn audit_client(args: &ClientArgs) -> anyhow::Result<AuditServiceClient<Co
     Ok(AuditServiceClient::new(connect_channel(args).await?))
 }
 
-fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
-}
+use super::client::status_error;
 
 /// A checkpoint as the server sent it, in its file form.
 fn server_checkpoint(checkpoint: Option<&pb::SignedCheckpoint>) -> Result<SignedCheckpoint, String> {

@@ -110,8 +110,14 @@ pub(super) fn status_message(status: &Status) -> String {
     message
 }
 
-fn status_error(status: &Status) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
+/// `CODE: message`, the code spelled as the gRPC specification does (`FAILED_PRECONDITION`).
+pub(super) fn status_text(status: &Status) -> String {
+    format!("{}: {}", code_name(status.code()), status_message(status))
+}
+
+/// A status as the error a client command ends with.
+pub(super) fn status_error(status: impl std::borrow::Borrow<Status>) -> anyhow::Error {
+    anyhow::anyhow!(status_text(status.borrow()))
 }
 
 // ------------------------------------------------------------------------------------------

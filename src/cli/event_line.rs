@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 
-use crate::domain::EVENT_TYPE_NAMES;
+use crate::domain::{ACCESS_EVENT_TYPE_NAMES, EVENT_TYPE_NAMES};
 use crate::proto::v1 as pb;
 use crate::service::convert;
 use pb::event_data::Kind;
@@ -399,6 +399,14 @@ fn data(event_type: &str, value: &Value) -> Result<Kind> {
             format!("unknown event type {event_type:?}; expected one of {}", EVENT_TYPE_NAMES.join(", ")),
         ));
     }
+    if ACCESS_EVENT_TYPE_NAMES.contains(&event_type) {
+        return Err(key_error(
+            "type",
+            format!(
+                "{event_type} is an access event: it is recorded by `pax-ledger principal` and `pax-ledger token`, not appended"
+            ),
+        ));
+    }
     let mut d = Object::new("data", value)?;
     let kind = match event_type {
         "member_joined" => Kind::MemberJoined(pb::MemberJoined {
@@ -481,6 +489,10 @@ pub fn stream_of(kind: &Kind) -> String {
         Kind::CommitmentFulfilled(e) => format!("commitment-{}", e.commitment_id),
         Kind::CommitmentWithdrawn(e) => format!("commitment-{}", e.commitment_id),
         Kind::SummitConvened(e) => format!("summit-{}", e.date),
+        Kind::AccessGranted(e) => format!("principal-{}", e.principal),
+        Kind::AccessRevoked(e) => format!("principal-{}", e.principal),
+        Kind::CredentialIssued(e) => format!("principal-{}", e.principal),
+        Kind::CredentialRevoked(e) => format!("principal-{}", e.principal),
     }
 }
 
@@ -593,8 +605,41 @@ fn data_object(kind: &Kind) -> OrderedObject {
             ("participants", strings(&e.participants)),
             ("location", Value::from(e.location.as_str())),
         ],
+        Kind::AccessGranted(pb::AccessGranted { principal, grants, reason })
+        | Kind::AccessRevoked(pb::AccessRevoked { principal, grants, reason }) => vec![
+            ("principal", Value::from(principal.as_str())),
+            ("grants", Value::from(grants.iter().map(grant_text).collect::<Vec<_>>())),
+            ("reason", Value::from(reason.as_str())),
+        ],
+        Kind::CredentialIssued(e) => {
+            vec![
+                ("principal", Value::from(e.principal.as_str())),
+                ("credential", credential_value(e.credential.as_ref())),
+            ]
+        }
+        Kind::CredentialRevoked(e) => vec![
+            ("principal", Value::from(e.principal.as_str())),
+            ("credential", credential_value(e.credential.as_ref())),
+            ("reason", Value::from(e.reason.as_str())),
+        ],
     };
     OrderedObject(fields)
+}
+
+/// A grant in its written form (`admin`, `delegate:JP`).
+pub fn grant_text(grant: &pb::Grant) -> String {
+    let role = convert::role("role", grant.role).map_or_else(|_| format!("role {}", grant.role), |r| r.to_string());
+    if grant.scope.is_empty() { role } else { format!("{role}:{}", grant.scope) }
+}
+
+fn credential_value(credential: Option<&pb::Credential>) -> Value {
+    let credential = credential.cloned().unwrap_or_default();
+    let kind = match pb::CredentialKind::try_from(credential.kind) {
+        Ok(pb::CredentialKind::Token) => "token",
+        Ok(pb::CredentialKind::Certificate) => "certificate",
+        _ => "unknown",
+    };
+    serde_json::json!({ "kind": kind, "id": credential.id, "digest": credential.digest })
 }
 
 /// A recorded event as one JSON line (without the newline), keys in the order of DESIGN.md §6.
@@ -723,7 +768,15 @@ mod tests {
             check_round_trip(input, stream);
         }
         let covered: std::collections::BTreeSet<String> = cases.iter().map(|(input, _)| input_type(input)).collect();
-        assert_eq!(covered.len(), EVENT_TYPE_NAMES.len());
+        assert_eq!(covered.len(), EVENT_TYPE_NAMES.len() - ACCESS_EVENT_TYPE_NAMES.len());
+    }
+
+    #[test]
+    fn access_events_are_not_appended_from_lines() {
+        for event_type in ACCESS_EVENT_TYPE_NAMES {
+            let error = parse(1, &format!(r#"{{"type": "{event_type}", "data": {{"principal": "x"}}}}"#)).unwrap_err();
+            assert!(error.to_string().contains("pax-ledger principal"), "{error}");
+        }
     }
 
     #[test]
@@ -854,7 +907,7 @@ mod tests {
         let (types, fields) = rest.split_once("Data fields:").unwrap();
         assert!(reading.contains("byte-order mark") && reading.contains("#") && reading.contains("Blank lines"));
         let kinds = every_kind();
-        assert_eq!(kinds.len(), EVENT_TYPE_NAMES.len());
+        assert_eq!(kinds.len(), EVENT_TYPE_NAMES.len() - ACCESS_EVENT_TYPE_NAMES.len());
         for (event_type, kind) in &kinds {
             // A type's row, and its continuation line when it has one.
             let row: String = types

@@ -9,6 +9,7 @@ mod demo;
 mod endpoint;
 pub mod event_line;
 mod loadgen;
+mod principal;
 mod query;
 
 use std::net::SocketAddr;
@@ -103,6 +104,12 @@ pub enum Command {
     Rebuild(ClientArgs),
     /// Load the Pax Silica facts of the article (and four illustrative projects); idempotent.
     Demo(demo::DemoArgs),
+    /// Who may do what: create the first admin offline, grant and revoke roles, list principals.
+    #[command(subcommand)]
+    Principal(principal::PrincipalCommand),
+    /// Bearer tokens: issue a new one for a principal, revoke one.
+    #[command(subcommand)]
+    Token(principal::TokenCommand),
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +270,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => query::status(args).await,
         Command::Rebuild(args) => query::rebuild(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Principal(command) => principal::run(command).await,
+        Command::Token(command) => principal::token(command).await,
     }
 }
 
@@ -299,12 +308,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await?
         .with_context(|| format!("opening the ledger in {}", config.data.display()))?;
     let addr = listener.local_addr()?;
+    let closed = ledger.access().is_closed();
+    if !closed && !addr.ip().is_loopback() && !config.insecure {
+        ledger.shutdown();
+        anyhow::bail!(
+            "refusing to serve on {addr}: no principal exists, so anyone who reaches the port could record anything; create the first admin with `pax-ledger principal bootstrap --data {}`, or pass --insecure to open it anyway",
+            config.data.display()
+        );
+    }
     // One machine-readable line on stdout, so that scripts (and crash tests) can use port 0.
     println!("pax-ledger listening on {addr}");
-    if addr.ip().is_loopback() {
-        tracing::info!(%addr, data = %config.data.display(), "serving; no token is configured, so only this loopback address is open");
-    } else {
-        tracing::warn!(%addr, data = %config.data.display(), "serving WITHOUT authentication on a non-loopback address (--insecure)");
+    match (closed, addr.ip().is_loopback()) {
+        (true, _) => {
+            tracing::info!(%addr, data = %config.data.display(), "serving; every call is authenticated (principals exist)")
+        }
+        (false, true) => tracing::warn!(
+            %addr, data = %config.data.display(),
+            "serving WITHOUT authentication: no principal exists, so anyone on this machine may record anything; create one with `pax-ledger principal bootstrap`"
+        ),
+        (false, false) => {
+            tracing::warn!(%addr, data = %config.data.display(), "serving WITHOUT authentication on a non-loopback address (--insecure)")
+        }
     }
     match (&tls, &config.tls_cert, &config.tls_client_ca) {
         (Some(_), Some(cert), Some(client_ca)) => tracing::info!(
@@ -320,7 +344,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.read_only {
         tracing::warn!("serving READ-ONLY (--read-only): reads only; nothing is appended, projected or signed");
     }
-    crate::server::run_with(listener, ledger, crate::server::Options { tls }, shutdown).await?;
+    let options = crate::server::Options { tls, limits: config.access_limits() };
+    crate::server::run_with(listener, ledger, options, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

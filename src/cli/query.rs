@@ -18,7 +18,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -277,14 +276,7 @@ async fn projection_client(args: &ClientArgs) -> anyhow::Result<ProjectionServic
         .max_encoding_message_size(crate::server::REQUEST_BYTES_MAX))
 }
 
-/// `CODE: message`, the code spelled as the gRPC specification does (`FAILED_PRECONDITION`).
-pub(super) fn status_text(status: &Status) -> String {
-    format!("{}: {}", super::client::code_name(status.code()), super::client::status_message(status))
-}
-
-fn status_error(status: Status) -> anyhow::Error {
-    anyhow::anyhow!(status_text(&status))
-}
+pub(super) use super::client::{status_error, status_text};
 
 // ------------------------------------------------------------------------------------------
 // Printing
@@ -1280,11 +1272,11 @@ mod tests {
 
     #[test]
     fn status_errors_use_the_specification_names() {
-        let check = |status: Status, expected: &str| assert_eq!(status_error(status).to_string(), expected);
-        check(Status::failed_precondition("a rebuild is running"), "FAILED_PRECONDITION: a rebuild is running");
-        check(Status::not_found("no member XX"), "NOT_FOUND: no member XX");
-        check(Status::data_loss("x"), "DATA_LOSS: x");
-        check(Status::ok("x"), "OK: x");
+        let check = |status: tonic::Status, expected: &str| assert_eq!(status_error(status).to_string(), expected);
+        check(tonic::Status::failed_precondition("a rebuild is running"), "FAILED_PRECONDITION: a rebuild is running");
+        check(tonic::Status::not_found("no member XX"), "NOT_FOUND: no member XX");
+        check(tonic::Status::data_loss("x"), "DATA_LOSS: x");
+        check(tonic::Status::ok("x"), "OK: x");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::access::{Credential, Grant, PrincipalName};
 use super::ids::{
     CommitmentId, EventId, Jurisdiction, MemberCode, Position, ProjectId, Revision, RuleId, StreamKey, StreamName,
 };
@@ -122,10 +123,33 @@ pub enum EventData {
         participants: Vec<MemberCode>,
         location: String,
     },
+    /// The principal now also holds `grants` (a principal exists from its first grant).
+    AccessGranted {
+        principal: PrincipalName,
+        grants: Vec<Grant>,
+        reason: String,
+    },
+    /// The principal no longer holds `grants`.
+    AccessRevoked {
+        principal: PrincipalName,
+        grants: Vec<Grant>,
+        reason: String,
+    },
+    /// The principal may now authenticate with `credential` (its digest only: never a secret).
+    CredentialIssued {
+        principal: PrincipalName,
+        credential: Credential,
+    },
+    /// `credential` no longer authenticates the principal.
+    CredentialRevoked {
+        principal: PrincipalName,
+        credential: Credential,
+        reason: String,
+    },
 }
 
 /// Every event type's name in snake_case, as used on the command line and in `ReadAll` filters.
-pub const EVENT_TYPE_NAMES: [&str; 10] = [
+pub const EVENT_TYPE_NAMES: [&str; 14] = [
     "member_joined",
     "member_role_changed",
     "member_withdrew",
@@ -136,7 +160,16 @@ pub const EVENT_TYPE_NAMES: [&str; 10] = [
     "commitment_fulfilled",
     "commitment_withdrawn",
     "summit_convened",
+    "access_granted",
+    "access_revoked",
+    "credential_issued",
+    "credential_revoked",
 ];
+
+/// The types of the access events: recorded only through the access service (an admin's
+/// grants and credentials, or the offline bootstrap), never through `Append`.
+pub const ACCESS_EVENT_TYPE_NAMES: [&str; 4] =
+    ["access_granted", "access_revoked", "credential_issued", "credential_revoked"];
 
 impl EventData {
     /// The stream this event belongs to.
@@ -158,6 +191,10 @@ impl EventData {
             | Self::CommitmentFulfilled { commitment_id, .. }
             | Self::CommitmentWithdrawn { commitment_id, .. } => StreamKey::Commitment(*commitment_id),
             Self::SummitConvened { date, .. } => StreamKey::Summit(*date),
+            Self::AccessGranted { principal, .. }
+            | Self::AccessRevoked { principal, .. }
+            | Self::CredentialIssued { principal, .. }
+            | Self::CredentialRevoked { principal, .. } => StreamKey::Principal(principal.as_str()),
         }
     }
 
@@ -179,7 +216,16 @@ impl EventData {
             Self::CommitmentFulfilled { .. } => 7,
             Self::CommitmentWithdrawn { .. } => 8,
             Self::SummitConvened { .. } => 9,
+            Self::AccessGranted { .. } => 10,
+            Self::AccessRevoked { .. } => 11,
+            Self::CredentialIssued { .. } => 12,
+            Self::CredentialRevoked { .. } => 13,
         }
+    }
+
+    /// Whether this is an access event (of a `principal-{name}` stream).
+    pub fn is_access(&self) -> bool {
+        self.type_index() >= 10
     }
 }
 

@@ -182,7 +182,8 @@ impl fmt::Display for RuleId {
 }
 
 /// The name of a stream, always derived from an event's data (`member-JP`, `project-{uuid}`,
-/// `export-rule-{slug}`, `commitment-{uuid}`, `summit-{YYYY-MM-DD}`), never chosen freely.
+/// `export-rule-{slug}`, `commitment-{uuid}`, `summit-{YYYY-MM-DD}`, `principal-{name}`), never
+/// chosen freely.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamName(String);
 
@@ -200,6 +201,8 @@ pub enum StreamKey<'a> {
     ExportRule(&'a str),
     Commitment(CommitmentId),
     Summit(chrono::NaiveDate),
+    /// A principal's name.
+    Principal(&'a str),
 }
 
 impl fmt::Display for StreamKey<'_> {
@@ -210,6 +213,7 @@ impl fmt::Display for StreamKey<'_> {
             Self::ExportRule(slug) => write!(f, "export-rule-{slug}"),
             Self::Commitment(id) => write!(f, "commitment-{id}"),
             Self::Summit(date) => write!(f, "summit-{}", date.format("%Y-%m-%d")),
+            Self::Principal(name) => write!(f, "principal-{name}"),
         }
     }
 }
@@ -254,13 +258,17 @@ impl StreamName {
         Self::of(StreamKey::Summit(*date))
     }
 
-    /// Parses a stream name given by a reader (e.g. `ReadStream`); only the five categories exist.
+    pub fn principal(name: &super::PrincipalName) -> Self {
+        Self::of(StreamKey::Principal(name.as_str()))
+    }
+
+    /// Parses a stream name given by a reader (e.g. `ReadStream`); only the six categories exist.
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let bad = || {
             FieldError::new(
                 field,
                 format!(
-                    "must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}} or summit-YYYY-MM-DD, got {}",
+                    "must be a stream name such as member-JP, project-{{uuid}}, export-rule-{{slug}}, commitment-{{uuid}}, summit-YYYY-MM-DD or principal-{{name}}, got {}",
                     quote(raw)
                 ),
             )
@@ -275,6 +283,8 @@ impl StreamName {
             Self::commitment(&CommitmentId::parse(field, id).map_err(|_| bad())?)
         } else if let Some(date) = raw.strip_prefix("summit-") {
             Self::summit(&chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| bad())?)
+        } else if let Some(name) = raw.strip_prefix("principal-") {
+            Self::principal(&super::PrincipalName::parse(field, name).map_err(|_| bad())?)
         } else {
             return Err(bad());
         };

@@ -1,11 +1,13 @@
 //! The domain: identifiers, typed events, per-entity state, the rules (`decide`) and their
 //! application (`evolve`). Pure: no I/O, no tokio, no sled, no prost.
 
+pub mod access;
 mod event;
 mod ids;
 mod rules;
 mod state;
 
+pub use access::{Credential, CredentialKind, Grant, PrincipalName, Role};
 pub use event::*;
 pub use ids::*;
 pub use rules::*;

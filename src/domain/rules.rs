@@ -9,15 +9,17 @@
 //! Text lengths are counted in characters (Unicode scalar values), as a person reading the
 //! limit would count them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
+use super::access::{Credential, GRANTS_MAX, Grant, PrincipalName};
 use super::event::{EventData, LEVY_BPS_MAX, MemberRole, Metadata, ProjectStatus, Treatment};
 use super::ids::{CommitmentId, Jurisdiction, MemberCode, ProjectId, RuleId, StreamName};
 use super::state::{
-    CommitmentState, CommitmentStatus, EntityState, ExportRuleState, MemberState, ProjectState, SummitState,
+    CommitmentState, CommitmentStatus, EntityState, ExportRuleState, MemberState, PrincipalState, ProjectState,
+    SummitState,
 };
 use super::{FieldError, quote};
 
@@ -148,6 +150,16 @@ pub enum DomainError {
     ParticipantWithdrawn { code: MemberCode, capacity: Capacity },
     #[error("{0} is a guest; only members make commitments")]
     GuestCannotCommit(MemberCode),
+    #[error("principal {0} does not exist (it is created by its first grant)")]
+    PrincipalUnknown(PrincipalName),
+    #[error("principal {principal} already holds {grant}")]
+    AlreadyGranted { principal: PrincipalName, grant: Grant },
+    #[error("principal {principal} does not hold {grant}")]
+    NotGranted { principal: PrincipalName, grant: Grant },
+    #[error("principal {principal} already holds {credential}")]
+    CredentialHeld { principal: PrincipalName, credential: Credential },
+    #[error("principal {principal} does not hold {credential}")]
+    CredentialNotHeld { principal: PrincipalName, credential: Credential },
 }
 
 fn role_name(role: MemberRole) -> &'static str {
@@ -229,7 +241,28 @@ pub fn validate(event: &EventData) -> Result<(), FieldError> {
             distinct_codes("participants", participants, PARTICIPANTS_MAX)?;
             required_text("location", location, NAME_LEN_MAX)
         }
+        EventData::AccessGranted { grants, reason, .. } | EventData::AccessRevoked { grants, reason, .. } => {
+            check_grants(grants)?;
+            optional_text("reason", reason, REASON_LEN_MAX)
+        }
+        EventData::CredentialIssued { .. } => Ok(()),
+        EventData::CredentialRevoked { reason, .. } => optional_text("reason", reason, REASON_LEN_MAX),
     }
+}
+
+fn check_grants(grants: &[Grant]) -> Result<(), FieldError> {
+    if grants.is_empty() {
+        return Err(FieldError::new("grants", "must name at least one grant"));
+    }
+    if grants.len() > GRANTS_MAX {
+        return Err(FieldError::new("grants", format!("must hold at most {GRANTS_MAX} grants, got {}", grants.len())));
+    }
+    for (i, grant) in grants.iter().enumerate() {
+        if grants[..i].contains(grant) {
+            return Err(FieldError::new(format!("grants[{i}]"), format!("{grant} is listed twice")));
+        }
+    }
+    Ok(())
 }
 
 /// Stateless checks of an event's metadata. All fields are optional; field paths are `actor`,
@@ -376,7 +409,11 @@ pub fn referenced_participants(event: &EventData) -> Vec<MemberCode> {
         | EventData::ProjectStatusChanged { .. }
         | EventData::ExportRuleChanged { .. }
         | EventData::CommitmentFulfilled { .. }
-        | EventData::CommitmentWithdrawn { .. } => Vec::new(),
+        | EventData::CommitmentWithdrawn { .. }
+        | EventData::AccessGranted { .. }
+        | EventData::AccessRevoked { .. }
+        | EventData::CredentialIssued { .. }
+        | EventData::CredentialRevoked { .. } => Vec::new(),
     };
     let mut codes: Vec<MemberCode> = Vec::with_capacity(named.len());
     for code in named {
@@ -473,6 +510,40 @@ pub fn decide(state: &EntityState, event: &EventData, participants: &dyn Partici
             }
             Ok(())
         }
+        EventData::AccessGranted { principal, grants, .. } => {
+            if let EntityState::Principal(held) = state
+                && let Some(grant) = grants.iter().find(|g| held.grants.contains(g))
+            {
+                return Err(DomainError::AlreadyGranted { principal: principal.clone(), grant: grant.clone() });
+            }
+            Ok(())
+        }
+        EventData::AccessRevoked { principal, grants, .. } => {
+            let held = existing_principal(state, principal)?;
+            match grants.iter().find(|g| !held.grants.contains(g)) {
+                Some(grant) => Err(DomainError::NotGranted { principal: principal.clone(), grant: grant.clone() }),
+                None => Ok(()),
+            }
+        }
+        EventData::CredentialIssued { principal, credential } => {
+            if existing_principal(state, principal)?.credentials.contains(credential) {
+                return Err(DomainError::CredentialHeld { principal: principal.clone(), credential: *credential });
+            }
+            Ok(())
+        }
+        EventData::CredentialRevoked { principal, credential, .. } => {
+            if !existing_principal(state, principal)?.credentials.contains(credential) {
+                return Err(DomainError::CredentialNotHeld { principal: principal.clone(), credential: *credential });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn existing_principal<'s>(state: &'s EntityState, name: &PrincipalName) -> Result<&'s PrincipalState, DomainError> {
+    match state {
+        EntityState::Principal(principal) => Ok(principal),
+        _ => Err(DomainError::PrincipalUnknown(name.clone())),
     }
 }
 
@@ -498,6 +569,13 @@ fn belongs_to(state: &EntityState, event: &EventData) -> bool {
             | EventData::CommitmentWithdrawn { commitment_id, .. },
         ) => commitment.commitment_id == *commitment_id,
         (EntityState::Summit(summit), EventData::SummitConvened { date, .. }) => summit.date == *date,
+        (
+            EntityState::Principal(held),
+            EventData::AccessGranted { principal, .. }
+            | EventData::AccessRevoked { principal, .. }
+            | EventData::CredentialIssued { principal, .. }
+            | EventData::CredentialRevoked { principal, .. },
+        ) => held.name == *principal,
         _ => false,
     }
 }
@@ -648,6 +726,29 @@ pub fn evolve(state: EntityState, event: &EventData) -> EntityState {
                 participants: participants.clone(),
                 location: location.clone(),
             })
+        }
+        (EntityState::Empty, EventData::AccessGranted { principal, grants, .. }) => {
+            EntityState::Principal(PrincipalState {
+                name: principal.clone(),
+                grants: grants.iter().cloned().collect(),
+                credentials: BTreeSet::new(),
+            })
+        }
+        (EntityState::Principal(mut held), EventData::AccessGranted { grants, .. }) => {
+            held.grants.extend(grants.iter().cloned());
+            EntityState::Principal(held)
+        }
+        (EntityState::Principal(mut held), EventData::AccessRevoked { grants, .. }) => {
+            held.grants.retain(|g| !grants.contains(g));
+            EntityState::Principal(held)
+        }
+        (EntityState::Principal(mut held), EventData::CredentialIssued { credential, .. }) => {
+            held.credentials.insert(*credential);
+            EntityState::Principal(held)
+        }
+        (EntityState::Principal(mut held), EventData::CredentialRevoked { credential, .. }) => {
+            held.credentials.remove(credential);
+            EntityState::Principal(held)
         }
         (state, _) => state,
     }

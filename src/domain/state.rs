@@ -1,8 +1,11 @@
 //! Per-entity state: what one stream's events fold into (see [`super::evolve`]), and what
 //! [`super::decide`] judges a new event against.
 
+use std::collections::BTreeSet;
+
 use chrono::NaiveDate;
 
+use super::access::{Credential, Grant, PrincipalName};
 use super::event::{MemberKind, MemberRole, Pillar, ProjectStatus, Treatment};
 use super::ids::{CommitmentId, Jurisdiction, MemberCode, ProjectId, RuleId, StreamName};
 
@@ -94,6 +97,15 @@ pub enum EntityState {
     ExportRule(ExportRuleState),
     Commitment(CommitmentState),
     Summit(SummitState),
+    Principal(PrincipalState),
+}
+
+/// A principal (`principal-{name}` stream): what it holds now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrincipalState {
+    pub name: PrincipalName,
+    pub grants: BTreeSet<Grant>,
+    pub credentials: BTreeSet<Credential>,
 }
 
 impl EntityState {
@@ -106,6 +118,7 @@ impl EntityState {
             Self::ExportRule(rule) => Some(StreamName::export_rule(&rule.rule_id)),
             Self::Commitment(commitment) => Some(StreamName::commitment(&commitment.commitment_id)),
             Self::Summit(summit) => Some(StreamName::summit(&summit.date)),
+            Self::Principal(principal) => Some(StreamName::principal(&principal.name)),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! that the services call. Reads never show an event past the durable head: an event becomes
 //! visible only once its commit group has been fsynced.
 
+pub mod access;
 mod continuity;
 mod evidence;
 mod group_stats;
@@ -14,7 +15,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -24,6 +25,7 @@ use crate::domain::{DomainError, EventId, Position, ProposedEvent, Revision, Str
 use crate::store::journal::{self, Journal, MarkKind};
 use crate::store::{Head, Recovery, Store, StoreConfig, StoreError, StoreErrorKind};
 
+pub use access::{AccessTable, Caller, PrincipalEntry};
 pub use continuity::check_offline as check_journal;
 pub use evidence::{AuditConfig, Consistency, Inclusion, LiveVerdict};
 pub use projector::{PROJECT_BATCH_EVENTS_MAX, VIEW_CACHE_MAX, ViewsSnapshot};
@@ -162,6 +164,17 @@ pub enum LedgerError {
     /// A second, different Merkle root for a size already signed: never signed.
     #[error("refusing to sign: {0}")]
     Equivocation(String),
+    /// The caller may not record one of the events (its grants do not cover it).
+    #[error("events[{index}]: principal {principal} may not do this: {reason}")]
+    Denied { index: usize, principal: String, reason: String },
+    /// A principal proposed an event under another actor's name.
+    #[error(
+        "events[{index}]: metadata.actor {actor} is not the authenticated principal {principal}; leave it empty (the server records {principal})"
+    )]
+    ActorMismatch { index: usize, actor: String, principal: String },
+    /// Nobody authenticated, on a ledger where principals exist.
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -180,6 +193,7 @@ impl LedgerError {
 
 struct AppendJob {
     request: AppendRequest,
+    caller: Caller,
     reply: oneshot::Sender<Result<AppendOutcome, LedgerError>>,
 }
 
@@ -214,6 +228,8 @@ pub struct Ledger {
     shutdown: watch::Sender<bool>,
     append_queue_max: usize,
     recovery: Recovery,
+    /// Every principal and credential, as of the durable head (kept by the writer).
+    access: Arc<RwLock<AccessTable>>,
 }
 
 impl Ledger {
@@ -256,6 +272,16 @@ impl Ledger {
         {
             keeper.seed(&store, head)?;
         }
+        let access = match AccessTable::load(&store, head.position) {
+            Ok(table) => table,
+            Err(error) if read_only => {
+                // Never open a ledger with principals to anonymous callers: nobody gets in.
+                tracing::error!(%error, "the access table could not be read; refusing every call");
+                AccessTable::locked()
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let access = Arc::new(RwLock::new(access));
         let signing_key = evidence::signing_key(dir, &config.audit)?;
         let (durable_tx, durable) = watch::channel(head);
         let (jobs_tx, jobs_rx) = mpsc::channel(config.append_queue_max);
@@ -269,8 +295,16 @@ impl Ledger {
             still_head = Some(durable_tx);
         } else {
             let tower = evidence::open_tower(&store, head)?;
-            let writer =
-                writer::Writer::new(store.clone(), head, durable_tx, fault.clone(), committed_tx, tower, &config)?;
+            let writer = writer::Writer::new(
+                store.clone(),
+                head,
+                durable_tx,
+                fault.clone(),
+                committed_tx,
+                tower,
+                access.clone(),
+                &config,
+            )?;
             handle = Some(
                 std::thread::Builder::new()
                     .name("ledger-writer".into())
@@ -311,6 +345,7 @@ impl Ledger {
             shutdown: watch::Sender::new(false),
             append_queue_max: config.append_queue_max,
             recovery,
+            access,
         });
         if let Some(keeper) = &ledger.keeper {
             let (weak, keeper, stop) = (Arc::downgrade(&ledger), keeper.clone(), ledger.marker_stop.clone());
@@ -333,16 +368,43 @@ impl Ledger {
 
     /// Appends atomically and durably; see [`writer`] for the checks.
     pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, LedgerError> {
+        self.append_as(Caller::Anonymous, request).await
+    }
+
+    /// [`Ledger::append`] on behalf of `caller`: the writer checks that the caller may record
+    /// every event of the request (`domain::access::authorize`, against the access table as of
+    /// the commit), and a principal is stamped as each event's actor (an empty actor is filled
+    /// in; another name is refused).
+    pub async fn append_as(&self, caller: Caller, mut request: AppendRequest) -> Result<AppendOutcome, LedgerError> {
         if let Some(reason) = self.fault.borrow().clone() {
             return Err(LedgerError::Halted(reason));
         }
+        if let Caller::Principal(principal) = &caller {
+            for (index, event) in request.events.iter_mut().enumerate() {
+                let actor = &mut event.metadata.actor;
+                if actor.is_empty() {
+                    actor.push_str(principal.as_str());
+                } else if actor != principal.as_str() {
+                    return Err(LedgerError::ActorMismatch {
+                        index,
+                        actor: crate::domain::quote(actor).to_string(),
+                        principal: principal.to_string(),
+                    });
+                }
+            }
+        }
         let jobs = self.jobs.lock().expect("jobs lock").clone().ok_or(LedgerError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
-        jobs.try_send(AppendJob { request, reply }).map_err(|e| match e {
+        jobs.try_send(AppendJob { request, caller, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => LedgerError::Overloaded(self.append_queue_max),
             mpsc::error::TrySendError::Closed(_) => LedgerError::ShuttingDown,
         })?;
         answer.await.map_err(|_| LedgerError::ShuttingDown)?
+    }
+
+    /// The access table as of the durable head: who may call, and with which credential.
+    pub fn access(&self) -> std::sync::RwLockReadGuard<'_, AccessTable> {
+        self.access.read().expect("access table lock")
     }
 
     /// The last durable (acknowledgeable) head.

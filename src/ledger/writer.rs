@@ -5,19 +5,21 @@
 //! Because one writer checks every rule, including those that span streams, two racing
 //! requests cannot both pass a rule that only one may pass.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
+use super::access::{AccessTable, Caller};
 use super::group_stats::{GroupSample, GroupStats, SLOW_GROUP};
 use super::{AppendJob, AppendOutcome, AppendRequest, Appended, Expected, LedgerConfig, LedgerError};
 use crate::audit;
 use crate::domain::{
-    self, EntityState, EventId, MemberCode, MemberState, Position, RecordedEvent, Revision, StreamName,
+    self, DomainError, EntityState, EventData, EventId, Grant, MemberCode, MemberState, Position, RecordedEvent,
+    Revision, StreamName,
 };
 use crate::store::{self, CommitBatch, Head, Store, StoreError};
 
@@ -70,9 +72,12 @@ pub(super) struct Writer {
     tower: crate::audit::tower::SubtreeTower,
     /// Every group's size and phases, logged when the writer stops.
     stats: GroupStats,
+    /// Who may record what: read to authorize, updated after each durable group that changed it.
+    access: Arc<RwLock<AccessTable>>,
 }
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)] // each is one of the writer's channels or shared tables
     pub(super) fn new(
         store: Arc<Store>,
         head: Head,
@@ -80,6 +85,7 @@ impl Writer {
         fault: Arc<watch::Sender<Option<String>>>,
         committed: mpsc::Sender<super::projector::Committed>,
         tower: crate::audit::tower::SubtreeTower,
+        access: Arc<RwLock<AccessTable>>,
         config: &LedgerConfig,
     ) -> Result<Self, LedgerError> {
         let last_recorded_at = match head.position.0 {
@@ -97,6 +103,7 @@ impl Writer {
             committed,
             tower,
             stats: GroupStats::default(),
+            access,
         })
     }
 
@@ -135,8 +142,8 @@ impl Writer {
         let mut batch = CommitBatch::default();
         let mut head = self.head;
         let mut answers = Vec::with_capacity(group.len());
-        for AppendJob { request, reply } in group {
-            let verdict = self.check(request, &overlay, &staged, head, recorded_at);
+        for AppendJob { request, caller, reply } in group {
+            let verdict = self.check(request, &caller, &overlay, &staged, head, recorded_at);
             let answer = match verdict {
                 Ok(Verdict::Write(written)) => {
                     let mut appended = Vec::with_capacity(written.records.len());
@@ -185,6 +192,11 @@ impl Writer {
                 self.head = head;
                 self.last_recorded_at = recorded_at;
                 self.remember(overlay);
+                if staged.records.iter().any(|r| r.event.data.is_access()) {
+                    // Before any request of the group is answered: the next request sees it.
+                    let mut access = self.access.write().expect("access table lock");
+                    staged.records.iter().for_each(|record| access.apply(record));
+                }
                 if !hashes.is_empty() {
                     // Before the head moves, so the projector finds the events when it wakes.
                     let _ = self.committed.try_send(staged.records.into_iter().zip(hashes).collect());
@@ -243,6 +255,7 @@ impl Writer {
     fn check(
         &mut self,
         request: AppendRequest,
+        caller: &Caller,
         overlay: &HashMap<StreamName, StreamHead>,
         staged: &Staged,
         head: Head,
@@ -252,6 +265,28 @@ impl Writer {
             return Ok(Verdict::Replay(replay));
         }
         let mut local: HashMap<StreamName, StreamHead> = HashMap::new();
+        // What the caller holds as the request begins (a grant changed earlier in the group
+        // counts; one changed by this request applies to the next).
+        let grants = match caller {
+            Caller::Principal(name) => match self.stream_head(&StreamName::principal(name), &local, overlay)?.state {
+                EntityState::Principal(principal) => Some(principal.grants),
+                _ => Some(BTreeSet::new()),
+            },
+            Caller::Anonymous if self.access.read().expect("access table lock").is_closed() => {
+                return Err(LedgerError::Unauthenticated(
+                    "principals exist: every request must be authenticated".to_owned(),
+                ));
+            }
+            Caller::Bootstrap if self.access.read().expect("access table lock").has_usable_admin() => {
+                return Err(LedgerError::Denied {
+                    index: 0,
+                    principal: "bootstrap".to_owned(),
+                    reason: "an admin with a credential exists; it grants access (principal grant, token new)"
+                        .to_owned(),
+                });
+            }
+            Caller::Anonymous | Caller::Bootstrap => None,
+        };
         for (stream, expected) in &request.expectations {
             let current = self.stream_head(stream, &local, overlay)?.revision;
             let ok = match expected {
@@ -278,6 +313,7 @@ impl Writer {
                 local.entry(member_stream).or_insert(loaded);
             }
             let current = self.stream_head(&stream, &local, overlay)?;
+            self.authorize(index, caller, grants.as_ref(), &proposed.data, &current.state, staged, &records)?;
             let participants = |code: &MemberCode| match local.get(&StreamName::member(code)).map(|h| &h.state) {
                 Some(EntityState::Member(m)) => Some::<MemberState>(m.clone()),
                 _ => None,
@@ -298,6 +334,59 @@ impl Writer {
             records.push((event, body, hash));
         }
         Ok(Verdict::Write(Written { records, heads: local }))
+    }
+
+    /// Whether `caller` may record `data` onto a stream whose state is `state`; for a new
+    /// credential, also that no other principal holds it (committed, staged in this group, or
+    /// earlier in this request).
+    #[allow(clippy::too_many_arguments)]
+    fn authorize(
+        &self,
+        index: usize,
+        caller: &Caller,
+        grants: Option<&BTreeSet<Grant>>,
+        data: &EventData,
+        state: &EntityState,
+        staged: &Staged,
+        earlier: &[(RecordedEvent, Vec<u8>, store::Hash)],
+    ) -> Result<(), LedgerError> {
+        let denied =
+            |principal: &str, reason: String| LedgerError::Denied { index, principal: principal.to_owned(), reason };
+        match (caller, grants) {
+            (Caller::Principal(name), Some(grants)) => {
+                domain::access::authorize(grants, data, state).map_err(|d| denied(name.as_str(), d.to_string()))?;
+            }
+            (Caller::Anonymous, _) if data.is_access() => {
+                return Err(denied(
+                    "anonymous",
+                    "access events are recorded by an admin; create the first one offline with `pax-ledger principal bootstrap --data DIR`".to_owned(),
+                ));
+            }
+            (Caller::Bootstrap, _) if !data.is_access() => {
+                return Err(denied(
+                    "bootstrap",
+                    format!("the bootstrap records access events only, not {}", data.type_name()),
+                ));
+            }
+            _ => {}
+        }
+        if let EventData::CredentialIssued { credential, .. } = data {
+            let committed = self.access.read().expect("access table lock").holder(credential).cloned();
+            let issued = |event: &RecordedEvent| match &event.event.data {
+                EventData::CredentialIssued { principal, credential: c } if c == credential => Some(principal.clone()),
+                _ => None,
+            };
+            let holder = committed
+                .or_else(|| staged.records.iter().find_map(issued))
+                .or_else(|| earlier.iter().find_map(|(event, _, _)| issued(event)));
+            if let Some(principal) = holder {
+                return Err(LedgerError::Rule {
+                    index,
+                    error: DomainError::CredentialHeld { principal, credential: *credential },
+                });
+            }
+        }
+        Ok(())
     }
 
     /// `Some(positions)` when every event of the request is already committed (or staged in

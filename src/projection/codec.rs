@@ -55,6 +55,7 @@ pub fn encode_record(record: &ViewRecord) -> Vec<u8> {
     }
     match &record.state {
         EntityState::Empty => unreachable!("a view record's state is never empty"),
+        EntityState::Principal(_) => unreachable!("views hold no principals (ViewRecord::fold)"),
         EntityState::Member(m) => {
             w.u8(0);
             w.str(m.code.as_str());

@@ -65,8 +65,12 @@ impl ViewRecord {
     /// Applies one event of the record's stream (or the stream's first event to `None`).
     /// `evolve` never fails; an event that does not change the state (which `decide` never lets
     /// into the log) still moves the record's position, so that the record says which events it
-    /// has seen.
+    /// has seen. Access events (of `principal-{name}` streams) make no record: the views hold
+    /// the initiative's entities, and the ledger's access table holds the principals.
     pub fn fold(previous: Option<ViewRecord>, event: &RecordedEvent) -> Option<ViewRecord> {
+        if event.event.data.is_access() {
+            return previous;
+        }
         match previous {
             None => {
                 let state = evolve(EntityState::Empty, &event.event.data);
@@ -128,7 +132,7 @@ pub fn sole_version(record: &ViewRecord) -> Option<Version> {
     }
     // Each kind of entity has one event that starts its stream.
     let event_type = match record.state {
-        EntityState::Empty => return None,
+        EntityState::Empty | EntityState::Principal(_) => return None,
         EntityState::Member(_) => "member_joined",
         EntityState::Project(_) => "project_identified",
         EntityState::ExportRule(_) => "export_rule_changed",

@@ -119,7 +119,7 @@ impl Summary {
             *counter = counter.checked_add_signed(delta).expect("a summary count never goes below zero");
         };
         match &record.state {
-            EntityState::Empty => {}
+            EntityState::Empty | EntityState::Principal(_) => {}
             EntityState::Member(member) if member.withdrawn => step(&mut self.members_withdrawn),
             EntityState::Member(member) => step(&mut self.members_by_role[role_index(member.role)]),
             EntityState::Project(project) => {

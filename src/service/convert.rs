@@ -4,8 +4,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{
-    self, CommitmentId, EventData, EventId, FieldError, Jurisdiction, MemberCode, MemberKind, MemberRole, Metadata,
-    Pillar, ProjectId, ProjectStatus, ProposedEvent, RecordedEvent, RuleId, StreamName, Treatment,
+    self, CommitmentId, Credential, CredentialKind, EventData, EventId, FieldError, Grant, Jurisdiction, MemberCode,
+    MemberKind, MemberRole, Metadata, Pillar, PrincipalName, ProjectId, ProjectStatus, ProposedEvent, RecordedEvent,
+    Role, RuleId, StreamName, Treatment,
 };
 use crate::ledger::{Appended, Expected};
 use crate::proto::v1 as pb;
@@ -150,6 +151,12 @@ pub fn event_data(field: &str, data: Option<&pb::EventData>) -> Result<EventData
             participants: codes(&at("summit_convened", "participants"), &e.participants, MemberCode::parse)?,
             location: e.location.clone(),
         },
+        Kind::AccessGranted(_) | Kind::AccessRevoked(_) | Kind::CredentialIssued(_) | Kind::CredentialRevoked(_) => {
+            return Err(FieldError::new(
+                format!("{field}.{}", kind_field_name(kind)),
+                "access events are recorded through AccessService (pax-ledger principal …), not Append",
+            ));
+        }
     };
     domain::validate(&event).map_err(|e| e.within(&format!("{field}.{}", kind_field_name(kind))))?;
     Ok(event)
@@ -167,7 +174,71 @@ fn kind_field_name(kind: &Kind) -> &'static str {
         Kind::CommitmentFulfilled(_) => "commitment_fulfilled",
         Kind::CommitmentWithdrawn(_) => "commitment_withdrawn",
         Kind::SummitConvened(_) => "summit_convened",
+        Kind::AccessGranted(_) => "access_granted",
+        Kind::AccessRevoked(_) => "access_revoked",
+        Kind::CredentialIssued(_) => "credential_issued",
+        Kind::CredentialRevoked(_) => "credential_revoked",
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Access
+
+pub fn role(field: &str, raw: i32) -> Result<Role> {
+    Ok(match pb::Role::try_from(raw) {
+        Ok(pb::Role::Admin) => Role::Admin,
+        Ok(pb::Role::Secretariat) => Role::Secretariat,
+        Ok(pb::Role::Delegate) => Role::Delegate,
+        Ok(pb::Role::Authority) => Role::Authority,
+        Ok(pb::Role::Reader) => Role::Reader,
+        Ok(pb::Role::Auditor) => Role::Auditor,
+        Ok(pb::Role::Operator) => Role::Operator,
+        Ok(pb::Role::Unspecified) | Err(_) => {
+            return Err(FieldError::new(field, format!("must be a known role, got {raw}")));
+        }
+    })
+}
+
+pub fn role_pb(role: Role) -> i32 {
+    (match role {
+        Role::Admin => pb::Role::Admin,
+        Role::Secretariat => pb::Role::Secretariat,
+        Role::Delegate => pb::Role::Delegate,
+        Role::Authority => pb::Role::Authority,
+        Role::Reader => pb::Role::Reader,
+        Role::Auditor => pb::Role::Auditor,
+        Role::Operator => pb::Role::Operator,
+    }) as i32
+}
+
+/// Parses a list of grants (`grants[i].role`, `grants[i].scope`).
+pub fn grants(field: &str, raw: &[pb::Grant]) -> Result<Vec<Grant>> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let at = format!("{field}[{i}]");
+            Grant::new(&at, role(&format!("{at}.role"), g.role)?, &g.scope)
+        })
+        .collect()
+}
+
+pub fn grant_pb(grant: &Grant) -> pb::Grant {
+    pb::Grant { role: role_pb(grant.role()), scope: grant.scope().unwrap_or_default().to_owned() }
+}
+
+pub fn credential_pb(credential: &Credential) -> pb::Credential {
+    pb::Credential {
+        kind: match credential.kind {
+            CredentialKind::Token => pb::CredentialKind::Token,
+            CredentialKind::Certificate => pb::CredentialKind::Certificate,
+        } as i32,
+        digest: credential.digest_hex(),
+        id: credential.id(),
+    }
+}
+
+pub fn principal_name(field: &str, raw: &str) -> Result<PrincipalName> {
+    PrincipalName::parse(field, raw)
 }
 
 pub fn metadata(field: &str, meta: Option<&pb::EventMetadata>) -> Result<Metadata> {
@@ -298,6 +369,27 @@ pub fn event_data_pb(data: &EventData) -> pb::EventData {
                 chair,
                 participants: participants.iter().map(ToString::to_string).collect(),
                 location,
+            })
+        }
+        EventData::AccessGranted { principal, grants, reason } => Kind::AccessGranted(pb::AccessGranted {
+            principal: principal.to_string(),
+            grants: grants.iter().map(grant_pb).collect(),
+            reason,
+        }),
+        EventData::AccessRevoked { principal, grants, reason } => Kind::AccessRevoked(pb::AccessRevoked {
+            principal: principal.to_string(),
+            grants: grants.iter().map(grant_pb).collect(),
+            reason,
+        }),
+        EventData::CredentialIssued { principal, credential } => Kind::CredentialIssued(pb::CredentialIssued {
+            principal: principal.to_string(),
+            credential: Some(credential_pb(&credential)),
+        }),
+        EventData::CredentialRevoked { principal, credential, reason } => {
+            Kind::CredentialRevoked(pb::CredentialRevoked {
+                principal: principal.to_string(),
+                credential: Some(credential_pb(&credential)),
+                reason,
             })
         }
     };

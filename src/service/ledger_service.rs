@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use super::auth::{AccessLimits, SubscriptionCounts};
 use super::{convert, page_token, status};
 use crate::domain::{EVENT_TYPE_NAMES, EventId, FieldError, Position, Revision, StreamName, quote};
 use crate::ledger::{self, APPEND_EVENTS_MAX, EventFilter, Ledger, LedgerError, SubscriptionItem};
@@ -20,11 +21,17 @@ pub const FILTERS_MAX: usize = 64;
 
 pub struct LedgerService {
     ledger: Arc<Ledger>,
+    subscriptions: Arc<SubscriptionCounts>,
 }
 
 impl LedgerService {
     pub fn new(ledger: Arc<Ledger>) -> Self {
-        Self { ledger }
+        Self::with_limits(ledger, AccessLimits::default())
+    }
+
+    /// The service, holding each principal to `limits.subscriptions_max` open subscriptions.
+    pub fn with_limits(ledger: Arc<Ledger>, limits: AccessLimits) -> Self {
+        Self { ledger, subscriptions: Arc::new(SubscriptionCounts::new(limits.subscriptions_max)) }
     }
 }
 
@@ -78,7 +85,9 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 impl pb::ledger_service_server::LedgerService for LedgerService {
     #[tracing::instrument(skip_all, fields(events = request.get_ref().events.len()))]
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
-        // Its size, as received, was checked before it was decoded (`RequestSizeLayer`).
+        // Its size, as received, was checked before it was decoded (`RequestSizeLayer`); its
+        // caller was authenticated (`AuthLayer`).
+        let caller = super::caller_of(&request);
         let request = request.into_inner();
         if request.events.is_empty() {
             return Err(status::invalid_argument(FieldError::new("events", "must hold at least one event")));
@@ -115,8 +124,11 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
             }
             expectations.push((stream, expected));
         }
-        let outcome =
-            self.ledger.append(ledger::AppendRequest { events, expectations }).await.map_err(status::from_ledger)?;
+        let outcome = self
+            .ledger
+            .append_as(caller, ledger::AppendRequest { events, expectations })
+            .await
+            .map_err(status::from_ledger)?;
         Ok(Response::new(pb::AppendResponse {
             events: outcome.events.iter().map(convert::appended_pb).collect(),
             record_time: Some(convert::to_timestamp(&outcome.recorded_at)),
@@ -180,13 +192,17 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let slot = self.subscriptions.acquire(request.extensions().get::<ledger::Caller>())?;
         let request = request.into_inner();
         let filter = filter(&request.stream_prefixes, &request.event_types, "stream_prefixes", "event_types")?;
         let items = self.ledger.subscribe(Position(request.from_position), filter);
+        // The slot goes with the stream: dropped (given back) when the stream ends or the
+        // client goes away.
+        let items = (items, slot);
         // The stream ends with the ledger's error, or UNAVAILABLE if the ledger gave the
         // subscription up at shutdown: never with OK, which would say the log has ended.
         let stream = futures::stream::unfold(Some(items), |items| async move {
-            let mut items = items?;
+            let (mut items, slot) = items?;
             let message = match items.recv().await {
                 Some(Ok(SubscriptionItem::Event(event))) => {
                     pb::subscribe_response::Message::Event(convert::recorded_event_pb(&event))
@@ -197,7 +213,7 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
                 Some(Err(error)) => return Some((Err(status::from_ledger(error)), None)),
                 None => return Some((Err(status::from_ledger(LedgerError::ShuttingDown)), None)),
             };
-            Some((Ok(pb::SubscribeResponse { message: Some(message) }), Some(items)))
+            Some((Ok(pb::SubscribeResponse { message: Some(message) }), Some((items, slot))))
         });
         Ok(Response::new(Box::pin(stream)))
     }

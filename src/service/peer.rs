@@ -3,6 +3,7 @@
 
 use sha2::{Digest, Sha256};
 use tonic::Request;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::audit::hex;
 
@@ -38,6 +39,15 @@ impl std::fmt::Display for CertFingerprint {
 pub fn client_fingerprint<T>(request: &Request<T>) -> Option<CertFingerprint> {
     let chain = request.peer_certs()?;
     chain.first().map(|leaf| CertFingerprint::of_der(leaf.as_ref()))
+}
+
+/// The SHA-256 of the client certificate (its DER bytes) of the connection that carried a
+/// request, from the request's extensions (as a tower layer sees them): what
+/// [`client_fingerprint`] says, as bytes.
+pub fn client_certificate_digest(extensions: &http::Extensions) -> Option<[u8; 32]> {
+    let info = extensions.get::<TlsConnectInfo<TcpConnectInfo>>()?;
+    let chain = info.peer_certs()?;
+    chain.first().map(|leaf| Sha256::digest(leaf.as_ref()).into())
 }
 
 #[cfg(test)]

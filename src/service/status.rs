@@ -171,7 +171,37 @@ pub fn from_ledger(error: LedgerError) -> Status {
         },
         // The server's signing key cannot be used: an operator must fix it.
         LedgerError::Key(_) => Status::failed_precondition(message),
+        LedgerError::Denied { principal, .. } => permission_denied("NOT_ALLOWED", message, &principal),
+        LedgerError::ActorMismatch { principal, .. } => permission_denied("ACTOR_MISMATCH", message, &principal),
+        LedgerError::Unauthenticated(_) => unauthenticated(message),
     }
+}
+
+/// PERMISSION_DENIED: the caller is known, and may not do this. `reason` is machine-readable
+/// (`NOT_ALLOWED`, `ACTOR_MISMATCH`).
+pub fn permission_denied(reason: &str, message: String, principal: &str) -> Status {
+    let metadata = HashMap::from([("principal".to_owned(), principal.to_owned())]);
+    Status::with_error_details(
+        Code::PermissionDenied,
+        bounded(message),
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
+    )
+}
+
+/// UNAUTHENTICATED: no credential, or one that authenticates nobody.
+pub fn unauthenticated(message: String) -> Status {
+    Status::with_error_details(
+        Code::Unauthenticated,
+        bounded(message),
+        ErrorDetails::with_error_info("UNAUTHENTICATED", ERROR_DOMAIN, HashMap::new()),
+    )
+}
+
+/// RESOURCE_EXHAUSTED with the time after which a retry may succeed (`google.rpc.RetryInfo`).
+pub fn rate_limited(message: String, retry_after: std::time::Duration) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+    details.set_error_info("RATE_LIMITED", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::ResourceExhausted, bounded(message), details)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! | log | `L` first position of a chunk (u64) | a chunk of consecutive records (see `chunk`) |
 //! | stream index | `S` position of the stream's first event (u64), first revision of a run (u64, ≥ 1) | the positions of the run's consecutive revisions (u64 each) |
 //! | views (first layout, removed on open) | `V` … | — (views now live in a tree per generation, see `views`) |
+//! | access index | `A` position (u64) | empty: the position holds an event of a `principal-` stream |
 //!
 //! A stream is keyed by where it began, not by its name (store format 1 did that): the store
 //! finds the position of a stream's first event from its name in memory (`memory_index`) and
@@ -23,6 +24,17 @@ pub const META: u8 = b'M';
 pub const LOG: u8 = b'L';
 pub const STREAM: u8 = b'S';
 pub const VIEWS: u8 = b'V';
+pub const ACCESS: u8 = b'A';
+
+/// The prefix of the streams whose events the access index lists.
+pub const ACCESS_STREAM_PREFIX: &str = "principal-";
+
+/// The access index's key of the event at `position`.
+pub fn access(position: Position) -> [u8; 9] {
+    let mut key = [ACCESS; 9];
+    key[1..].copy_from_slice(&position.0.to_be_bytes());
+    key
+}
 
 /// The store format version of the database (one byte).
 pub const META_FORMAT: &[u8] = b"Mformat";

@@ -832,6 +832,9 @@ impl Store {
                 if chunks.push(&record.hash, &record.body) {
                     firsts.push(record.position);
                 }
+                if record.stream.as_str().starts_with(keys::ACCESS_STREAM_PREFIX) {
+                    write.insert(&keys::access(record.position), Vec::new());
+                }
                 if record.revision.0 == 0 {
                     continue;
                 }
@@ -944,6 +947,23 @@ impl Store {
     }
 
     /// One record by position.
+    /// The positions of every event of a `principal-` stream (the access events), in log
+    /// order: the access index, written in the batch of each record it lists. Few (access
+    /// changes are rare), so that the access table is folded on open without a scan of the log.
+    pub fn access_positions(&self) -> Result<Vec<Position>, StoreError> {
+        engine("reading the access index", || {
+            let mut positions = Vec::new();
+            for entry in self.db.scan_prefix([keys::ACCESS]) {
+                let (key, _) = entry?;
+                let position = <[u8; 8]>::try_from(&key[1..])
+                    .map(|b| Position(u64::from_be_bytes(b)))
+                    .map_err(|_| StoreError::corrupt("the access index", format!("a key of {} bytes", key.len())))?;
+                positions.push(position);
+            }
+            Ok(positions)
+        })
+    }
+
     pub fn read_record(&self, position: Position) -> Result<Option<StoredRecord>, StoreError> {
         engine("reading the log", || self.chunk_at(position)?.map(|chunk| chunk.record(position)).transpose())
     }

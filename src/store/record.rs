@@ -37,6 +37,10 @@
 //!    - 7 `commitment_fulfilled`: `uuid` commitment_id, `str` evidence
 //!    - 8 `commitment_withdrawn`: `uuid` commitment_id, `str` reason
 //!    - 9 `summit_convened`: `date` date, `str` host, `str` chair, `list<str>` participants, `str` location
+//!    - 10 `access_granted`, 11 `access_revoked`: `str` principal, `list<str>` grants (each in
+//!      its written form, `admin` or `delegate:JP`), `str` reason
+//!    - 12 `credential_issued`: `str` principal, credential
+//!    - 13 `credential_revoked`: `str` principal, credential, `str` reason
 //! 5. metadata: `str` actor, `str` source, `str` correlation_id, `str` causation_id, then labels as
 //!    a `u32` count and that many (`str` key, `str` value) pairs in strictly increasing byte order
 //!    of the keys.
@@ -44,7 +48,8 @@
 //! Enum tags: kind — 0 state, 1 organization; role — 0 member, 1 guest; pillar — 0 semiconductors,
 //! 1 critical_minerals, 2 energy, 3 ai_compute, 4 networks; status — 0 identified, 1 approved,
 //! 2 under_way, 3 completed, 4 cancelled; treatment — 0 allowed, 1 allowed_with_levy,
-//! 2 license_required, 3 prohibited.
+//! 2 license_required, 3 prohibited; a credential is its kind (0 token, 1 certificate) then the
+//! 32 bytes of its SHA-256 digest.
 //!
 //! # Decoding
 //!
@@ -63,8 +68,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{
-    CommitmentId, EventData, EventId, FieldError, Jurisdiction, MemberCode, MemberKind, MemberRole, Metadata, Pillar,
-    Position, ProjectId, ProjectStatus, ProposedEvent, RecordedEvent, Revision, RuleId, StreamKey, Treatment,
+    CommitmentId, Credential, CredentialKind, EventData, EventId, FieldError, Grant, Jurisdiction, MemberCode,
+    MemberKind, MemberRole, Metadata, Pillar, Position, PrincipalName, ProjectId, ProjectStatus, ProposedEvent,
+    RecordedEvent, Revision, RuleId, StreamKey, Treatment,
 };
 
 /// The version of the body layout that [`encode_event`] writes and [`decode_event`] reads; the
@@ -187,6 +193,25 @@ pub enum DataRef<'a> {
         participants: Texts<'a>,
         location: &'a str,
     },
+    AccessGranted {
+        principal: &'a str,
+        grants: Texts<'a>,
+        reason: &'a str,
+    },
+    AccessRevoked {
+        principal: &'a str,
+        grants: Texts<'a>,
+        reason: &'a str,
+    },
+    CredentialIssued {
+        principal: &'a str,
+        credential: Credential,
+    },
+    CredentialRevoked {
+        principal: &'a str,
+        credential: Credential,
+        reason: &'a str,
+    },
 }
 
 /// [`Metadata`] read in place.
@@ -266,7 +291,7 @@ pub fn peek_stream_and_id(bytes: &[u8]) -> Result<(&[u8], Revision, EventId), Re
 // Event data and metadata
 
 fn write_data(w: &mut Writer, data: &EventData) {
-    w.u8(u8::try_from(data.type_index()).expect("ten event types fit a u8"));
+    w.u8(u8::try_from(data.type_index()).expect("the event types fit a u8"));
     match data {
         EventData::MemberJoined { code, name, kind, role } => {
             w.str(code.as_str());
@@ -338,7 +363,56 @@ fn write_data(w: &mut Writer, data: &EventData) {
             w.list(participants, |w, participant| w.str(participant.as_str()));
             w.str(location);
         }
+        EventData::AccessGranted { principal, grants, reason }
+        | EventData::AccessRevoked { principal, grants, reason } => {
+            w.str(principal.as_str());
+            w.list(grants, |w, grant| w.str(&grant.to_string()));
+            w.str(reason);
+        }
+        EventData::CredentialIssued { principal, credential } => {
+            w.str(principal.as_str());
+            write_credential(w, credential);
+        }
+        EventData::CredentialRevoked { principal, credential, reason } => {
+            w.str(principal.as_str());
+            write_credential(w, credential);
+            w.str(reason);
+        }
     }
+}
+
+fn write_credential(w: &mut Writer, credential: &Credential) {
+    w.u8(match credential.kind {
+        CredentialKind::Token => 0,
+        CredentialKind::Certificate => 1,
+    });
+    w.bytes.extend_from_slice(&credential.digest);
+}
+
+fn read_credential(r: &mut Reader<'_>) -> Result<Credential, RecordError> {
+    let kind = match r.u8("data.credential.kind")? {
+        0 => CredentialKind::Token,
+        1 => CredentialKind::Certificate,
+        tag => return Err(RecordError::UnknownTag { what: "credential kind", tag }),
+    };
+    let digest = r.array("data.credential.digest")?;
+    Ok(Credential { kind, digest })
+}
+
+fn read_principal<'a>(r: &mut Reader<'a>) -> Result<&'a str, RecordError> {
+    checked(r.str("data.principal")?, |raw| PrincipalName::parse("data.principal", raw).map(drop))
+}
+
+fn read_grants<'a>(r: &mut Reader<'a>) -> Result<Texts<'a>, RecordError> {
+    r.texts("data.grants", |raw| Grant::parse("data.grants", raw).map(drop).map_err(RecordError::Invalid))
+}
+
+fn grants_of(texts: &Texts<'_>) -> Result<Vec<Grant>, RecordError> {
+    texts.iter().map(|raw| Grant::parse("data.grants", raw?).map_err(RecordError::Invalid)).collect()
+}
+
+fn principal_name(raw: &str) -> Result<PrincipalName, RecordError> {
+    PrincipalName::parse("data.principal", raw).map_err(RecordError::Invalid)
 }
 
 fn read_data<'a>(r: &mut Reader<'a>) -> Result<DataRef<'a>, RecordError> {
@@ -392,6 +466,22 @@ fn read_data<'a>(r: &mut Reader<'a>) -> Result<DataRef<'a>, RecordError> {
             participants: r.texts("data.participants", |code| check_member_code("data.participants", code))?,
             location: r.str("data.location")?,
         },
+        10 => DataRef::AccessGranted {
+            principal: read_principal(r)?,
+            grants: read_grants(r)?,
+            reason: r.str("data.reason")?,
+        },
+        11 => DataRef::AccessRevoked {
+            principal: read_principal(r)?,
+            grants: read_grants(r)?,
+            reason: r.str("data.reason")?,
+        },
+        12 => DataRef::CredentialIssued { principal: read_principal(r)?, credential: read_credential(r)? },
+        13 => DataRef::CredentialRevoked {
+            principal: read_principal(r)?,
+            credential: read_credential(r)?,
+            reason: r.str("data.reason")?,
+        },
         tag => return Err(RecordError::UnknownTag { what: "event type", tag }),
     };
     Ok(data)
@@ -413,6 +503,10 @@ impl DataRef<'_> {
             | Self::CommitmentFulfilled { commitment_id, .. }
             | Self::CommitmentWithdrawn { commitment_id, .. } => StreamKey::Commitment(*commitment_id),
             Self::SummitConvened { date, .. } => StreamKey::Summit(*date),
+            Self::AccessGranted { principal, .. }
+            | Self::AccessRevoked { principal, .. }
+            | Self::CredentialIssued { principal, .. }
+            | Self::CredentialRevoked { principal, .. } => StreamKey::Principal(principal),
         }
     }
 
@@ -493,6 +587,24 @@ impl DataRef<'_> {
                     .map(|code| member_code("data.participants", code?))
                     .collect::<Result<_, _>>()?,
                 location: text(location),
+            },
+            Self::AccessGranted { principal, grants, reason } => EventData::AccessGranted {
+                principal: principal_name(principal)?,
+                grants: grants_of(grants)?,
+                reason: text(reason),
+            },
+            Self::AccessRevoked { principal, grants, reason } => EventData::AccessRevoked {
+                principal: principal_name(principal)?,
+                grants: grants_of(grants)?,
+                reason: text(reason),
+            },
+            Self::CredentialIssued { principal, credential } => {
+                EventData::CredentialIssued { principal: principal_name(principal)?, credential: *credential }
+            }
+            Self::CredentialRevoked { principal, credential, reason } => EventData::CredentialRevoked {
+                principal: principal_name(principal)?,
+                credential: *credential,
+                reason: text(reason),
             },
         };
         Ok(data)
@@ -687,7 +799,30 @@ mod tests {
                 participants: vec![code("US"), code("JP"), code("EU")],
                 location: "Washington".into(),
             },
+            EventData::AccessGranted {
+                principal: principal("jp-delegation"),
+                grants: vec![Grant::Reader, Grant::parse("g", "delegate:JP").unwrap()],
+                reason: "accredited".into(),
+            },
+            EventData::AccessRevoked {
+                principal: principal("jp-delegation"),
+                grants: vec![Grant::Reader],
+                reason: String::new(),
+            },
+            EventData::CredentialIssued {
+                principal: principal("jp-delegation"),
+                credential: Credential::of_token("pxl_example"),
+            },
+            EventData::CredentialRevoked {
+                principal: principal("jp-delegation"),
+                credential: Credential::of_certificate([7; 32]),
+                reason: "rotated".into(),
+            },
         ]
+    }
+
+    fn principal(raw: &str) -> PrincipalName {
+        PrincipalName::parse("principal", raw).unwrap()
     }
 
     #[test]
@@ -835,7 +970,7 @@ mod tests {
             (0, Text("member-OECD", 11 + 12), Put(NIL), r#"Invalid(FieldError { field: "event_id""#),
             (0, Tag(0), Set(2), r#"UnknownTag { what: "effective_at", tag: 2 }"#),
             (0, Tag(9), Put(BAD_NANOS), r#"BadTime { what: "effective_at""#),
-            (0, Tag(13), Set(10), r#"UnknownTag { what: "event type", tag: 10 }"#),
+            (0, Tag(13), Set(14), r#"UnknownTag { what: "event type", tag: 14 }"#),
             // Codes, texts, enum tags.
             (0, Text("OECD", 0), Set(b'o'), r#"Invalid(FieldError { field: "data.code""#),
             (0, Text("OECD", 4), Set(0xff), r#"Truncated { what: "data.name""#),
@@ -948,7 +1083,7 @@ mod tests {
         check_refused(|b| b[0] = 2, r#"UnsupportedFormat { what: "record body", found: 2, supported: 1 }"#);
         check_refused(|b| b.push(0), "TrailingBytes { count: 1 }");
         check_refused(|b| b[58] = 2, r#"UnknownTag { what: "effective_at", tag: 2 }"#);
-        check_refused(|b| b[59] = 10, r#"UnknownTag { what: "event type", tag: 10 }"#);
+        check_refused(|b| b[59] = 14, r#"UnknownTag { what: "event type", tag: 14 }"#);
         check_refused(|b| b[75] = 2, r#"UnknownTag { what: "member kind", tag: 2 }"#);
         check_refused(|b| b[76] = 9, r#"UnknownTag { what: "member role", tag: 9 }"#);
         check_refused(|b| b[70] = 0xff, r#"BadText { what: "data.name""#);

@@ -98,7 +98,7 @@ impl Pki {
     }
 
     fn options(&self, mutual: bool) -> Options {
-        Options { tls: Some(self.server_tls(mutual)) }
+        Options { tls: Some(self.server_tls(mutual)), ..Options::default() }
     }
 
     fn path(&self, name: &str) -> String {
