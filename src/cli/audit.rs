@@ -757,6 +757,7 @@ async fn verify_bundle(path: PathBuf, output: Output, pinned: Option<VerifyingKe
                 "verdict": "ok", "bundle": path, "position": summary.records, "head_hash": head_hash,
                 "records": summary.records, "checkpoints": summary.checkpoints, "key_ids": summary.key_ids,
                 "signer_pinned": is_pinned, "exported_at": summary.exported_at,
+                "authorship_checked": summary.authorship_checked,
             })
             .to_string(),
         )?,
@@ -768,6 +769,12 @@ async fn verify_bundle(path: PathBuf, output: Output, pinned: Option<VerifyingKe
                 summary.records,
                 count(summary.checkpoints, "checkpoint")
             ))?;
+            if summary.authorship_checked > 0 {
+                print_line(&format!(
+                    "authorship: {} recorded by a principal allowed to, as the access events before each say",
+                    count(summary.authorship_checked, "record")
+                ))?;
+            }
             if summary.checkpoints > 0 {
                 print_line(&format!("checkpoints {}", signer_text(&summary.key_ids, is_pinned, Unpinned::Carried)))?;
             } else {

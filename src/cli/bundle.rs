@@ -27,6 +27,7 @@ use crate::audit::checkpoint::{CheckpointError, SignedCheckpoint};
 use crate::audit::merkle::MerkleFrontier;
 use crate::audit::{ChainBreak, ChainVerifier, Hash, hex, keys};
 use crate::domain::RecordedEvent;
+use crate::domain::access::AccessReplay;
 use crate::service::convert;
 use crate::store::record;
 
@@ -143,6 +144,9 @@ pub struct BundleSummary {
     /// The ids of the keys that signed the checkpoints, each once, in order of appearance.
     pub key_ids: Vec<String>,
     pub exported_at: String,
+    /// Records whose actor was checked against the access events before them (every record
+    /// from the first access event on; none while the ledger was open).
+    pub authorship_checked: u64,
 }
 
 /// What a verified bundle yields, in order: each record once it continues the chain, then each
@@ -192,6 +196,8 @@ struct BundleVerifier<'k, S> {
     key_ids: Vec<String>,
     /// Set once the first checkpoint line (or the end) closes the records.
     records_closed: bool,
+    /// Who could record what, as the access events so far say.
+    access: AccessReplay,
 }
 
 type Verdict<T> = Result<T, Failure>;
@@ -208,6 +214,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             checkpoints: 0,
             key_ids: Vec::new(),
             records_closed: false,
+            access: AccessReplay::default(),
         }
     }
 
@@ -259,6 +266,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             checkpoints: self.checkpoints,
             key_ids: self.key_ids,
             exported_at: header.exported_at,
+            authorship_checked: self.access.checked,
         }))
     }
 
@@ -370,6 +378,13 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
                 reason: "the event object does not say what the record body says (the body and hash \
                          verify; the readable copy was changed)"
                     .into(),
+                verified_up_to: Some(line.position - 1),
+            }));
+        }
+        if let Err(reason) = self.access.next(&event.event.metadata.actor, &event.event.data) {
+            return Ok(Err(Failure {
+                at,
+                reason: format!("{} {reason}", event.event.data.type_name()),
                 verified_up_to: Some(line.position - 1),
             }));
         }

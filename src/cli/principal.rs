@@ -21,9 +21,6 @@ use crate::ledger::{AppendRequest, Caller, Ledger};
 use crate::proto::v1 as pb;
 use crate::proto::v1::access_service_client::AccessServiceClient;
 
-/// The actor of the events `principal bootstrap` records.
-pub const BOOTSTRAP_ACTOR: &str = "pax-ledger principal bootstrap (the operator, offline)";
-
 #[derive(Debug, Subcommand)]
 pub enum PrincipalCommand {
     /// Create the first admin in a stopped server's data directory, and print its token on
@@ -339,14 +336,13 @@ async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
         });
     }
     events.push(EventData::CredentialIssued { principal: name.clone(), credential });
-    let metadata = Metadata { actor: BOOTSTRAP_ACTOR.to_owned(), ..Metadata::default() };
     let events = events
         .into_iter()
         .map(|data| ProposedEvent {
             event_id: EventId::generate(),
             data,
             effective_at: None,
-            metadata: metadata.clone(),
+            metadata: Metadata::default(),
         })
         .collect();
     let outcome = ledger.append_as(Caller::Bootstrap, AppendRequest { events, expectations: Vec::new() }).await;

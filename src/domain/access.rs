@@ -23,6 +23,10 @@ pub const GRANTS_MAX: usize = 64;
 pub const TOKEN_PREFIX: &str = "pxl_";
 /// Random bytes in a token: 256 bits, twice the 128 an unguessable secret needs.
 pub const TOKEN_RANDOM_BYTES: usize = 32;
+/// The actor of the access events that `pax-ledger principal bootstrap` records (the operator,
+/// offline, creating an admin while none can authenticate). Not a principal name, so that no
+/// principal can pass for it.
+pub const BOOTSTRAP_ACTOR: &str = "(bootstrap)";
 
 /// A principal's name: lower-case ASCII letters and digits in groups joined by single hyphens,
 /// at most [`PRINCIPAL_NAME_LEN_MAX`] characters. Its stream is `principal-{name}`.
@@ -274,10 +278,30 @@ pub struct Denied {
     pub needs: String,
 }
 
+/// What an event's stream already says about whom the event concerns: the member that made a
+/// commitment (its fulfilment or withdrawal is that member's), the origin of an export rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner<'a> {
+    pub member: Option<&'a MemberCode>,
+    pub origin: Option<&'a Jurisdiction>,
+}
+
+impl<'a> Owner<'a> {
+    /// The owner a stream's committed state names.
+    pub fn of(state: &'a EntityState) -> Self {
+        match state {
+            EntityState::Commitment(commitment) => Self { member: Some(&commitment.member), origin: None },
+            EntityState::ExportRule(rule) => Self { member: None, origin: Some(&rule.origin) },
+            _ => Self::default(),
+        }
+    }
+}
+
 /// Whether a principal holding `grants` may record `event` onto a stream whose committed state
-/// is `state` (a fulfilment or withdrawal of a commitment is judged by the member that made
-/// it). `admin` may record anything; access events need `admin`. Pure.
-pub fn authorize(grants: &BTreeSet<Grant>, event: &EventData, state: &EntityState) -> Result<(), Denied> {
+/// names `owner` (a fulfilment or withdrawal of a commitment is judged by the member that made
+/// it; a change of an export rule by its stored origin as well as its new one). `admin` may
+/// record anything; access events need `admin`. Pure.
+pub fn authorize(grants: &BTreeSet<Grant>, event: &EventData, owner: Owner<'_>) -> Result<(), Denied> {
     if grants.contains(&Grant::Admin) {
         return Ok(());
     }
@@ -312,29 +336,20 @@ pub fn authorize(grants: &BTreeSet<Grant>, event: &EventData, state: &EntityStat
                 deny(format!("for member {member} "), format!("delegate:{member}"))
             }
         }
-        EventData::CommitmentFulfilled { .. } | EventData::CommitmentWithdrawn { .. } => match state {
-            EntityState::Commitment(commitment) if delegate(&commitment.member) => Ok(()),
-            EntityState::Commitment(commitment) => deny(
-                format!("of a commitment of member {} ", commitment.member),
-                format!("delegate:{}", commitment.member),
-            ),
+        EventData::CommitmentFulfilled { .. } | EventData::CommitmentWithdrawn { .. } => match owner.member {
+            Some(member) if delegate(member) => Ok(()),
+            Some(member) => deny(format!("of a commitment of member {member} "), format!("delegate:{member}")),
             // No such commitment: any delegate learns that from the domain's own rule.
             _ if grants.iter().any(|g| g.role() == Role::Delegate) => Ok(()),
             _ => deny(String::new(), "delegate of the committing member".into()),
         },
-        EventData::ExportRuleChanged { origin, .. } => {
-            let stored_origin = match state {
-                EntityState::ExportRule(rule) => Some(&rule.origin),
-                _ => None,
-            };
-            match stored_origin {
-                Some(stored) if !authority(stored) => {
-                    deny(format!("of a rule whose origin is {stored} "), format!("authority:{stored}"))
-                }
-                _ if authority(origin) => Ok(()),
-                _ => deny(format!("with origin {origin} "), format!("authority:{origin}")),
+        EventData::ExportRuleChanged { origin, .. } => match owner.origin {
+            Some(stored) if !authority(stored) => {
+                deny(format!("of a rule whose origin is {stored} "), format!("authority:{stored}"))
             }
-        }
+            _ if authority(origin) => Ok(()),
+            _ => deny(format!("with origin {origin} "), format!("authority:{origin}")),
+        },
         EventData::AccessGranted { .. }
         | EventData::AccessRevoked { .. }
         | EventData::CredentialIssued { .. }
@@ -344,7 +359,435 @@ pub fn authorize(grants: &BTreeSet<Grant>, event: &EventData, state: &EntityStat
     }
 }
 
-/// Whether `grants` include `role` for any scope, or `admin`.
-pub fn holds(grants: &BTreeSet<Grant>, role: Role) -> bool {
-    grants.iter().any(|g| g.role() == role || g.role() == Role::Admin)
+/// Replays a log in order and checks that each event was recorded by someone allowed to, as
+/// the access events before it say: what an auditor runs over a bundle. Before the first access
+/// event the ledger was open (anyone could record anything): nothing is checked. From then on,
+/// an event's actor must be a principal whose grants just before the event allow it, or, for
+/// an access event, [`BOOTSTRAP_ACTOR`] while no admin could authenticate (the offline bootstrap).
+#[derive(Clone, Debug, Default)]
+pub struct AccessReplay {
+    principals: std::collections::BTreeMap<PrincipalName, crate::domain::PrincipalState>,
+    /// The member of each commitment and the origin of each export rule: all that [`Owner`]
+    /// needs, kept small (a log of a million commitments keeps a million codes).
+    members: std::collections::HashMap<crate::domain::CommitmentId, MemberCode>,
+    origins: std::collections::HashMap<crate::domain::RuleId, Jurisdiction>,
+    closed: bool,
+    /// Events whose actor was checked.
+    pub checked: u64,
+}
+
+impl AccessReplay {
+    /// Checks the next event of the log (recorded by `actor`), then takes it into account (an
+    /// event refused is not: a verification stops at it).
+    pub fn next(&mut self, actor: &str, event: &EventData) -> Result<(), String> {
+        if event.is_access() {
+            self.closed = true;
+        }
+        if self.closed {
+            self.check(actor, event)?;
+        }
+        self.apply(event);
+        Ok(())
+    }
+
+    fn check(&mut self, actor: &str, event: &EventData) -> Result<(), String> {
+        self.checked += 1;
+        if actor == BOOTSTRAP_ACTOR && event.is_access() {
+            let usable_admin =
+                self.principals.values().any(|p| p.grants.contains(&Grant::Admin) && !p.credentials.is_empty());
+            return if usable_admin {
+                Err("recorded by the offline bootstrap while an admin could authenticate".to_owned())
+            } else {
+                Ok(())
+            };
+        }
+        let Some(principal) = PrincipalName::parse("actor", actor).ok().and_then(|name| self.principals.get(&name))
+        else {
+            return Err(format!("recorded by {}, who is no principal", quote(actor)));
+        };
+        let owner = match event {
+            EventData::CommitmentFulfilled { commitment_id, .. }
+            | EventData::CommitmentWithdrawn { commitment_id, .. } => {
+                Owner { member: self.members.get(commitment_id), origin: None }
+            }
+            EventData::ExportRuleChanged { rule_id, .. } => Owner { member: None, origin: self.origins.get(rule_id) },
+            _ => Owner::default(),
+        };
+        authorize(&principal.grants, event, owner).map_err(|denied| {
+            format!("recorded by principal {actor}, who held {} then: {denied}", held_text(&principal.grants))
+        })
+    }
+
+    fn apply(&mut self, event: &EventData) {
+        match event {
+            EventData::CommitmentMade { commitment_id, member, .. } => {
+                self.members.insert(*commitment_id, member.clone());
+            }
+            EventData::ExportRuleChanged { rule_id, origin, .. } => {
+                self.origins.entry(rule_id.clone()).or_insert_with(|| origin.clone());
+            }
+            EventData::AccessGranted { principal, .. }
+            | EventData::AccessRevoked { principal, .. }
+            | EventData::CredentialIssued { principal, .. }
+            | EventData::CredentialRevoked { principal, .. } => {
+                let state = self.principals.remove(principal).map_or(EntityState::Empty, EntityState::Principal);
+                if let EntityState::Principal(state) = crate::domain::evolve(state, event) {
+                    self.principals.insert(principal.clone(), state);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `admin, delegate:JP`, or `no grant`.
+pub fn held_text(grants: &BTreeSet<Grant>) -> String {
+    if grants.is_empty() {
+        return "no grant".to_owned();
+    }
+    grants.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    use super::*;
+    use crate::domain::state::{CommitmentState, CommitmentStatus, ExportRuleState};
+    use crate::domain::{CommitmentId, Pillar, ProjectId, ProjectStatus, RuleId, Treatment};
+
+    fn code(raw: &str) -> MemberCode {
+        MemberCode::parse("code", raw).unwrap()
+    }
+
+    fn origin(raw: &str) -> Jurisdiction {
+        Jurisdiction::parse("origin", raw).unwrap()
+    }
+
+    fn commitment_of(member: &str) -> EntityState {
+        EntityState::Commitment(CommitmentState {
+            commitment_id: CommitmentId::parse("id", "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a").unwrap(),
+            member: code(member),
+            pillar: Pillar::Energy,
+            description: "d".into(),
+            project_id: None,
+            due_on: NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
+            status: CommitmentStatus::Open,
+            resolution: None,
+        })
+    }
+
+    fn rule_from(raw: &str) -> EntityState {
+        EntityState::ExportRule(ExportRuleState {
+            rule_id: RuleId::parse("r", "r").unwrap(),
+            item: "i".into(),
+            origin: origin(raw),
+            destination: origin("CN"),
+            treatment: Treatment::Allowed,
+            levy_bps: None,
+            effective_from: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            authority: "a".into(),
+            changes: 1,
+        })
+    }
+
+    /// One event of each type about JP (or with origin JP), with the state its stream has when
+    /// it is recorded.
+    fn one_of_each_type_about_jp() -> Vec<(EventData, EntityState)> {
+        let date = NaiveDate::from_ymd_opt(2026, 2, 20).unwrap();
+        let id = CommitmentId::parse("id", "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a").unwrap();
+        let project = ProjectId::parse("id", "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6b").unwrap();
+        let principal = PrincipalName::parse("p", "someone").unwrap();
+        let events = vec![
+            (
+                EventData::MemberJoined {
+                    code: code("JP"),
+                    name: "Japan".into(),
+                    kind: crate::domain::MemberKind::State,
+                    role: crate::domain::MemberRole::Member,
+                },
+                EntityState::Empty,
+            ),
+            (
+                EventData::MemberRoleChanged { code: code("JP"), role: crate::domain::MemberRole::Guest },
+                EntityState::Empty,
+            ),
+            (EventData::MemberWithdrew { code: code("JP"), reason: String::new() }, EntityState::Empty),
+            (
+                EventData::ProjectIdentified {
+                    project_id: project,
+                    title: "t".into(),
+                    pillar: Pillar::Energy,
+                    host: code("JP"),
+                    partners: vec![],
+                    companies: vec![],
+                    description: String::new(),
+                },
+                EntityState::Empty,
+            ),
+            (
+                EventData::ProjectStatusChanged {
+                    project_id: project,
+                    status: ProjectStatus::Approved,
+                    reason: String::new(),
+                },
+                EntityState::Empty,
+            ),
+            (
+                EventData::ExportRuleChanged {
+                    rule_id: RuleId::parse("r", "r").unwrap(),
+                    item: "i".into(),
+                    origin: origin("JP"),
+                    destination: origin("CN"),
+                    treatment: Treatment::Allowed,
+                    levy_bps: None,
+                    effective_from: date,
+                    authority: "a".into(),
+                },
+                EntityState::Empty,
+            ),
+            (
+                EventData::CommitmentMade {
+                    commitment_id: id,
+                    member: code("JP"),
+                    pillar: Pillar::Energy,
+                    description: "d".into(),
+                    project_id: None,
+                    due_on: date,
+                },
+                EntityState::Empty,
+            ),
+            (EventData::CommitmentFulfilled { commitment_id: id, evidence: "e".into() }, commitment_of("JP")),
+            (EventData::CommitmentWithdrawn { commitment_id: id, reason: String::new() }, commitment_of("JP")),
+            (
+                EventData::SummitConvened {
+                    date,
+                    host: code("JP"),
+                    chair: "c".into(),
+                    participants: vec![],
+                    location: "l".into(),
+                },
+                EntityState::Empty,
+            ),
+            (
+                EventData::AccessGranted {
+                    principal: principal.clone(),
+                    grants: vec![Grant::Reader],
+                    reason: String::new(),
+                },
+                EntityState::Empty,
+            ),
+            (
+                EventData::AccessRevoked {
+                    principal: principal.clone(),
+                    grants: vec![Grant::Reader],
+                    reason: String::new(),
+                },
+                EntityState::Empty,
+            ),
+            (
+                EventData::CredentialIssued { principal: principal.clone(), credential: Credential::of_token("t") },
+                EntityState::Empty,
+            ),
+            (
+                EventData::CredentialRevoked {
+                    principal,
+                    credential: Credential::of_token("t"),
+                    reason: String::new(),
+                },
+                EntityState::Empty,
+            ),
+        ];
+        assert_eq!(
+            events.iter().map(|(e, _)| e.type_name()).collect::<Vec<_>>(),
+            crate::domain::EVENT_TYPE_NAMES,
+            "one event of each type, in order"
+        );
+        events
+    }
+
+    /// The rule, written as a table: which grants allow recording each event type about JP.
+    fn allowed(event_type: &str, grant: &Grant) -> bool {
+        let jp_delegate = *grant == Grant::Delegate(code("JP"));
+        match (event_type, grant) {
+            (_, Grant::Admin) => true,
+            (
+                "member_joined"
+                | "member_role_changed"
+                | "project_identified"
+                | "project_status_changed"
+                | "summit_convened",
+                Grant::Secretariat,
+            ) => true,
+            ("member_withdrew", Grant::Secretariat) => true,
+            ("member_withdrew" | "commitment_made" | "commitment_fulfilled" | "commitment_withdrawn", _) => jp_delegate,
+            ("export_rule_changed", Grant::Authority(o)) => o.as_str() == "JP",
+            _ => false,
+        }
+    }
+
+    /// Every event type × every role × in and out of scope, against the table above.
+    #[test]
+    fn who_may_record_what_for_every_event_type_role_and_scope() {
+        let grants = [
+            Grant::Admin,
+            Grant::Secretariat,
+            Grant::Delegate(code("JP")),
+            Grant::Delegate(code("KR")),
+            Grant::Authority(origin("JP")),
+            Grant::Authority(origin("NL")),
+            Grant::Reader,
+            Grant::Auditor,
+            Grant::Operator,
+        ];
+        assert_eq!(
+            grants.iter().map(Grant::role).collect::<BTreeSet<_>>(),
+            ROLES.into_iter().collect::<BTreeSet<_>>(),
+            "every role is tried"
+        );
+        for (event, state) in one_of_each_type_about_jp() {
+            for grant in &grants {
+                let held = BTreeSet::from([grant.clone()]);
+                let verdict = authorize(&held, &event, Owner::of(&state));
+                assert_eq!(
+                    verdict.is_ok(),
+                    allowed(event.type_name(), grant),
+                    "{} by {grant}: {verdict:?}",
+                    event.type_name()
+                );
+                if let Err(denied) = verdict {
+                    assert!(denied.to_string().contains("admin"), "{denied}");
+                }
+            }
+            assert!(authorize(&BTreeSet::new(), &event, Owner::of(&state)).is_err(), "no grant records nothing");
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_grant_it_needs() {
+        let held = BTreeSet::from([Grant::Delegate(code("JP"))]);
+        let kr = EventData::CommitmentMade {
+            commitment_id: CommitmentId::parse("id", "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a").unwrap(),
+            member: code("KR"),
+            pillar: Pillar::Energy,
+            description: "d".into(),
+            project_id: None,
+            due_on: NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
+        };
+        let denied = authorize(&held, &kr, Owner::default()).unwrap_err();
+        assert_eq!(denied.to_string(), "recording commitment_made for member KR needs delegate:KR or admin");
+        let fulfilled = EventData::CommitmentFulfilled {
+            commitment_id: CommitmentId::parse("id", "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a").unwrap(),
+            evidence: "e".into(),
+        };
+        let denied = authorize(&held, &fulfilled, Owner::of(&commitment_of("KR"))).unwrap_err();
+        assert!(denied.to_string().contains("delegate:KR"), "{denied}");
+    }
+
+    #[test]
+    fn an_authority_changes_only_rules_whose_origin_it_holds_before_and_after() {
+        let us = BTreeSet::from([Grant::Authority(origin("US"))]);
+        let change = |from: &str| EventData::ExportRuleChanged {
+            rule_id: RuleId::parse("r", "r").unwrap(),
+            item: "i".into(),
+            origin: origin(from),
+            destination: origin("CN"),
+            treatment: Treatment::Prohibited,
+            levy_bps: None,
+            effective_from: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            authority: "a".into(),
+        };
+        assert!(authorize(&us, &change("US"), Owner::default()).is_ok());
+        let denied = authorize(&us, &change("NL"), Owner::default()).unwrap_err();
+        assert!(denied.to_string().contains("authority:NL"), "{denied}");
+        // A rule stored with origin NL is NL's, even if the change claims another origin.
+        let denied = authorize(&us, &change("US"), Owner::of(&rule_from("NL"))).unwrap_err();
+        assert!(denied.to_string().contains("authority:NL"), "{denied}");
+    }
+
+    #[test]
+    fn grants_are_written_and_parsed_alike() {
+        for raw in ["admin", "secretariat", "delegate:JP", "authority:US", "reader", "auditor", "operator"] {
+            assert_eq!(Grant::parse("g", raw).unwrap().to_string(), raw);
+        }
+        for bad in ["delegate", "delegate:jp", "reader:JP", "owner", "authority:", ""] {
+            assert!(Grant::parse("g", bad).is_err(), "{bad}");
+        }
+        for bad in ["", "-a", "a-", "a--b", "A", "a_b", &"a".repeat(PRINCIPAL_NAME_LEN_MAX + 1)] {
+            assert!(PrincipalName::parse("p", bad).is_err(), "{bad}");
+        }
+        assert!(PrincipalName::parse("p", "jp-delegation-2").is_ok());
+    }
+
+    #[test]
+    fn a_token_is_prefixed_hex_of_its_random_bytes_and_kept_as_its_sha256() {
+        let token = token_of(&[0xab; TOKEN_RANDOM_BYTES]);
+        assert_eq!(token, format!("{TOKEN_PREFIX}{}", "ab".repeat(TOKEN_RANDOM_BYTES)));
+        // SHA-256("abc"), FIPS 180-2.
+        assert_eq!(
+            Credential::of_token("abc").digest_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Credential::of_token("abc").id(), "ba7816bf8f01cfea");
+    }
+
+    #[test]
+    fn a_replay_checks_each_event_against_the_access_before_it() {
+        let admin = PrincipalName::parse("p", "admin").unwrap();
+        let jp = PrincipalName::parse("p", "jp-delegation").unwrap();
+        let token = Credential::of_token("t");
+        let made = |member: &str| EventData::CommitmentMade {
+            commitment_id: CommitmentId::parse("id", "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a").unwrap(),
+            member: code(member),
+            pillar: Pillar::Energy,
+            description: "d".into(),
+            project_id: None,
+            due_on: NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
+        };
+        let grant = |who: &PrincipalName, g: Grant| EventData::AccessGranted {
+            principal: who.clone(),
+            grants: vec![g],
+            reason: String::new(),
+        };
+        let mut replay = AccessReplay::default();
+        // The open era: anything by anyone.
+        replay.next("whoever", &made("KR")).unwrap();
+        assert_eq!(replay.checked, 0);
+        // The bootstrap, while no admin can authenticate.
+        replay.next(BOOTSTRAP_ACTOR, &grant(&admin, Grant::Admin)).unwrap();
+        replay
+            .next(BOOTSTRAP_ACTOR, &EventData::CredentialIssued { principal: admin.clone(), credential: token })
+            .unwrap();
+        let again = replay.next(BOOTSTRAP_ACTOR, &grant(&jp, Grant::Admin)).unwrap_err();
+        assert!(again.contains("while an admin could authenticate"), "{again}");
+        replay.next("admin", &grant(&jp, Grant::Delegate(code("JP")))).unwrap();
+        replay.next("jp-delegation", &made("JP")).unwrap();
+        let kr = replay.next("jp-delegation", &made("KR")).unwrap_err();
+        assert!(kr.contains("delegate:KR") && kr.contains("held delegate:JP"), "{kr}");
+        let stranger = replay.next("whoever", &made("JP")).unwrap_err();
+        assert!(stranger.contains("no principal"), "{stranger}");
+        let not_admin = replay.next("jp-delegation", &grant(&jp, Grant::Admin)).unwrap_err();
+        assert!(not_admin.contains("needs admin"), "{not_admin}");
+        // An admin revoking itself: credentials first, then the grant, each while still admin.
+        replay
+            .next(
+                "admin",
+                &EventData::CredentialRevoked { principal: admin.clone(), credential: token, reason: String::new() },
+            )
+            .unwrap();
+        replay
+            .next(
+                "admin",
+                &EventData::AccessRevoked {
+                    principal: admin.clone(),
+                    grants: vec![Grant::Admin],
+                    reason: String::new(),
+                },
+            )
+            .unwrap();
+        assert!(replay.next("admin", &made("JP")).is_err(), "no longer admin");
+        // No admin can authenticate any more: the bootstrap may create one.
+        replay.next(BOOTSTRAP_ACTOR, &grant(&admin, Grant::Admin)).unwrap();
+        assert_eq!(replay.checked, 12, "every event since the first access event, refused ones too");
+    }
 }

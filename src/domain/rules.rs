@@ -1401,4 +1401,75 @@ mod tests {
         check_metadata(|m| _ = m.labels.insert("k".into(), "v".repeat(LABEL_VALUE_LEN_MAX + 1)), Some("labels[k]"));
         check_metadata(|m| _ = m.labels.insert("k".into(), "a\u{0}".into()), Some("labels[k]"));
     }
+
+    #[test]
+    fn access_events_follow_what_the_principal_holds() {
+        let nobody = |_: &MemberCode| None;
+        let name = PrincipalName::parse("p", "jp-delegation").unwrap();
+        let jp = Grant::parse("g", "delegate:JP").unwrap();
+        let token = Credential::of_token("t");
+        let granted =
+            EventData::AccessGranted { principal: name.clone(), grants: vec![jp.clone()], reason: String::new() };
+        let issued = EventData::CredentialIssued { principal: name.clone(), credential: token };
+        let revoked =
+            EventData::CredentialRevoked { principal: name.clone(), credential: token, reason: String::new() };
+        let taken =
+            EventData::AccessRevoked { principal: name.clone(), grants: vec![jp.clone()], reason: String::new() };
+        // Nothing before the first grant.
+        for event in [&issued, &revoked, &taken] {
+            assert_eq!(
+                decide(&EntityState::Empty, event, &nobody),
+                Err(DomainError::PrincipalUnknown(name.clone())),
+                "{event:?}"
+            );
+        }
+        assert_eq!(decide(&EntityState::Empty, &granted, &nobody), Ok(()));
+        let state = evolve(EntityState::Empty, &granted);
+        assert_eq!(
+            decide(&state, &granted, &nobody),
+            Err(DomainError::AlreadyGranted { principal: name.clone(), grant: jp.clone() })
+        );
+        assert_eq!(
+            decide(&state, &revoked, &nobody),
+            Err(DomainError::CredentialNotHeld { principal: name.clone(), credential: token })
+        );
+        let state = evolve(state, &issued);
+        assert_eq!(
+            decide(&state, &issued, &nobody),
+            Err(DomainError::CredentialHeld { principal: name.clone(), credential: token })
+        );
+        let state = evolve(evolve(state, &revoked), &taken);
+        let EntityState::Principal(held) = &state else { panic!("{state:?}") };
+        assert!(held.grants.is_empty() && held.credentials.is_empty(), "{held:?}");
+        assert_eq!(
+            decide(&state, &taken, &nobody),
+            Err(DomainError::NotGranted { principal: name.clone(), grant: jp.clone() })
+        );
+        // Another principal's stream is not this one's.
+        let other = EventData::AccessGranted {
+            principal: PrincipalName::parse("p", "kr-delegation").unwrap(),
+            grants: vec![Grant::Reader],
+            reason: String::new(),
+        };
+        assert!(matches!(decide(&state, &other, &nobody), Err(DomainError::StreamMismatch { .. })));
+    }
+
+    #[test]
+    fn grants_in_an_access_event_are_one_to_sixty_four_and_distinct() {
+        let name = PrincipalName::parse("p", "x").unwrap();
+        let with =
+            |grants: Vec<Grant>| EventData::AccessGranted { principal: name.clone(), grants, reason: String::new() };
+        check_invalid(with(vec![]), "grants");
+        check_invalid(with(vec![Grant::Reader, Grant::Auditor, Grant::Reader]), "grants[2]");
+        let many: Vec<Grant> = (0..=GRANTS_MAX)
+            .map(|i| {
+                Grant::Delegate(
+                    MemberCode::parse("c", &format!("A{}", char::from(b'A' + (i % 26) as u8)).repeat(1 + i / 26))
+                        .unwrap(),
+                )
+            })
+            .collect();
+        check_invalid(with(many), "grants");
+        assert_eq!(validate(&with(vec![Grant::Admin])), Ok(()));
+    }
 }

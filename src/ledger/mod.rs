@@ -372,23 +372,29 @@ impl Ledger {
     }
 
     /// [`Ledger::append`] on behalf of `caller`: the writer checks that the caller may record
-    /// every event of the request (`domain::access::authorize`, against the access table as of
-    /// the commit), and a principal is stamped as each event's actor (an empty actor is filled
-    /// in; another name is refused).
+    /// each event of the request (`domain::access::authorize`, against what the caller holds
+    /// just before that event, as of the commit), and a principal is stamped as each event's
+    /// actor (an empty actor is filled in; another name is refused), the bootstrap as
+    /// `domain::access::BOOTSTRAP_ACTOR`.
     pub async fn append_as(&self, caller: Caller, mut request: AppendRequest) -> Result<AppendOutcome, LedgerError> {
         if let Some(reason) = self.fault.borrow().clone() {
             return Err(LedgerError::Halted(reason));
         }
-        if let Caller::Principal(principal) = &caller {
+        let stamp = match &caller {
+            Caller::Principal(principal) => Some(principal.as_str()),
+            Caller::Bootstrap => Some(crate::domain::access::BOOTSTRAP_ACTOR),
+            Caller::Anonymous => None,
+        };
+        if let Some(stamp) = stamp {
             for (index, event) in request.events.iter_mut().enumerate() {
                 let actor = &mut event.metadata.actor;
                 if actor.is_empty() {
-                    actor.push_str(principal.as_str());
-                } else if actor != principal.as_str() {
+                    actor.push_str(stamp);
+                } else if actor != stamp {
                     return Err(LedgerError::ActorMismatch {
                         index,
                         actor: crate::domain::quote(actor).to_string(),
-                        principal: principal.to_string(),
+                        principal: stamp.to_owned(),
                     });
                 }
             }

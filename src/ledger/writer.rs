@@ -265,19 +265,21 @@ impl Writer {
             return Ok(Verdict::Replay(replay));
         }
         let mut local: HashMap<StreamName, StreamHead> = HashMap::new();
-        // What the caller holds as the request begins (a grant changed earlier in the group
-        // counts; one changed by this request applies to the next).
-        let grants = match caller {
-            Caller::Principal(name) => match self.stream_head(&StreamName::principal(name), &local, overlay)?.state {
-                EntityState::Principal(principal) => Some(principal.grants),
-                _ => Some(BTreeSet::new()),
-            },
-            Caller::Anonymous if self.access.read().expect("access table lock").is_closed() => {
+        // What the caller holds just before each event: as of the group's earlier requests and
+        // this request's earlier events (so that a replay of the log in order judges each event
+        // exactly as here; see `domain::access::AccessReplay`).
+        let caller_stream = match caller {
+            Caller::Principal(name) => Some(StreamName::principal(name)),
+            _ => None,
+        };
+        let mut grants = match (caller, &caller_stream) {
+            (_, Some(stream)) => Some(self.caller_grants(stream, &local, overlay)?),
+            (Caller::Anonymous, _) if self.access.read().expect("access table lock").is_closed() => {
                 return Err(LedgerError::Unauthenticated(
                     "principals exist: every request must be authenticated".to_owned(),
                 ));
             }
-            Caller::Bootstrap if self.access.read().expect("access table lock").has_usable_admin() => {
+            (Caller::Bootstrap, _) if self.access.read().expect("access table lock").has_usable_admin() => {
                 return Err(LedgerError::Denied {
                     index: 0,
                     principal: "bootstrap".to_owned(),
@@ -285,7 +287,7 @@ impl Writer {
                         .to_owned(),
                 });
             }
-            Caller::Anonymous | Caller::Bootstrap => None,
+            _ => None,
         };
         for (stream, expected) in &request.expectations {
             let current = self.stream_head(stream, &local, overlay)?.revision;
@@ -314,6 +316,7 @@ impl Writer {
             }
             let current = self.stream_head(&stream, &local, overlay)?;
             self.authorize(index, caller, grants.as_ref(), &proposed.data, &current.state, staged, &records)?;
+            let changes_caller = caller_stream.as_ref() == Some(&stream);
             let participants = |code: &MemberCode| match local.get(&StreamName::member(code)).map(|h| &h.state) {
                 Some(EntityState::Member(m)) => Some::<MemberState>(m.clone()),
                 _ => None,
@@ -332,8 +335,24 @@ impl Writer {
             prev_hash = hash;
             local.insert(stream, StreamHead { revision: Some(revision), state });
             records.push((event, body, hash));
+            if changes_caller && let Some(stream) = &caller_stream {
+                grants = Some(self.caller_grants(stream, &local, overlay)?);
+            }
         }
         Ok(Verdict::Write(Written { records, heads: local }))
+    }
+
+    /// The grants the calling principal (of stream `stream`) holds as this request sees it.
+    fn caller_grants(
+        &mut self,
+        stream: &StreamName,
+        local: &HashMap<StreamName, StreamHead>,
+        overlay: &HashMap<StreamName, StreamHead>,
+    ) -> Result<BTreeSet<Grant>, LedgerError> {
+        Ok(match self.stream_head(stream, local, overlay)?.state {
+            EntityState::Principal(principal) => principal.grants,
+            _ => BTreeSet::new(),
+        })
     }
 
     /// Whether `caller` may record `data` onto a stream whose state is `state`; for a new
@@ -354,7 +373,8 @@ impl Writer {
             |principal: &str, reason: String| LedgerError::Denied { index, principal: principal.to_owned(), reason };
         match (caller, grants) {
             (Caller::Principal(name), Some(grants)) => {
-                domain::access::authorize(grants, data, state).map_err(|d| denied(name.as_str(), d.to_string()))?;
+                domain::access::authorize(grants, data, domain::access::Owner::of(state))
+                    .map_err(|d| denied(name.as_str(), d.to_string()))?;
             }
             (Caller::Anonymous, _) if data.is_access() => {
                 return Err(denied(

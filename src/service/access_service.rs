@@ -110,7 +110,14 @@ impl pb::access_service_server::AccessService for AccessService {
         let mut events = Vec::new();
         if request.grants.is_empty() {
             // Everything: every grant and every credential, in one atomic request.
+            // Credentials first: each event is authorized against what its recorder holds just
+            // before it, so an admin revoking itself keeps `admin` until the last event.
             let entry = self.entry(&principal)?;
+            events.extend(entry.state.credentials.iter().map(|credential| EventData::CredentialRevoked {
+                principal: principal.clone(),
+                credential: *credential,
+                reason: reason.clone(),
+            }));
             if !entry.state.grants.is_empty() {
                 events.push(EventData::AccessRevoked {
                     principal: principal.clone(),
@@ -118,11 +125,6 @@ impl pb::access_service_server::AccessService for AccessService {
                     reason: reason.clone(),
                 });
             }
-            events.extend(entry.state.credentials.iter().map(|credential| EventData::CredentialRevoked {
-                principal: principal.clone(),
-                credential: *credential,
-                reason: reason.clone(),
-            }));
             if events.is_empty() {
                 return Err(Status::failed_precondition(format!(
                     "principal {principal} holds no grant and no credential: nothing to revoke"

@@ -20,7 +20,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::status;
-use crate::domain::{Credential, Grant, PrincipalName, Role};
+use crate::domain::{Credential, PrincipalName, Role};
 use crate::ledger::{Caller, Ledger};
 
 /// Who may call a method.
@@ -288,7 +288,7 @@ impl Shared {
                 "NOT_ALLOWED",
                 format!(
                     "principal {name} (holding {}) may not call {}: {needs}",
-                    held(&entry.state.grants),
+                    crate::domain::access::held_text(&entry.state.grants),
                     domain_quote(path)
                 ),
                 name.as_str(),
@@ -311,14 +311,6 @@ impl Shared {
 
 fn domain_quote(path: &str) -> String {
     crate::domain::quote(path).to_string()
-}
-
-/// `admin, delegate:JP` or `no grant`.
-pub fn held(grants: &std::collections::BTreeSet<Grant>) -> String {
-    if grants.is_empty() {
-        return "no grant".to_owned();
-    }
-    grants.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// The credential a request presents: its bearer token, else its client certificate.
