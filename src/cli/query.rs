@@ -454,6 +454,8 @@ struct ProvenanceLine<'a> {
     last_recorded_at: Option<String>,
     first_effective_at: Option<String>,
     last_effective_at: Option<String>,
+    first_recorded_by: &'a str,
+    last_recorded_by: &'a str,
 }
 
 impl<'a> ProvenanceLine<'a> {
@@ -468,6 +470,8 @@ impl<'a> ProvenanceLine<'a> {
             last_recorded_at: format_time(p.updated_time.as_ref()),
             first_effective_at: format_time(p.effective_time.as_ref()),
             last_effective_at: format_time(p.last_effective_time.as_ref()),
+            first_recorded_by: &p.created_by,
+            last_recorded_by: &p.updated_by,
         })
     }
 }
@@ -481,6 +485,7 @@ struct ChangeLine<'a> {
     event_type: &'a str,
     recorded_at: Option<String>,
     effective_at: Option<String>,
+    actor: &'a str,
 }
 
 impl<'a> ChangeLine<'a> {
@@ -491,12 +496,13 @@ impl<'a> ChangeLine<'a> {
             event_type: &c.event_type,
             recorded_at: format_time(c.record_time.as_ref()),
             effective_at: format_time(c.effective_time.as_ref()),
+            actor: &c.actor,
         }
     }
 }
 
-const CHANGE_HEADERS: &[&str] = &["position", "revision", "type", "recorded_at", "effective_at"];
-const CHANGE_RIGHT: &[bool] = &[true, true, false, false, false];
+const CHANGE_HEADERS: &[&str] = &["position", "revision", "type", "recorded_at", "effective_at", "actor"];
+const CHANGE_RIGHT: &[bool] = &[true, true, false, false, false, false];
 
 fn change_row(c: &pb::Change) -> Vec<String> {
     vec![
@@ -505,6 +511,7 @@ fn change_row(c: &pb::Change) -> Vec<String> {
         c.event_type.clone(),
         table_time(c.record_time.as_ref()),
         table_time(c.effective_time.as_ref()),
+        c.actor.clone(),
     ]
 }
 

@@ -2,11 +2,12 @@
 //! view digest hashes. Built from the blocks of `crate::codec` (same integers, texts, times,
 //! dates, options, lists and enum tags as the record body).
 //!
-//! # View record, view format 2
+//! # View record, view format 3
 //!
 //! 1. `u8` view format, [`VIEW_FORMAT`]
 //! 2. `str` stream, `u64` revision, `u64` first_position, `u64` last_position, `time` created_at,
-//!    `time` updated_at, `time` effective_at, `time` last_effective_at
+//!    `time` updated_at, `time` effective_at, `time` last_effective_at, `str` created_by, `str`
+//!    updated_by (the actors of the first and the last event)
 //! 3. `u8` state tag, then the state's fields in declared order (`domain::state`):
 //!    - 0 member: `str` code, `str` name, kind, role, `u8` withdrawn (0/1), `list<role>` role_history
 //!    - 1 project: `uuid` project_id, `str` title, pillar, `str` host, `list<str>` partners,
@@ -18,7 +19,7 @@
 //!      2 withdrawn), `option<str>` resolution
 //!    - 4 summit: `date` date, `str` host, `str` chair, `list<str>` participants, `str` location
 //!
-//! # Summary, view format 2
+//! # Summary, view format 3
 //!
 //! `u8` view format, then `u64` counts: members by role (member, guest), withdrawn members,
 //! projects by pillar (5) and by status (5), commitments by status (3) and by pillar (5), export
@@ -40,8 +41,9 @@ use crate::domain::{
 };
 
 /// The version of the view layout; a store whose views have another is rebuilt on open.
-/// Format 2 added the hash of the record set to the summary (format 1 had none).
-pub const VIEW_FORMAT: u8 = 2;
+/// Format 2 added the hash of the record set to the summary (format 1 had none); format 3 the
+/// actors of each record's first and last event.
+pub const VIEW_FORMAT: u8 = 3;
 
 pub fn encode_record(record: &ViewRecord) -> Vec<u8> {
     let mut w = Writer::default();
@@ -53,6 +55,8 @@ pub fn encode_record(record: &ViewRecord) -> Vec<u8> {
     for time in [&record.created_at, &record.updated_at, &record.effective_at, &record.last_effective_at] {
         w.time(time);
     }
+    w.str(&record.created_by);
+    w.str(&record.updated_by);
     match &record.state {
         EntityState::Empty => unreachable!("a view record's state is never empty"),
         EntityState::Principal(_) => unreachable!("views hold no principals (ViewRecord::fold)"),
@@ -128,6 +132,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<ViewRecord, DecodeError> {
     let updated_at = r.time("updated_at")?;
     let effective_at = r.time("effective_at")?;
     let last_effective_at = r.time("last_effective_at")?;
+    let created_by = r.string("created_by")?;
+    let updated_by = r.string("updated_by")?;
     let state = match r.u8("state")? {
         0 => EntityState::Member(MemberState {
             code: code(&mut r, "code")?,
@@ -202,6 +208,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<ViewRecord, DecodeError> {
         updated_at,
         effective_at,
         last_effective_at,
+        created_by,
+        updated_by,
     })
 }
 

@@ -59,6 +59,10 @@ pub struct ViewRecord {
     /// When the first and the last event took effect in the world.
     pub effective_at: DateTime<Utc>,
     pub last_effective_at: DateTime<Utc>,
+    /// Who recorded the first and the last event (their `actor`: the authenticated principal
+    /// once principals exist).
+    pub created_by: String,
+    pub updated_by: String,
 }
 
 impl ViewRecord {
@@ -84,6 +88,8 @@ impl ViewRecord {
                     updated_at: event.recorded_at,
                     effective_at: event.effective_at(),
                     last_effective_at: event.effective_at(),
+                    created_by: event.event.metadata.actor.clone(),
+                    updated_by: event.event.metadata.actor.clone(),
                 })
             }
             Some(mut record) => {
@@ -92,6 +98,7 @@ impl ViewRecord {
                 record.last_position = event.position;
                 record.updated_at = event.recorded_at;
                 record.last_effective_at = event.effective_at();
+                record.updated_by.clone_from(&event.event.metadata.actor);
                 Some(record)
             }
         }

@@ -36,6 +36,8 @@ pub fn provenance(record: &ViewRecord) -> pb::Provenance {
         updated_time: time(&record.updated_at),
         effective_time: time(&record.effective_at),
         last_effective_time: time(&record.last_effective_at),
+        created_by: record.created_by.clone(),
+        updated_by: record.updated_by.clone(),
     }
 }
 
@@ -48,6 +50,7 @@ pub fn change(version: &Version) -> pb::Change {
         event_type: version.event_type.to_owned(),
         record_time: time(&record.updated_at),
         effective_time: time(&record.last_effective_at),
+        actor: record.updated_by.clone(),
     }
 }
 
