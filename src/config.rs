@@ -56,6 +56,9 @@ pub struct ServeConfig {
     pub principal_requests_per_second: u32,
     /// Subscriptions one principal may hold open at once (0: no limit).
     pub principal_subscriptions_max: usize,
+    /// Refuse appends (and hold the views) while the data's file system has less than this
+    /// many MiB free; they resume once space is freed (0: no check).
+    pub disk_free_min_mib: u64,
 }
 
 impl Default for ServeConfig {
@@ -78,6 +81,7 @@ impl Default for ServeConfig {
             tls_client_ca: None,
             principal_requests_per_second: AccessLimits::default().requests_per_second,
             principal_subscriptions_max: AccessLimits::default().subscriptions_max,
+            disk_free_min_mib: ledger.disk_free_min_bytes / (1024 * 1024),
         }
     }
 }
@@ -244,6 +248,13 @@ const RANGES: &[Range] = &[
         min: 0,
         max: 1_000_000,
         what: "open subscriptions per principal, 0 for no limit",
+    },
+    Range {
+        key: "disk_free_min_mib",
+        value: |c| c.disk_free_min_mib,
+        min: 0,
+        max: 1 << 20,
+        what: "MiB left free on the data's file system before appends are refused, 0 for no check",
     },
 ];
 
@@ -481,6 +492,7 @@ impl ServeConfig {
                 checkpoint_every: std::time::Duration::from_secs(self.checkpoint_every_secs.max(1)),
             },
             id_snapshot_every_events: self.id_snapshot_every_events.max(1),
+            disk_free_min_bytes: self.disk_free_min_mib * 1024 * 1024,
             ..LedgerConfig::default()
         }
     }
@@ -565,6 +577,7 @@ mod tests {
             id_snapshot_every_events: 1 ..= 1000000000000;
             principal_requests_per_second: 0 ..= 10000000;
             principal_subscriptions_max: 0 ..= 1000000;
+            disk_free_min_mib: 0 ..= 1048576;
         }
     }
 

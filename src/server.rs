@@ -134,6 +134,22 @@ pub async fn run_with(
         }
     });
 
+    // A disk too full for appends takes the ledger service out of rotation until space is
+    // freed (checked again every `DISK_RECHECK`); appends then resume by themselves.
+    let mut low_disk = ledger.watch_disk();
+    let (disk_health, disk_ledger) = (health.clone(), ledger.clone());
+    let disk_watch = tokio::spawn(async move {
+        while low_disk.wait_for(Option::is_some).await.is_ok() {
+            disk_health.set_not_serving::<LedgerServiceServer<LedgerService>>().await;
+            while disk_ledger.recheck_disk() {
+                tokio::time::sleep(crate::ledger::DISK_RECHECK).await;
+            }
+            if disk_ledger.watch_fault().borrow().is_none() {
+                disk_health.set_serving::<LedgerServiceServer<LedgerService>>().await;
+            }
+        }
+    });
+
     let closing = ledger.clone();
     let stop_health = health.clone();
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
@@ -195,6 +211,7 @@ pub async fn run_with(
         }
     };
     fault_watch.abort();
+    disk_watch.abort();
     let joining = ledger.clone();
     let _ = tokio::task::spawn_blocking(move || joining.shutdown()).await;
     tracing::info!("stopped");

@@ -63,7 +63,18 @@ pub struct LedgerConfig {
     /// or extend the head journal is served (reads only) instead of refused, and nothing is
     /// appended, projected, signed or written to the journal.
     pub read_only: bool,
+    /// Appends are refused (RESOURCE_EXHAUSTED, DISK_FULL) while the file system holding the
+    /// data has less than this many bytes free, plus twice the commit group's size, and the
+    /// views wait: the storage engine never meets a full disk in normal operation, so writes
+    /// resume by themselves once space is freed. 0: no check.
+    pub disk_free_min_bytes: u64,
 }
+
+/// The default of [`LedgerConfig::disk_free_min_bytes`]: room for the storage engine's own
+/// segment writes and a few large commit groups, small beside any real disk.
+pub const DISK_FREE_MIN_BYTES: u64 = 256 * 1024 * 1024;
+/// How often free space is checked again while it is low.
+pub const DISK_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Default for LedgerConfig {
     fn default() -> Self {
@@ -76,6 +87,7 @@ impl Default for LedgerConfig {
             audit: AuditConfig::default(),
             id_snapshot_every_events: 250_000,
             read_only: false,
+            disk_free_min_bytes: DISK_FREE_MIN_BYTES,
         }
     }
 }
@@ -175,6 +187,11 @@ pub enum LedgerError {
     /// Nobody authenticated, on a ledger where principals exist.
     #[error("{0}")]
     Unauthenticated(String),
+    /// Too little disk space for the append: nothing was written.
+    #[error(
+        "the file system holding the ledger has {free} bytes free, less than the {needed} this append needs (disk_free_min_mib plus twice the commit group); nothing was written, and appends resume once space is freed"
+    )]
+    DiskFull { free: u64, needed: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -223,6 +240,9 @@ pub struct Ledger {
     stopped_cleanly: AtomicBool,
     dir: PathBuf,
     fault: Arc<watch::Sender<Option<String>>>,
+    /// `Some(why)` while appends are refused for want of disk space (they resume by themselves).
+    low_disk: Arc<watch::Sender<Option<String>>>,
+    disk_free_min_bytes: u64,
     /// True once [`Ledger::shutdown`] has stopped everything: subscriptions stop waiting for
     /// subscribers that do not read.
     shutdown: watch::Sender<bool>,
@@ -247,6 +267,7 @@ impl Ledger {
         let store = Arc::new(store);
         let head = store.head()?;
         let fault = Arc::new(watch::Sender::new(None));
+        let low_disk = Arc::new(watch::Sender::new(None));
         let (keeper, evidence) = if read_only {
             (None, journal::read(dir)?.0)
         } else {
@@ -303,6 +324,7 @@ impl Ledger {
                 committed_tx,
                 tower,
                 access.clone(),
+                low_disk.clone(),
                 &config,
             )?;
             handle = Some(
@@ -311,8 +333,9 @@ impl Ledger {
                     .spawn(move || writer.run(jobs_rx))
                     .map_err(StoreError::Io)?,
             );
-            let projector =
+            let mut projector =
                 projector::Projector::new(store.clone(), live, retired, views_tx, fault.clone(), committed)?;
+            projector.disk_free_min_bytes = config.disk_free_min_bytes;
             let heads = durable.clone();
             projector_handle = Some(
                 std::thread::Builder::new()
@@ -346,6 +369,8 @@ impl Ledger {
             append_queue_max: config.append_queue_max,
             recovery,
             access,
+            low_disk,
+            disk_free_min_bytes: config.disk_free_min_bytes,
         });
         if let Some(keeper) = &ledger.keeper {
             let (weak, keeper, stop) = (Arc::downgrade(&ledger), keeper.clone(), ledger.marker_stop.clone());
@@ -406,6 +431,28 @@ impl Ledger {
             mpsc::error::TrySendError::Closed(_) => LedgerError::ShuttingDown,
         })?;
         answer.await.map_err(|_| LedgerError::ShuttingDown)?
+    }
+
+    /// Watches the disk: `Some(why)` while appends are refused for want of free space.
+    pub fn watch_disk(&self) -> watch::Receiver<Option<String>> {
+        self.low_disk.subscribe()
+    }
+
+    /// While appends are refused for want of space, checks the free space again and lifts the
+    /// refusal once there is enough (an append would too; this lets health recover without
+    /// one). Returns whether space is still low.
+    pub fn recheck_disk(&self) -> bool {
+        if self.low_disk.borrow().is_none() {
+            return false;
+        }
+        match self.store.free_bytes() {
+            Ok(free) if free >= self.disk_free_min_bytes => {
+                tracing::info!(free, "disk space is back; appends resume");
+                self.low_disk.send_replace(None);
+                false
+            }
+            _ => true,
+        }
     }
 
     /// The access table as of the durable head: who may call, and with which credential.

@@ -72,6 +72,9 @@ pub(super) struct Projector {
     fed: VecDeque<(RecordedEvent, audit::Hash)>,
     /// Whether no key of the views' first layout (in the default tree) is left.
     legacy_cleared: bool,
+    /// The views wait while the disk has less free (`LedgerConfig::disk_free_min_bytes`; 0: no
+    /// check), so that the storage engine does not meet a full disk on their account.
+    pub(super) disk_free_min_bytes: u64,
 }
 
 /// Reads (or starts) the live generation; returns it with the generations to clear. Unless
@@ -150,6 +153,7 @@ impl Projector {
             committed,
             fed: VecDeque::new(),
             legacy_cleared: false,
+            disk_free_min_bytes: 0,
         })
     }
 
@@ -159,6 +163,14 @@ impl Projector {
         loop {
             let head = heads.borrow_and_update().position;
             if self.live.position < head {
+                if self.disk_low() {
+                    if heads.has_changed().is_err() {
+                        // The writer stopped: the views catch up at the next start.
+                        break;
+                    }
+                    std::thread::sleep(super::DISK_RECHECK);
+                    continue;
+                }
                 if let Err(error) = self.project(head) {
                     self.halt(error);
                     return;
@@ -186,6 +198,12 @@ impl Projector {
         if let Err(error) = self.store.sync_all() {
             tracing::warn!(%error, "could not sync the views at stop; the next start catches up");
         }
+    }
+
+    /// Whether the disk has less free than the views may leave (a failure to ask is not low:
+    /// the write itself will say what is wrong).
+    fn disk_low(&self) -> bool {
+        self.disk_free_min_bytes > 0 && self.store.free_bytes().is_ok_and(|free| free < self.disk_free_min_bytes)
     }
 
     /// Folds the events after the live position, up to `head` and at most a batch, into the

@@ -74,6 +74,9 @@ pub(super) struct Writer {
     stats: GroupStats,
     /// Who may record what: read to authorize, updated after each durable group that changed it.
     access: Arc<RwLock<AccessTable>>,
+    /// Set while groups are refused for want of disk space; see `LedgerConfig::disk_free_min_bytes`.
+    low_disk: Arc<watch::Sender<Option<String>>>,
+    disk_free_min_bytes: u64,
 }
 
 impl Writer {
@@ -86,6 +89,7 @@ impl Writer {
         committed: mpsc::Sender<super::projector::Committed>,
         tower: crate::audit::tower::SubtreeTower,
         access: Arc<RwLock<AccessTable>>,
+        low_disk: Arc<watch::Sender<Option<String>>>,
         config: &LedgerConfig,
     ) -> Result<Self, LedgerError> {
         let last_recorded_at = match head.position.0 {
@@ -104,6 +108,8 @@ impl Writer {
             tower,
             stats: GroupStats::default(),
             access,
+            low_disk,
+            disk_free_min_bytes: config.disk_free_min_bytes,
         })
     }
 
@@ -170,6 +176,19 @@ impl Writer {
             };
             answers.push((reply, answer));
         }
+        if batch.records() > 0
+            && let Some((free, needed)) = self.disk_full(&batch)
+        {
+            // Nothing of the group is written: every request it would have acknowledged is
+            // refused, with the same answer.
+            for (reply, answer) in answers {
+                let _ = reply.send(match answer {
+                    Ok(_) => Err(LedgerError::DiskFull { free, needed }),
+                    Err(e) => Err(e),
+                });
+            }
+            return;
+        }
         let result = if batch.records() > 0 {
             batch.set_head(&head);
             let mut completed = Vec::new();
@@ -189,6 +208,10 @@ impl Writer {
         };
         match result {
             Ok(()) => {
+                if self.low_disk.borrow().is_some() {
+                    tracing::info!("disk space is back; appends resume");
+                    self.low_disk.send_replace(None);
+                }
                 self.head = head;
                 self.last_recorded_at = recorded_at;
                 self.remember(overlay);
@@ -231,6 +254,25 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// `Some((free, needed))` if the disk has too little room for `batch` (see
+    /// `LedgerConfig::disk_free_min_bytes`); sets the low-disk state, which health reports.
+    fn disk_full(&self, batch: &CommitBatch) -> Option<(u64, u64)> {
+        if self.disk_free_min_bytes == 0 {
+            return None;
+        }
+        let needed = self.disk_free_min_bytes.saturating_add(2 * batch.body_bytes());
+        // A failure to ask is no reason to refuse: the write itself will say what is wrong.
+        let free = self.store.free_bytes().ok()?;
+        if free >= needed {
+            return None;
+        }
+        if self.low_disk.borrow().is_none() {
+            tracing::warn!(free, needed, "disk space is low: appends are refused until it is freed");
+        }
+        self.low_disk.send_replace(Some(LedgerError::DiskFull { free, needed }.to_string()));
+        Some((free, needed))
     }
 
     fn observe(&mut self, sample: &GroupSample) {

@@ -174,6 +174,19 @@ pub fn from_ledger(error: LedgerError) -> Status {
         LedgerError::Denied { principal, .. } => permission_denied("NOT_ALLOWED", message, &principal),
         LedgerError::ActorMismatch { principal, .. } => permission_denied("ACTOR_MISMATCH", message, &principal),
         LedgerError::Unauthenticated(_) => unauthenticated(message),
+        // The file system is out of space (gRPC's own example of RESOURCE_EXHAUSTED); the
+        // client may retry once it is freed.
+        LedgerError::DiskFull { free, needed } => {
+            let metadata = HashMap::from([
+                ("free_bytes".to_owned(), free.to_string()),
+                ("needed_bytes".to_owned(), needed.to_string()),
+            ]);
+            Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_error_info("DISK_FULL", ERROR_DOMAIN, metadata),
+            )
+        }
     }
 }
 

@@ -256,6 +256,11 @@ impl CommitBatch {
     pub fn records(&self) -> usize {
         self.records.len()
     }
+
+    /// The bytes of the records' bodies: about what the batch adds to the database.
+    pub fn body_bytes(&self) -> u64 {
+        self.records.iter().map(|r| r.body.len() as u64).sum()
+    }
 }
 
 fn encode_head(head: &Head) -> Vec<u8> {
@@ -947,6 +952,13 @@ impl Store {
     }
 
     /// One record by position.
+    /// The bytes free on the file system that holds the store, for an unprivileged writer (the
+    /// operating system's own reserve for root is not counted as free).
+    pub fn free_bytes(&self) -> Result<u64, StoreError> {
+        let stat = rustix::fs::statvfs(&self.dir).map_err(|e| StoreError::Io(e.into()))?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
     /// The positions of every event of a `principal-` stream (the access events), in log
     /// order: the access index, written in the batch of each record it lists. Few (access
     /// changes are rare), so that the access table is folded on open without a scan of the log.
