@@ -747,6 +747,7 @@ async fn access_changes_and_actors_are_recorded_in_the_history_and_the_bundle_ve
     let head = secured.head();
 
     // Stopped, exported, verified.
+    let secured_admin = secured.admin.clone();
     let dir = secured.stop().await;
     let out = tempfile::tempdir().unwrap();
     let bundle = out.path().join("ledger.jsonl");
@@ -756,6 +757,20 @@ async fn access_changes_and_actors_are_recorded_in_the_history_and_the_bundle_ve
     let verified = pax_json(&["verify", "--bundle", bundle_arg, "--output", "json"]).await;
     assert_eq!(verified.last().unwrap()["verdict"], "ok", "{verified:?}");
     assert_eq!(verified.last().unwrap()["position"], head, "{verified:?}");
+
+    // Imported elsewhere, the log brings its access with it: the same principals, the same
+    // credentials, and no call without one.
+    let imported = out.path().join("imported");
+    pax_json(&["import", "--bundle", bundle_arg, "--data", imported.to_str().unwrap(), "--output", "json"]).await;
+    let server = TestServer::start_in(&imported).await;
+    let mut client = server.client().await;
+    let anonymous = client.read_all(pb::ReadAllRequest::default()).await.expect_err("an anonymous read");
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    let status = client.read_all(authed(pb::ReadAllRequest::default(), &clerk)).await.expect_err("the revoked token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(log_as(&server, &secured_admin).await.len() as u64, head);
+    drop(client);
+    server.stop().await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1004,4 +1019,44 @@ async fn the_binary_bootstraps_the_first_admin_once_and_the_server_then_requires
     assert_eq!(ledger.durable_head().position.0, 2, "the grant and the token of the first bootstrap only");
     assert_eq!(ledger.access().principals().count(), 1);
     tokio::task::spawn_blocking(move || ledger.shutdown()).await.unwrap();
+}
+
+/// `principal bootstrap --data DATA`, which must succeed: the token it printed.
+async fn bootstrap_with_the_binary(data: &Path) -> String {
+    let (ok, stdout, stderr) = pax(&["principal", "bootstrap", "--data", data.to_str().unwrap()]).await;
+    assert!(ok, "{stderr}");
+    stdout.trim_end().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_recovers_access_once_no_admin_can_authenticate() {
+    let dir = tempfile::tempdir().unwrap();
+    let lost = bootstrap_with_the_binary(dir.path()).await;
+    let server = TestServer::start_in(dir.path()).await;
+    // The last admin revokes its own (only) token: nobody can administer the ledger any more.
+    let mut admin = Admin::on(server.channel().await, &lost);
+    admin.revoke_credential("admin", &Credential::of_token(&lost).id()).await;
+    let status = admin.access.who_am_i(authed(pb::WhoAmIRequest {}, &lost)).await.expect_err("a revoked token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    drop(admin);
+    server.stop().await;
+
+    // The operator, at the stopped server's directory, gives the admin a new token.
+    let token = bootstrap_with_the_binary(dir.path()).await;
+    let server = TestServer::start_in(dir.path()).await;
+    let mut access = AccessServiceClient::new(server.channel().await);
+    let me = access.who_am_i(authed(pb::WhoAmIRequest {}, &token)).await.expect("the new token").into_inner();
+    assert_eq!(me.name, "admin");
+    assert_eq!(me.grants, [convert::grant_pb(&Grant::Admin)]);
+    assert_eq!(me.credentials, [convert::credential_pb(&Credential::of_token(&token))]);
+    let status = access.who_am_i(authed(pb::WhoAmIRequest {}, &lost)).await.expect_err("the lost token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let admin_stream: Vec<String> = log_as(&server, &token).await.into_iter().map(|e| e.event_type).collect();
+    assert_eq!(admin_stream, ["access_granted", "credential_issued", "credential_revoked", "credential_issued"]);
+    drop(access);
+    server.stop().await;
+    // And again it is refused: an admin with a credential exists.
+    let (ok, stdout, stderr) = pax(&["principal", "bootstrap", "--data", dir.path().to_str().unwrap()]).await;
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("an admin with a credential exists"), "{stderr}");
 }
