@@ -77,7 +77,6 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
     ("/pax.ledger.v1.AccessService/WhoAmI", Access::AnyPrincipal),
     ("/grpc.health.v1.Health/Check", Access::Public),
     ("/grpc.health.v1.Health/Watch", Access::Public),
-    ("/grpc.health.v1.Health/List", Access::Public),
     ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", Access::AnyPrincipal),
     ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", Access::AnyPrincipal),
 ];

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a real server on 127.0.0.1:0 per test (crash tests spawn the
 //! real `pax-ledger` binary).
 
+mod access;
 mod audit_cli;
 mod audit_proofs;
 mod audit_server;

@@ -25,7 +25,7 @@ use crate::support::*;
 // Certificates
 
 /// A certificate and its private key, in PEM, also written to `NAME.pem` and `NAME.key`.
-struct Issued {
+pub(crate) struct Issued {
     cert_pem: String,
     key_pem: String,
     der: Vec<u8>,
@@ -41,40 +41,42 @@ impl Issued {
         Self { cert_pem, key_pem, der, cert, key }
     }
 
-    fn identity(&self) -> Identity {
+    pub(crate) fn identity(&self) -> Identity {
         Identity::from_pem(&self.cert_pem, &self.key_pem)
     }
 
     /// SHA-256 over the certificate's DER bytes, in lower-case hex: computed here, apart from
     /// the server's code.
-    fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         Sha256::digest(&self.der).iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
-    fn cert_arg(&self) -> &str {
+    pub(crate) fn cert_arg(&self) -> &str {
         self.cert.to_str().unwrap()
     }
 
-    fn key_arg(&self) -> &str {
+    pub(crate) fn key_arg(&self) -> &str {
         self.key.to_str().unwrap()
     }
 }
 
 /// Two certificate authorities and the certificates they issued, in a temporary directory.
-struct Pki {
-    ca: Issued,
-    other_ca: Issued,
-    server: Issued,
-    client: Issued,
+pub(crate) struct Pki {
+    pub(crate) ca: Issued,
+    pub(crate) other_ca: Issued,
+    pub(crate) server: Issued,
+    pub(crate) client: Issued,
     /// A client certificate issued by the other CA.
-    stranger: Issued,
-    dir: tempfile::TempDir,
+    pub(crate) stranger: Issued,
+    pub(crate) dir: tempfile::TempDir,
+    /// The CA, to issue more client certificates ([`Pki::issue_client`]).
+    ca_issuer: Authority,
 }
 
 type Authority = CertifiedIssuer<'static, KeyPair>;
 
 impl Pki {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (ca_issuer, ca) = authority(dir.path(), "ca", "pax-ledger test CA");
         let (other_issuer, other_ca) = authority(dir.path(), "other-ca", "another CA");
@@ -82,12 +84,17 @@ impl Pki {
         let server = leaf(dir.path(), "server", &ca_issuer, &server_names, ExtendedKeyUsagePurpose::ServerAuth);
         let client = leaf(dir.path(), "client", &ca_issuer, &[], ExtendedKeyUsagePurpose::ClientAuth);
         let stranger = leaf(dir.path(), "stranger", &other_issuer, &[], ExtendedKeyUsagePurpose::ClientAuth);
-        Self { ca, other_ca, server, client, stranger, dir }
+        Self { ca, other_ca, server, client, stranger, dir, ca_issuer }
+    }
+
+    /// Another client certificate from the CA, written to `NAME.pem` and `NAME.key`.
+    pub(crate) fn issue_client(&self, name: &str) -> Issued {
+        leaf(self.dir.path(), name, &self.ca_issuer, &[], ExtendedKeyUsagePurpose::ClientAuth)
     }
 
     /// The server's TLS, read and checked by the configuration as `serve` does; `mutual`: with
     /// the CA as client CA.
-    fn server_tls(&self, mutual: bool) -> ServerTls {
+    pub(crate) fn server_tls(&self, mutual: bool) -> ServerTls {
         let config = ServeConfig {
             tls_cert: Some(self.server.cert.clone()),
             tls_key: Some(self.server.key.clone()),
@@ -97,11 +104,11 @@ impl Pki {
         config.tls().expect("valid TLS files").expect("TLS configured")
     }
 
-    fn options(&self, mutual: bool) -> Options {
+    pub(crate) fn options(&self, mutual: bool) -> Options {
         Options { tls: Some(self.server_tls(mutual)), ..Options::default() }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.path().join(name).to_str().unwrap().to_owned()
     }
 }
@@ -131,18 +138,26 @@ fn leaf(dir: &Path, name: &str, issuer: &Authority, names: &[&str], usage: Exten
 // ------------------------------------------------------------------------------------------
 // The generated client
 
-/// A client of `url` over TLS that trusts `ca` and presents `identity`, if any.
-async fn tls_client(
+/// A connection to `url` over TLS that trusts `ca` and presents `identity`, if any.
+pub(crate) async fn tls_channel(
     url: &str,
     ca: &Issued,
     identity: Option<&Issued>,
-) -> Result<LedgerServiceClient<Channel>, tonic::transport::Error> {
+) -> Result<Channel, tonic::transport::Error> {
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca.cert_pem));
     if let Some(identity) = identity {
         tls = tls.identity(identity.identity());
     }
-    let channel = Channel::from_shared(url.to_owned()).unwrap().tls_config(tls)?.connect().await?;
-    Ok(LedgerServiceClient::new(channel))
+    Channel::from_shared(url.to_owned()).unwrap().tls_config(tls)?.connect().await
+}
+
+/// A client of `url` over TLS that trusts `ca` and presents `identity`, if any.
+pub(crate) async fn tls_client(
+    url: &str,
+    ca: &Issued,
+    identity: Option<&Issued>,
+) -> Result<LedgerServiceClient<Channel>, tonic::transport::Error> {
+    Ok(LedgerServiceClient::new(tls_channel(url, ca, identity).await?))
 }
 
 /// Appends one new member through `client`, and returns the error's text if that fails at any
