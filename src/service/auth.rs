@@ -3,7 +3,8 @@
 //! For each request it finds the rule of the method called ([`RPC_ACCESS`], one table, deny by
 //! default), authenticates the caller (a bearer token, else the client certificate of mutual
 //! TLS) against the ledger's access table, checks the caller's roles against the rule and the
-//! caller's request rate, and hands the handler a [`Caller`] in the request's extensions.
+//! caller's request rate, and hands the handler a [`Caller`] (and the [`Credential`] it
+//! presented) in the request's extensions.
 //! While no principal exists, every call passes as [`Caller::Anonymous`] (the ledger is open;
 //! `serve` keeps it on loopback unless told otherwise).
 //!
@@ -20,7 +21,8 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::status;
-use crate::domain::{Credential, PrincipalName, Role};
+use crate::domain::{Credential, CredentialKind, PrincipalName, Role};
+use crate::ledger::AccessTable;
 use crate::ledger::{Caller, Ledger};
 
 /// Who may call a method.
@@ -239,8 +241,11 @@ where
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         match self.shared.admit(&request) {
-            Ok(caller) => {
+            Ok((caller, credential)) => {
                 request.extensions_mut().insert(caller);
+                if let Some(credential) = credential {
+                    request.extensions_mut().insert(credential);
+                }
                 Either::Right(self.inner.call(request))
             }
             Err(status) => Either::Left(ready(Ok(status.into_http()))),
@@ -250,49 +255,17 @@ where
 
 impl Shared {
     /// The caller of `request`, if it may call the method it names.
-    fn admit(&self, request: &http::Request<Body>) -> Result<Caller, Status> {
+    fn admit(&self, request: &http::Request<Body>) -> Result<(Caller, Option<Credential>), Status> {
         let path = request.uri().path();
-        let access = access_of(path);
-        if access == Some(Access::Public) {
-            return Ok(Caller::Anonymous);
+        if access_of(path) == Some(Access::Public) {
+            return Ok((Caller::Anonymous, None));
         }
         let table = self.ledger.access();
         if !table.is_closed() {
-            return Ok(Caller::Anonymous);
+            return Ok((Caller::Anonymous, None));
         }
         let credential = presented_credential(request)?;
-        let Some(entry) = table.authenticate(&credential) else {
-            return Err(status::unauthenticated(match credential.kind {
-                crate::domain::CredentialKind::Token => "the bearer token is not valid: unknown, or revoked".to_owned(),
-                crate::domain::CredentialKind::Certificate => format!(
-                    "the client certificate (SHA-256 fingerprint {}) is bound to no principal",
-                    credential.digest_hex()
-                ),
-            }));
-        };
-        let name = entry.state.name.clone();
-        let allowed = match access {
-            Some(Access::Public | Access::AnyPrincipal) => true,
-            Some(Access::Roles(roles)) => entry.state.grants.iter().any(|g| roles.contains(&g.role())),
-            None => false,
-        };
-        if !allowed {
-            let needs = match access {
-                Some(Access::Roles(roles)) => {
-                    format!("needs one of the roles {}", roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", "))
-                }
-                _ => "no rule lets anyone call it (denied by default)".to_owned(),
-            };
-            return Err(status::permission_denied(
-                "NOT_ALLOWED",
-                format!(
-                    "principal {name} (holding {}) may not call {}: {needs}",
-                    crate::domain::access::held_text(&entry.state.grants),
-                    domain_quote(path)
-                ),
-                name.as_str(),
-            ));
-        }
+        let name = admit_call(&table, &credential, path)?;
         drop(table);
         if let Err(wait) = self.buckets.take(&name, Instant::now()) {
             return Err(status::rate_limited(
@@ -304,8 +277,49 @@ impl Shared {
                 wait,
             ));
         }
-        Ok(Caller::Principal(name))
+        Ok((Caller::Principal(name), Some(credential)))
     }
+}
+
+/// The principal `credential` authenticates, if it may call the method at `path` as the access
+/// table says now: UNAUTHENTICATED for a credential that authenticates nobody (unknown or
+/// revoked), PERMISSION_DENIED for a principal whose grants do not cover the method. What the
+/// layer checks on every call, and a subscription again before each message it sends.
+pub fn admit_call(table: &AccessTable, credential: &Credential, path: &str) -> Result<PrincipalName, Status> {
+    let Some(entry) = table.authenticate(credential) else {
+        return Err(status::unauthenticated(match credential.kind {
+            CredentialKind::Token => "the bearer token is not valid: unknown, or revoked".to_owned(),
+            CredentialKind::Certificate => format!(
+                "the client certificate (SHA-256 fingerprint {}) is bound to no principal",
+                credential.digest_hex()
+            ),
+        }));
+    };
+    let name = entry.state.name.clone();
+    let access = access_of(path);
+    let allowed = match access {
+        Some(Access::Public | Access::AnyPrincipal) => true,
+        Some(Access::Roles(roles)) => entry.state.grants.iter().any(|g| roles.contains(&g.role())),
+        None => false,
+    };
+    if !allowed {
+        let needs = match access {
+            Some(Access::Roles(roles)) => {
+                format!("needs one of the roles {}", roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", "))
+            }
+            _ => "no rule lets anyone call it (denied by default)".to_owned(),
+        };
+        return Err(status::permission_denied(
+            "NOT_ALLOWED",
+            format!(
+                "principal {name} (holding {}) may not call {}: {needs}",
+                crate::domain::access::held_text(&entry.state.grants),
+                domain_quote(path)
+            ),
+            name.as_str(),
+        ));
+    }
+    Ok(name)
 }
 
 fn domain_quote(path: &str) -> String {

@@ -16,6 +16,8 @@ use crate::proto::v1 as pb;
 pub const READ_PAGE_DEFAULT: u32 = 100;
 /// Largest page size of reads.
 pub const READ_PAGE_MAX: u32 = 1000;
+/// The method whose access a subscription checks again before each message.
+const SUBSCRIBE_PATH: &str = "/pax.ledger.v1.LedgerService/Subscribe";
 /// Most filter entries (prefixes or types) in one read or subscription.
 pub const FILTERS_MAX: usize = 64;
 
@@ -193,6 +195,14 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let slot = self.subscriptions.acquire(request.extensions().get::<ledger::Caller>())?;
+        // Access is checked again before each message: a credential revoked, or a principal
+        // whose grants no longer cover reading, gets nothing more (and the stream ends).
+        let credential = request.extensions().get::<crate::domain::Credential>().copied();
+        let ledger = self.ledger.clone();
+        let still_allowed = move || match &credential {
+            Some(credential) => super::auth::admit_call(&ledger.access(), credential, SUBSCRIBE_PATH).map(drop),
+            None => Ok(()),
+        };
         let request = request.into_inner();
         let filter = filter(&request.stream_prefixes, &request.event_types, "stream_prefixes", "event_types")?;
         let items = self.ledger.subscribe(Position(request.from_position), filter);
@@ -201,19 +211,26 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let items = (items, slot);
         // The stream ends with the ledger's error, or UNAVAILABLE if the ledger gave the
         // subscription up at shutdown: never with OK, which would say the log has ended.
-        let stream = futures::stream::unfold(Some(items), |items| async move {
-            let (mut items, slot) = items?;
-            let message = match items.recv().await {
-                Some(Ok(SubscriptionItem::Event(event))) => {
-                    pb::subscribe_response::Message::Event(convert::recorded_event_pb(&event))
+        let stream = futures::stream::unfold(Some(items), move |items| {
+            let still_allowed = still_allowed.clone();
+            async move {
+                let (mut items, slot) = items?;
+                let received = items.recv().await;
+                if let Err(status) = still_allowed() {
+                    return Some((Err(status), None));
                 }
-                Some(Ok(SubscriptionItem::CaughtUp(position))) => {
-                    pb::subscribe_response::Message::CaughtUp(pb::CaughtUp { position: position.0 })
-                }
-                Some(Err(error)) => return Some((Err(status::from_ledger(error)), None)),
-                None => return Some((Err(status::from_ledger(LedgerError::ShuttingDown)), None)),
-            };
-            Some((Ok(pb::SubscribeResponse { message: Some(message) }), Some((items, slot))))
+                let message = match received {
+                    Some(Ok(SubscriptionItem::Event(event))) => {
+                        pb::subscribe_response::Message::Event(convert::recorded_event_pb(&event))
+                    }
+                    Some(Ok(SubscriptionItem::CaughtUp(position))) => {
+                        pb::subscribe_response::Message::CaughtUp(pb::CaughtUp { position: position.0 })
+                    }
+                    Some(Err(error)) => return Some((Err(status::from_ledger(error)), None)),
+                    None => return Some((Err(status::from_ledger(LedgerError::ShuttingDown)), None)),
+                };
+                Some((Ok(pb::SubscribeResponse { message: Some(message) }), Some((items, slot))))
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }

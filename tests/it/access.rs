@@ -56,7 +56,7 @@ async fn bootstrap(dir: &Path) -> String {
             event_id: EventId::generate(),
             data,
             effective_at: None,
-            metadata: Metadata { actor: "the operator".into(), ..Metadata::default() },
+            metadata: Metadata::default(),
         })
         .collect();
     let outcome = ledger.append_as(Caller::Bootstrap, AppendRequest { events, expectations: Vec::new() }).await;
@@ -725,8 +725,9 @@ async fn access_changes_and_actors_are_recorded_in_the_history_and_the_bundle_ve
         [
             ("access_granted", "admin"),
             ("credential_issued", "admin"),
-            ("access_revoked", "admin"),
-            ("credential_revoked", "admin")
+            // A full revocation takes the credentials first, then the grants.
+            ("credential_revoked", "admin"),
+            ("access_revoked", "admin")
         ]
     );
     let of_type = |t: &str| history.iter().find(|e| e["stream"] == "principal-clerk" && e["type"] == t).unwrap();
@@ -968,6 +969,56 @@ async fn a_principal_holds_at_most_its_subscriptions_and_a_closed_one_is_given_b
     assert!(matches!(next_message(&mut third).await, pb::subscribe_response::Message::Event(_)));
     assert_subscriptions_full(subscribe_as(&mut client, &follower).await, "follower");
     drop((second, third, others, client, admin));
+    secured.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_delivers_nothing_more_once_its_credential_is_revoked() {
+    let secured = Secured::start(Options::default()).await;
+    let mut admin = secured.admin().await;
+    let follower = admin.principal("follower", &["reader"]).await;
+    let (follower_again, _) = admin.issue_token("follower").await;
+    let clerk = admin.principal("clerk", &["secretariat"]).await;
+    let mut client = secured.server.client().await;
+    append_with(&mut client, &clerk, vec![unsigned(member_joined("JP"))]).await.unwrap();
+    let mut revoked = subscribe_as(&mut client, &follower).await.expect("subscribe");
+    let mut kept = subscribe_as(&mut client, &follower_again).await.expect("subscribe with the other token");
+    for stream in [&mut revoked, &mut kept] {
+        while !matches!(next_message(stream).await, pb::subscribe_response::Message::CaughtUp(_)) {}
+    }
+
+    let id = Credential::of_token(&follower).id();
+    admin.revoke_credential("follower", &id).await;
+    append_with(&mut client, &clerk, vec![unsigned(member_joined("KR"))]).await.unwrap();
+    let status = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, revoked.message())
+        .await
+        .expect("the revoked subscription answers")
+        .expect_err("the event after the revocation is not delivered");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    // The same principal's other token still follows (the revocation, then the new member):
+    // it was not revoked.
+    for stream in ["principal-follower", "member-KR"] {
+        match next_message(&mut kept).await {
+            pb::subscribe_response::Message::Event(event) => assert_eq!(event.stream, stream),
+            other => panic!("{other:?}"),
+        }
+    }
+    // A principal whose grants no longer cover reading gets nothing more either.
+    let mut reader = subscribe_as(&mut client, &clerk).await.expect("the clerk subscribes");
+    while !matches!(next_message(&mut reader).await, pb::subscribe_response::Message::CaughtUp(_)) {}
+    let revoke = pb::RevokeRequest {
+        principal: "clerk".into(),
+        grants: vec![convert::grant_pb(&Grant::Secretariat)],
+        reason: "test".into(),
+    };
+    admin.access.revoke(authed(revoke, &admin.token)).await.unwrap();
+    append_with(&mut client, &secured.admin, vec![unsigned(member_joined("NL"))]).await.unwrap();
+    let status = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, reader.message())
+        .await
+        .expect("the clerk's subscription answers")
+        .expect_err("nothing more for a principal without grants");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    drop((revoked, kept, reader, client, admin));
     secured.stop().await;
 }
 

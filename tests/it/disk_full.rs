@@ -192,7 +192,12 @@ async fn a_disk_running_out_refuses_appends_before_the_engine_fails_and_they_res
     let served = read_all(&mut client).await;
     assert_eq!(served.len(), acknowledged.len() + 1, "every acknowledged event is served, and no more");
     for appended in &acknowledged {
-        assert_eq!(served[appended.position as usize - 1].event_id, appended.event_id, "position {}", appended.position);
+        assert_eq!(
+            served[appended.position as usize - 1].event_id,
+            appended.event_id,
+            "position {}",
+            appended.position
+        );
     }
     let refused = client.append(append(vec![big_commitment(0)])).await.expect_err("still no room");
     assert_eq!(error_info_reason(&refused), "DISK_FULL", "{refused:?}");
