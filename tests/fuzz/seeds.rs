@@ -14,7 +14,9 @@ use pax_ledger::audit::merkle::MerkleFrontier;
 use pax_ledger::audit::{GENESIS_HASH, Hash, chain_hash};
 use pax_ledger::cli::bundle::{BundleWriter, Header};
 use pax_ledger::cli::event_line;
-use pax_ledger::domain::{Position, RecordedEvent, Revision};
+use pax_ledger::domain::{
+    Credential, EventData, EventId, Grant, Metadata, Position, PrincipalName, ProposedEvent, RecordedEvent, Revision,
+};
 use pax_ledger::proto::v1 as pb;
 use pax_ledger::service::convert;
 use pax_ledger::store::chunk::ChunkWriter;
@@ -71,7 +73,10 @@ pub fn recorded() -> Vec<RecordedEvent> {
     let start: DateTime<Utc> = "2025-12-14T08:06:00.123456789Z".parse().expect("a time");
     let mut revisions: HashMap<String, u64> = HashMap::new();
     let lines = parsed_lines();
-    let events = lines.iter().map(|line| convert::proposed_event("event", &line.event).expect("a seed event converts"));
+    let events = lines
+        .iter()
+        .map(|line| convert::proposed_event("event", &line.event).expect("a seed event converts"))
+        .chain(access_events());
     events
         .zip(1..)
         .map(|(event, position)| {
@@ -88,6 +93,53 @@ pub fn recorded() -> Vec<RecordedEvent> {
             recorded
         })
         .collect()
+}
+
+/// One event of each access type (which event lines cannot hold: they are recorded through
+/// the access service), so that their record bodies are fuzzed too.
+fn access_events() -> Vec<ProposedEvent> {
+    let admin = PrincipalName::parse("principal", "admin").expect("a name");
+    let principal = PrincipalName::parse("principal", "jp-delegation").expect("a name");
+    let grants = vec![Grant::parse("g", "delegate:JP").expect("a grant"), Grant::Reader];
+    let admin_token = Credential::of_token("pxl_admin");
+    let token = Credential::of_token("pxl_seed");
+    let certificate = Credential::of_certificate([0x5a; 32]);
+    let bootstrap = pax_ledger::domain::access::BOOTSTRAP_ACTOR;
+    [
+        (
+            bootstrap,
+            EventData::AccessGranted {
+                principal: admin.clone(),
+                grants: vec![Grant::Admin],
+                reason: "bootstrap".into(),
+            },
+        ),
+        (bootstrap, EventData::CredentialIssued { principal: admin, credential: admin_token }),
+        (
+            "admin",
+            EventData::AccessGranted {
+                principal: principal.clone(),
+                grants: grants.clone(),
+                reason: "accredited".into(),
+            },
+        ),
+        ("admin", EventData::CredentialIssued { principal: principal.clone(), credential: token }),
+        ("admin", EventData::CredentialIssued { principal: principal.clone(), credential: certificate }),
+        (
+            "admin",
+            EventData::CredentialRevoked { principal: principal.clone(), credential: token, reason: "rotated".into() },
+        ),
+        ("admin", EventData::AccessRevoked { principal, grants, reason: String::new() }),
+    ]
+    .into_iter()
+    .zip(1u128..)
+    .map(|((actor, data), i)| ProposedEvent {
+        event_id: EventId::from_uuid(uuid::Uuid::from_u128(0x0193_a5b0_7c1e_7cc3_9c55_3f1e_2d4c_0000 + i)),
+        data,
+        effective_at: None,
+        metadata: Metadata { actor: actor.into(), ..Metadata::default() },
+    })
+    .collect()
 }
 
 /// The record bodies of [`recorded`].
