@@ -499,9 +499,7 @@ mod tests {
     use crate::audit::checkpoint::Checkpoint;
     use crate::audit::merkle::{MemoryNodeSource, tree_root};
     use crate::audit::{GENESIS_HASH, chain_hash};
-    use crate::domain::{
-        EventData, EventId, MemberCode, MemberKind, MemberRole, Metadata, Position, ProposedEvent, Revision,
-    };
+    use crate::domain::{EventData, MemberCode, MemberKind, MemberRole, Position, ProposedEvent, Revision};
 
     const RECORDS: u64 = 6;
 
@@ -528,12 +526,7 @@ mod tests {
                 stream: data.stream(),
                 revision: Revision(0),
                 recorded_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, position as u32).unwrap(),
-                event: ProposedEvent {
-                    event_id: EventId::generate(),
-                    data,
-                    effective_at: None,
-                    metadata: Metadata::default(),
-                },
+                event: ProposedEvent::new(data),
             };
             let body = record::encode_event(&event);
             prev = chain_hash(&prev, &body);

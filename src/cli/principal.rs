@@ -15,9 +15,8 @@ use tonic::transport::Channel;
 use super::client::{BearerToken, connect_channel, status_error};
 use super::{ClientArgs, Output};
 use crate::config::{FlagOverrides, ServeConfig};
-use crate::domain::access::{TOKEN_RANDOM_BYTES, token_of};
-use crate::domain::{Credential, EventData, EventId, Grant, Metadata, PrincipalName, ProposedEvent};
-use crate::ledger::{AppendRequest, Caller, Ledger};
+use crate::domain::{Credential, Grant, PrincipalName};
+use crate::ledger::Ledger;
 use crate::proto::v1 as pb;
 use crate::proto::v1::access_service_client::AccessServiceClient;
 
@@ -322,33 +321,11 @@ async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&data, ledger_config))
         .await?
         .with_context(|| format!("opening the ledger in {} (is its server stopped?)", config.data.display()))?;
-    let mut random = [0u8; TOKEN_RANDOM_BYTES];
-    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("the operating system's random generator failed: {e}"))?;
-    let token = token_of(&random);
-    let credential = Credential::of_token(&token);
-    let holds_admin = ledger.access().get(&name).is_some_and(|p| p.state.grants.contains(&Grant::Admin));
-    let mut events = Vec::new();
-    if !holds_admin {
-        events.push(EventData::AccessGranted {
-            principal: name.clone(),
-            grants: vec![Grant::Admin],
-            reason: "bootstrap: the first admin, created offline by the operator".to_owned(),
-        });
-    }
-    events.push(EventData::CredentialIssued { principal: name.clone(), credential });
-    let events = events
-        .into_iter()
-        .map(|data| ProposedEvent {
-            event_id: EventId::generate(),
-            data,
-            effective_at: None,
-            metadata: Metadata::default(),
-        })
-        .collect();
-    let outcome = ledger.append_as(Caller::Bootstrap, AppendRequest { events, expectations: Vec::new() }).await;
+    let outcome = ledger.bootstrap(&name).await;
     let closing = ledger.clone();
     tokio::task::spawn_blocking(move || closing.shutdown()).await?;
-    let outcome = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (token, outcome) = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let credential = Credential::of_token(&token);
     let positions: Vec<String> = outcome.events.iter().map(|e| e.position.to_string()).collect();
     println!("{token}");
     eprintln!(

@@ -252,6 +252,14 @@ pub struct ProposedEvent {
     pub metadata: Metadata,
 }
 
+impl ProposedEvent {
+    /// `data` under a fresh, time-ordered event id (so not idempotent across retries), effective
+    /// when recorded, without metadata: the events the ledger itself proposes (access changes).
+    pub fn new(data: EventData) -> Self {
+        Self { event_id: EventId::generate(), data, effective_at: None, metadata: Metadata::default() }
+    }
+}
+
 /// An event as the log holds it, with the place and time the ledger gave it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedEvent {

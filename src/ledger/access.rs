@@ -145,7 +145,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::domain::{EventId, Metadata, ProposedEvent, Revision, StreamName};
+    use crate::domain::{ProposedEvent, Revision, StreamName};
 
     fn name(raw: &str) -> PrincipalName {
         PrincipalName::parse("name", raw).unwrap()
@@ -157,12 +157,7 @@ mod tests {
             stream: data.stream(),
             revision: Revision(0),
             recorded_at: Utc::now(),
-            event: ProposedEvent {
-                event_id: EventId::generate(),
-                data,
-                effective_at: None,
-                metadata: Metadata::default(),
-            },
+            event: ProposedEvent::new(data),
         }
     }
 

@@ -460,6 +460,31 @@ impl Ledger {
         self.access.read().expect("access table lock")
     }
 
+    /// Gives `name` the admin role (unless it holds it) and a new bearer token, as the operator
+    /// at the data directory (`principal bootstrap`): allowed while no admin holds a
+    /// credential. Returns the token (the ledger keeps only its SHA-256) and where the access
+    /// events were recorded.
+    pub async fn bootstrap(&self, name: &crate::domain::PrincipalName) -> Result<(String, AppendOutcome), LedgerError> {
+        use crate::domain::access::{TOKEN_RANDOM_BYTES, token_of};
+        use crate::domain::{Credential, EventData, Grant};
+        let mut random = [0u8; TOKEN_RANDOM_BYTES];
+        getrandom::fill(&mut random).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        let token = token_of(&random);
+        let holds_admin = self.access().get(name).is_some_and(|p| p.state.grants.contains(&Grant::Admin));
+        let mut events = Vec::new();
+        if !holds_admin {
+            events.push(EventData::AccessGranted {
+                principal: name.clone(),
+                grants: vec![Grant::Admin],
+                reason: "bootstrap: an admin created offline by the operator".to_owned(),
+            });
+        }
+        events.push(EventData::CredentialIssued { principal: name.clone(), credential: Credential::of_token(&token) });
+        let events = events.into_iter().map(ProposedEvent::new).collect();
+        let outcome = self.append_as(Caller::Bootstrap, AppendRequest { events, expectations: Vec::new() }).await?;
+        Ok((token, outcome))
+    }
+
     /// The last durable (acknowledgeable) head.
     pub fn durable_head(&self) -> Head {
         *self.durable.borrow()

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::{caller_of, convert, status};
 use crate::audit::hex;
 use crate::domain::access::{TOKEN_RANDOM_BYTES, token_of};
-use crate::domain::{Credential, EventData, EventId, FieldError, Metadata, PrincipalName, ProposedEvent};
+use crate::domain::{Credential, EventData, FieldError, PrincipalName, ProposedEvent};
 use crate::ledger::{self, Caller, Ledger, PrincipalEntry};
 use crate::proto::v1 as pb;
 
@@ -31,15 +31,7 @@ impl AccessService {
         for data in &events {
             crate::domain::validate(data).map_err(invalid)?;
         }
-        let events = events
-            .into_iter()
-            .map(|data| ProposedEvent {
-                event_id: EventId::generate(),
-                data,
-                effective_at: None,
-                metadata: Metadata::default(),
-            })
-            .collect();
+        let events = events.into_iter().map(ProposedEvent::new).collect();
         let outcome = self
             .ledger
             .append_as(caller, ledger::AppendRequest { events, expectations: Vec::new() })

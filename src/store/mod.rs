@@ -1131,7 +1131,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::domain::{EventData, MemberCode, MemberKind, MemberRole, Metadata, ProposedEvent};
+    use crate::domain::{EventData, MemberCode, MemberKind, MemberRole, ProposedEvent};
 
     /// A commit group of `events` after `head`, each at the next revision of its stream
     /// (`revisions` holds each stream's last revision and is updated), with chain hashes that
@@ -1155,12 +1155,7 @@ mod tests {
                 stream,
                 revision: Revision(revision),
                 recorded_at: Utc::now(),
-                event: ProposedEvent {
-                    event_id: EventId::generate(),
-                    data,
-                    effective_at: None,
-                    metadata: Metadata::default(),
-                },
+                event: ProposedEvent::new(data),
             };
             let hash = [position.0 as u8; 32];
             ids.push(event.event.event_id);

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes};
 use futures::StreamExt;
 use pax_ledger::domain::access::{ROLES, TOKEN_RANDOM_BYTES, token_of};
-use pax_ledger::domain::{Credential, EventData, EventId, Grant, Metadata, PrincipalName, ProposedEvent, Role};
-use pax_ledger::ledger::{AppendRequest, Caller, Ledger, LedgerConfig};
+use pax_ledger::domain::{Credential, Grant, PrincipalName, Role};
+use pax_ledger::ledger::{Ledger, LedgerConfig};
 use pax_ledger::proto::v1 as pb;
 use pax_ledger::proto::v1::access_service_client::AccessServiceClient;
 use pax_ledger::proto::v1::ledger_service_client::LedgerServiceClient;
@@ -42,27 +42,9 @@ async fn bootstrap(dir: &Path) -> String {
         .await
         .unwrap()
         .expect("open the ledger to bootstrap it");
-    let mut random = [0u8; TOKEN_RANDOM_BYTES];
-    getrandom::fill(&mut random).expect("random bytes");
-    let token = token_of(&random);
-    let admin = PrincipalName::parse("name", "admin").unwrap();
-    let events = [
-        EventData::AccessGranted { principal: admin.clone(), grants: vec![Grant::Admin], reason: "bootstrap".into() },
-        EventData::CredentialIssued { principal: admin, credential: Credential::of_token(&token) },
-    ];
-    let events = events
-        .into_iter()
-        .map(|data| ProposedEvent {
-            event_id: EventId::generate(),
-            data,
-            effective_at: None,
-            metadata: Metadata::default(),
-        })
-        .collect();
-    let outcome = ledger.append_as(Caller::Bootstrap, AppendRequest { events, expectations: Vec::new() }).await;
+    let outcome = ledger.bootstrap(&PrincipalName::parse("name", "admin").unwrap()).await;
     tokio::task::spawn_blocking(move || ledger.shutdown()).await.unwrap();
-    outcome.expect("bootstrap the first admin");
-    token
+    outcome.expect("bootstrap the first admin").0
 }
 
 /// A server over a fresh directory whose first admin was bootstrapped before it started.
