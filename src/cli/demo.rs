@@ -5,7 +5,10 @@
 //! area of the official declaration (`examples/pax-silica-demo.jsonl`). The article names no
 //! concrete project, so those four are labelled `illustrative: "true"` and say so in their title,
 //! description and source. Every event has a fixed `event_id`, so loading twice changes
-//! nothing: the second run finds every event already committed.
+//! nothing: the second run finds every event already committed. With a credential (once
+//! principals exist), the events leave their actor to the server, which records the
+//! authenticated principal: an admin's token, or the secretariat's with an authority's and a
+//! delegate's for the events each may record.
 
 use std::process::ExitCode;
 
@@ -64,8 +67,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ..Report::default()
     };
     for event in facts.iter().chain(&illustrative) {
+        let mut proposed = event.event.clone();
+        if args.client.presents_credential()
+            && let Some(metadata) = proposed.metadata.as_mut()
+        {
+            // Recorded as the authenticated principal, which the server stamps.
+            metadata.actor.clear();
+        }
         let request = pb::AppendRequest {
-            events: vec![event.event.clone()],
+            events: vec![proposed],
             expectations: event.expectation().into_iter().collect(),
         };
         match client.append(request).await {

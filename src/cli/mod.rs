@@ -179,6 +179,15 @@ pub struct ClientArgs {
     pub output: Output,
 }
 
+impl ClientArgs {
+    /// Whether the client presents a credential (a token or a client certificate): the server
+    /// then records the authenticated principal as each event's actor, and refuses another
+    /// name, so commands that fill in an actor of their own leave it empty instead.
+    pub fn presents_credential(&self) -> bool {
+        self.token.is_some() || self.client_cert.is_some()
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct AppendArgs {
     #[command(flatten)]
