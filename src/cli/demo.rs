@@ -7,8 +7,8 @@
 //! description and source. Every event has a fixed `event_id`, so loading twice changes
 //! nothing: the second run finds every event already committed. With a credential (once
 //! principals exist), the events leave their actor to the server, which records the
-//! authenticated principal: an admin's token, or the secretariat's with an authority's and a
-//! delegate's for the events each may record.
+//! authenticated principal (an admin's token may record them all; another principal's, only
+//! the events its grants cover, the others being reported as refused).
 
 use std::process::ExitCode;
 
