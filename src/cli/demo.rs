@@ -74,10 +74,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             // Recorded as the authenticated principal, which the server stamps.
             metadata.actor.clear();
         }
-        let request = pb::AppendRequest {
-            events: vec![proposed],
-            expectations: event.expectation().into_iter().collect(),
-        };
+        let request =
+            pb::AppendRequest { events: vec![proposed], expectations: event.expectation().into_iter().collect() };
         match client.append(request).await {
             Ok(response) if response.get_ref().already_committed => report.already_present += 1,
             Ok(_) => report.appended += 1,

@@ -650,6 +650,26 @@ async fn pax_json(args: &[&str]) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_loads_with_a_token_as_its_principal() {
+    let secured = Secured::start(Options::default()).await;
+    let url = secured.server.url.clone();
+    let (ok, _, stderr) = pax(&["demo", "--addr", &url]).await;
+    assert!(!ok && stderr.contains("UNAUTHENTICATED"), "without a token: {stderr}");
+    let head = secured.head();
+    let as_admin = ["--addr", url.as_str(), "--token", secured.admin.as_str(), "--output", "json"];
+    let report = pax_json(&[&["demo"][..], &as_admin].concat()).await;
+    assert_eq!(report[0]["rejected"], 0, "{report:?}");
+    let loaded = log_as(&secured.server, &secured.admin).await;
+    let demo: Vec<_> = loaded.iter().filter(|e| e.position > head).collect();
+    assert_eq!(demo.len() as u64, report[0]["appended"].as_u64().unwrap(), "{report:?}");
+    assert!(!demo.is_empty());
+    for event in demo {
+        assert_eq!(event.metadata.as_ref().unwrap().actor, "admin", "position {}", event.position);
+    }
+    secured.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_changes_and_actors_are_recorded_in_the_history_and_the_bundle_verifies() {
     let secured = Secured::start(Options::default()).await;
     let url = secured.server.url.clone();
