@@ -232,8 +232,8 @@ impl EventPrinter {
     /// `one_at_a_time`: events arrive singly (tail), so the table cannot fit a page at once.
     fn new(output: Output, one_at_a_time: bool) -> Self {
         let mut table = Table::new(
-            &["position", "stream", "revision", "type", "recorded_at", "event_id"],
-            &[true, false, true, false, false, false],
+            &["position", "stream", "revision", "type", "recorded_at", "event_id", "actor"],
+            &[true, false, true, false, false, false, false],
         );
         if one_at_a_time {
             let longest_type = EVENT_TYPE_NAMES.iter().map(|t| t.len()).max().unwrap_or_default();
@@ -276,6 +276,7 @@ fn table_row(event: &pb::RecordedEvent) -> Vec<String> {
         event.event_type.clone(),
         recorded_at,
         event.event_id.clone(),
+        event.metadata.as_ref().map(|m| m.actor.clone()).unwrap_or_default(),
     ]
 }
 
