@@ -1859,6 +1859,27 @@ async fn malformed_requests_to_every_service_change_nothing() {
             Code::InvalidArgument,
             Some("credential"),
         ),
+        // Malformed whatever the principal holds: INVALID_ARGUMENT, not NOT_FOUND.
+        (
+            "credential revoke by an id that is no hex",
+            RevokeCredential(pb::RevokeCredentialRequest {
+                principal: "reader-one".into(),
+                credential: "z".repeat(16),
+                reason: String::new(),
+            }),
+            Code::InvalidArgument,
+            Some("credential"),
+        ),
+        (
+            "credential revoke by 65 digits",
+            RevokeCredential(pb::RevokeCredentialRequest {
+                principal: "reader-one".into(),
+                credential: format!("{}0", reader_credential.digest),
+                reason: String::new(),
+            }),
+            Code::InvalidArgument,
+            Some("credential"),
+        ),
         (
             "credential revoke of one not held",
             RevokeCredential(pb::RevokeCredentialRequest {
