@@ -168,10 +168,14 @@ impl pb::access_service_server::AccessService for AccessService {
         let principal = principal(&request.principal)?;
         let reason = request.reason;
         let wanted = request.credential.to_ascii_lowercase();
-        if wanted.len() < 16 {
+        // Malformed whatever the principal holds: INVALID_ARGUMENT, never NOT_FOUND.
+        if !(16..=64).contains(&wanted.len()) || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid(FieldError::new(
                 "credential",
-                "must be a credential's id (16 hexadecimal digits) or its full digest",
+                format!(
+                    "must be a credential's id (16 hexadecimal digits) or its full digest (64), got {}",
+                    crate::domain::quote(&request.credential)
+                ),
             )));
         }
         let entry = self.entry(&principal)?;

@@ -36,7 +36,7 @@ use crate::tls::{Pki, tls_channel};
 
 /// Creates the first admin, `admin`, in the stopped ledger at `dir` as `principal bootstrap`
 /// does (in process, as the operator at the data directory), and returns its token.
-async fn bootstrap(dir: &Path) -> String {
+pub(crate) async fn bootstrap(dir: &Path) -> String {
     let path = dir.to_owned();
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&path, LedgerConfig::default()))
         .await
@@ -48,15 +48,15 @@ async fn bootstrap(dir: &Path) -> String {
 }
 
 /// A server over a fresh directory whose first admin was bootstrapped before it started.
-struct Secured {
-    server: TestServer,
+pub(crate) struct Secured {
+    pub(crate) server: TestServer,
     /// The admin's token.
-    admin: String,
+    pub(crate) admin: String,
     dir: tempfile::TempDir,
 }
 
 impl Secured {
-    async fn start(options: Options) -> Self {
+    pub(crate) async fn start(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let admin = bootstrap(dir.path()).await;
         let server = TestServer::start_with_options(dir.path(), LedgerConfig::default(), options).await;
@@ -64,7 +64,7 @@ impl Secured {
     }
 
     /// The durable head's position.
-    fn head(&self) -> u64 {
+    pub(crate) fn head(&self) -> u64 {
         self.server.ledger.durable_head().position.0
     }
 
@@ -74,14 +74,14 @@ impl Secured {
     }
 
     /// Stops the server; the data directory stays until the returned value is dropped.
-    async fn stop(self) -> tempfile::TempDir {
+    pub(crate) async fn stop(self) -> tempfile::TempDir {
         self.server.stop().await;
         self.dir
     }
 }
 
 /// `message` with `authorization: Bearer TOKEN`, if a token is given.
-fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
+pub(crate) fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
     let mut request = Request::new(message);
     if let Some(token) = token {
         request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("an ASCII header"));
@@ -89,7 +89,7 @@ fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
     request
 }
 
-fn authed<T>(message: T, token: &str) -> Request<T> {
+pub(crate) fn authed<T>(message: T, token: &str) -> Request<T> {
     with_token(message, Some(token))
 }
 
@@ -142,7 +142,7 @@ impl Admin {
 }
 
 /// `event` with an empty actor: the server records the calling principal's name.
-fn unsigned(mut event: pb::ProposedEvent) -> pb::ProposedEvent {
+pub(crate) fn unsigned(mut event: pb::ProposedEvent) -> pb::ProposedEvent {
     event.metadata.get_or_insert_default().actor.clear();
     event
 }
@@ -162,7 +162,7 @@ async fn append_with(
 }
 
 /// The whole log, read as the principal of `token`.
-async fn log_as(server: &TestServer, token: &str) -> Vec<pb::RecordedEvent> {
+pub(crate) async fn log_as(server: &TestServer, token: &str) -> Vec<pb::RecordedEvent> {
     let mut client = server.client().await;
     let mut events = Vec::new();
     let mut page_token = String::new();
@@ -187,11 +187,11 @@ fn reason(status: &Status) -> String {
 
 /// A codec of raw message bytes: a request is sent as it is, an answer kept undecoded.
 #[derive(Clone, Copy, Debug, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
-struct RawEncoder;
+pub(crate) struct RawEncoder;
 
-struct RawDecoder;
+pub(crate) struct RawDecoder;
 
 impl Encoder for RawEncoder {
     type Item = Bytes;
@@ -229,9 +229,9 @@ impl Codec for RawCodec {
 
 /// A method as its service's descriptor declares it.
 #[derive(Clone, Debug)]
-struct Method {
+pub(crate) struct Method {
     /// `/package.Service/Method`
-    path: String,
+    pub(crate) path: String,
     client_streaming: bool,
     server_streaming: bool,
 }
@@ -241,7 +241,7 @@ const SERVED_PACKAGES: [&str; 4] = ["pax.ledger.v1", "grpc.health.v1", "grpc.ref
 
 /// Every method of every service of [`SERVED_PACKAGES`], by path, from the descriptor sets the
 /// server and its libraries are built from.
-fn described_methods() -> BTreeMap<String, Method> {
+pub(crate) fn described_methods() -> BTreeMap<String, Method> {
     let sets: [&[u8]; 4] = [
         pax_ledger::proto::FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -285,19 +285,30 @@ async fn first_message(mut stream: tonic::Streaming<Bytes>, path: &str) -> Resul
 /// the server answered, else the status the call ended with (for a response stream: the
 /// status before or instead of its first message).
 async fn call_empty(channel: &Channel, method: &Method, token: Option<&str>) -> Result<(), Status> {
+    call_raw(channel, method, Bytes::new(), token).await
+}
+
+/// [`call_empty`] with `message` as the request's bytes, sent as they are (they need not be
+/// valid protobuf).
+pub(crate) async fn call_raw(
+    channel: &Channel,
+    method: &Method,
+    message: Bytes,
+    token: Option<&str>,
+) -> Result<(), Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.expect("the channel is ready");
     let path: http::uri::PathAndQuery = method.path.parse().expect("a method path");
-    let one_empty = || tokio_stream::iter(vec![Bytes::new()]);
+    let one = || tokio_stream::iter(vec![message.clone()]);
     match (method.client_streaming, method.server_streaming) {
-        (false, false) => grpc.unary(with_token(Bytes::new(), token), path, RawCodec).await.map(drop),
+        (false, false) => grpc.unary(with_token(message.clone(), token), path, RawCodec).await.map(drop),
         (false, true) => {
-            let stream = grpc.server_streaming(with_token(Bytes::new(), token), path, RawCodec).await?;
+            let stream = grpc.server_streaming(with_token(message.clone(), token), path, RawCodec).await?;
             first_message(stream.into_inner(), &method.path).await
         }
-        (true, false) => grpc.client_streaming(with_token(one_empty(), token), path, RawCodec).await.map(drop),
+        (true, false) => grpc.client_streaming(with_token(one(), token), path, RawCodec).await.map(drop),
         (true, true) => {
-            let stream = grpc.streaming(with_token(one_empty(), token), path, RawCodec).await?;
+            let stream = grpc.streaming(with_token(one(), token), path, RawCodec).await?;
             first_message(stream.into_inner(), &method.path).await
         }
     }

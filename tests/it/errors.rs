@@ -1,7 +1,7 @@
 //! Every row of the error table (DESIGN.md §4) reached by a real request, with its code and its
 //! machine-readable detail, and the atomicity rule: a rejected request writes nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use pax_ledger::proto::v1 as pb;
@@ -943,4 +943,1007 @@ async fn a_request_with_very_many_expectations_is_answered_promptly() {
         assert!(matches!(status.code(), Code::ResourceExhausted | Code::InvalidArgument), "{status:?}");
     }
     server.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------
+// Malformed requests to every service, on a ledger with principals
+
+/// One malformed request to one method (sent with the admin's token, so that authorization
+/// never decides the answer).
+enum Malformed {
+    Append(pb::AppendRequest),
+    ReadStream(pb::ReadStreamRequest),
+    ReadAll(pb::ReadAllRequest),
+    GetEvent(pb::GetEventRequest),
+    Subscribe(pb::SubscribeRequest),
+    GetMember(pb::GetMemberRequest),
+    ListMembers(pb::ListMembersRequest),
+    GetProject(pb::GetProjectRequest),
+    ListProjects(pb::ListProjectsRequest),
+    GetExportRule(pb::GetExportRuleRequest),
+    ListExportRules(pb::ListExportRulesRequest),
+    ListCommitments(pb::ListCommitmentsRequest),
+    GetSummary(pb::GetSummaryRequest),
+    ListSummits(pb::ListSummitsRequest),
+    GetCheckpoint(pb::GetCheckpointRequest),
+    GetInclusionProof(pb::GetInclusionProofRequest),
+    GetConsistencyProof(pb::GetConsistencyProofRequest),
+    Grant(pb::GrantRequest),
+    Revoke(pb::RevokeRequest),
+    IssueToken(pb::IssueTokenRequest),
+    BindCertificate(pb::BindCertificateRequest),
+    RevokeCredential(pb::RevokeCredentialRequest),
+    /// Bytes that do not decode as the request message of the method at this path.
+    Undecodable(&'static str, &'static [u8]),
+}
+
+impl Malformed {
+    /// The service the request goes to.
+    fn service(&self) -> &'static str {
+        use Malformed::*;
+        match self {
+            Append(_) | ReadStream(_) | ReadAll(_) | GetEvent(_) | Subscribe(_) => "LedgerService",
+            GetMember(_) | ListMembers(_) | GetProject(_) | ListProjects(_) | GetExportRule(_) | ListExportRules(_)
+            | ListCommitments(_) | GetSummary(_) | ListSummits(_) => "QueryService",
+            GetCheckpoint(_) | GetInclusionProof(_) | GetConsistencyProof(_) => "AuditService",
+            Grant(_) | Revoke(_) | IssueToken(_) | BindCertificate(_) | RevokeCredential(_) => "AccessService",
+            Undecodable(path, _) => {
+                let service = path.trim_start_matches("/pax.ledger.v1.").split('/').next().unwrap();
+                ["LedgerService", "QueryService", "ProjectionService", "AuditService", "AccessService"]
+                    .into_iter()
+                    .find(|s| *s == service)
+                    .unwrap_or_else(|| panic!("{path} is not a method of pax.ledger.v1"))
+            }
+        }
+    }
+
+    /// Sends the request as `token`'s principal: `Ok` if the server accepted it (for a response
+    /// stream: if it sent a first message), else its status.
+    async fn send(self, channel: &Channel, token: &str) -> Result<(), tonic::Status> {
+        use crate::access::authed;
+        use Malformed::*;
+        use pb::access_service_client::AccessServiceClient;
+        use pb::audit_service_client::AuditServiceClient;
+        use pb::query_service_client::QueryServiceClient;
+        let ledger = || LedgerServiceClient::new(channel.clone());
+        let query = || QueryServiceClient::new(channel.clone());
+        let audit = || AuditServiceClient::new(channel.clone());
+        let access = || AccessServiceClient::new(channel.clone());
+        match self {
+            Append(r) => ledger().append(authed(r, token)).await.map(drop),
+            ReadStream(r) => ledger().read_stream(authed(r, token)).await.map(drop),
+            ReadAll(r) => ledger().read_all(authed(r, token)).await.map(drop),
+            GetEvent(r) => ledger().get_event(authed(r, token)).await.map(drop),
+            Subscribe(r) => {
+                let mut stream = ledger().subscribe(authed(r, token)).await?.into_inner();
+                tokio::time::timeout(Duration::from_secs(10), stream.message())
+                    .await
+                    .expect("a first message")
+                    .map(drop)
+            }
+            GetMember(r) => query().get_member(authed(r, token)).await.map(drop),
+            ListMembers(r) => query().list_members(authed(r, token)).await.map(drop),
+            GetProject(r) => query().get_project(authed(r, token)).await.map(drop),
+            ListProjects(r) => query().list_projects(authed(r, token)).await.map(drop),
+            GetExportRule(r) => query().get_export_rule(authed(r, token)).await.map(drop),
+            ListExportRules(r) => query().list_export_rules(authed(r, token)).await.map(drop),
+            ListCommitments(r) => query().list_commitments(authed(r, token)).await.map(drop),
+            GetSummary(r) => query().get_summary(authed(r, token)).await.map(drop),
+            ListSummits(r) => query().list_summits(authed(r, token)).await.map(drop),
+            GetCheckpoint(r) => audit().get_checkpoint(authed(r, token)).await.map(drop),
+            GetInclusionProof(r) => audit().get_inclusion_proof(authed(r, token)).await.map(drop),
+            GetConsistencyProof(r) => audit().get_consistency_proof(authed(r, token)).await.map(drop),
+            Grant(r) => access().grant(authed(r, token)).await.map(drop),
+            Revoke(r) => access().revoke(authed(r, token)).await.map(drop),
+            IssueToken(r) => access().issue_token(authed(r, token)).await.map(drop),
+            BindCertificate(r) => access().bind_certificate(authed(r, token)).await.map(drop),
+            RevokeCredential(r) => access().revoke_credential(authed(r, token)).await.map(drop),
+            Undecodable(path, bytes) => {
+                let methods = crate::access::described_methods();
+                let method = methods.get(path).unwrap_or_else(|| panic!("no method {path}"));
+                crate::access::call_raw(channel, method, bytes::Bytes::from_static(bytes), Some(token)).await
+            }
+        }
+    }
+}
+
+/// Everything a rejected request must leave as it was: the log, the views and the principals.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    head: u64,
+    durable_head: u64,
+    log: Vec<pb::RecordedEvent>,
+    views: pb::ProjectionStatus,
+    principals: pb::ListPrincipalsResponse,
+}
+
+async fn snapshot(secured: &crate::access::Secured) -> Snapshot {
+    use crate::access::authed;
+    let channel = secured.server.channel().await;
+    let token = &secured.admin;
+    let request =
+        pb::ReadAllRequest { direction: pb::ReadDirection::Backward as i32, page_size: 1, ..Default::default() };
+    let head = LedgerServiceClient::new(channel.clone())
+        .read_all(authed(request, token))
+        .await
+        .expect("read the head")
+        .into_inner()
+        .head_position;
+    let views = pb::projection_service_client::ProjectionServiceClient::new(channel.clone())
+        .get_projection_status(authed(pb::GetProjectionStatusRequest {}, token))
+        .await
+        .expect("the views' status")
+        .into_inner();
+    let principals = pb::access_service_client::AccessServiceClient::new(channel)
+        .list_principals(authed(pb::ListPrincipalsRequest {}, token))
+        .await
+        .expect("the principals")
+        .into_inner();
+    Snapshot {
+        head,
+        durable_head: secured.head(),
+        log: crate::access::log_as(&secured.server, token).await,
+        views,
+        principals,
+    }
+}
+
+/// One table of malformed (and otherwise refused) requests to every service of a ledger with
+/// principals, each sent with the admin's token so that authorization never decides the answer:
+/// each row names its request, the code expected and the field its `BadRequest` violation must
+/// name (`None`: the status carries no `BadRequest`; `Some("")`: bytes that are no protobuf,
+/// whose violation names no field). Afterwards the log, the views and the principals are
+/// exactly as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_to_every_service_change_nothing() {
+    use crate::access::{Secured, authed, unsigned};
+    use Malformed::*;
+    use pb::get_inclusion_proof_request::Target;
+    let secured = Secured::start(pax_ledger::server::Options::default()).await;
+    let token = secured.admin.clone();
+    let channel = secured.server.channel().await;
+    let mut ledger = LedgerServiceClient::new(channel.clone());
+    let mut query = pb::query_service_client::QueryServiceClient::new(channel.clone());
+    let mut access = pb::access_service_client::AccessServiceClient::new(channel.clone());
+    let mut audit = pb::audit_service_client::AuditServiceClient::new(channel.clone());
+
+    // A little of everything: members, a project, a commitment, an export rule, a summit, a
+    // second principal with a token, and a signed checkpoint.
+    let project = id();
+    let commitment = id();
+    let seed = [
+        member_joined("JP"),
+        member_joined_as("KR", pb::MemberRole::Guest),
+        project_identified(&project, "JP", &["KR"]),
+        commitment_made(&commitment, "JP"),
+        export_rule_changed("us-cn-h200", pb::Treatment::Allowed, None),
+        summit_convened("2025-12-12", "JP", &["KR"]),
+    ];
+    let seeded = ledger.append(authed(append(seed.into_iter().map(unsigned).collect()), &token)).await.unwrap();
+    let first_seeded = seeded.into_inner().events[0].clone();
+    let reader_grant = pb::Grant { role: pb::Role::Reader as i32, scope: String::new() };
+    let request =
+        pb::GrantRequest { principal: "reader-one".into(), grants: vec![reader_grant.clone()], reason: "test".into() };
+    access.grant(authed(request, &token)).await.unwrap();
+    let issued = access
+        .issue_token(authed(pb::IssueTokenRequest { principal: "reader-one".into() }, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    let reader_credential = issued.credential.unwrap();
+    let checkpoint = pb::GetCheckpointRequest { position: None, fresh: true };
+    audit.get_checkpoint(authed(checkpoint, &token)).await.unwrap();
+    let head = secured.head();
+
+    // Page tokens of real queries, to be sent with other ones.
+    let members_only =
+        pb::ReadAllRequest { page_size: 1, stream_prefixes: vec!["member-".into()], ..Default::default() };
+    let read_all_token = ledger.read_all(authed(members_only, &token)).await.unwrap().into_inner().next_page_token;
+    assert!(!read_all_token.is_empty());
+    let members_page = pb::ListMembersRequest { page_size: 1, ..Default::default() };
+    let members_token = query.list_members(authed(members_page, &token)).await.unwrap().into_inner().next_page_token;
+    assert!(!members_token.is_empty());
+
+    // The views caught up with the log before anything is recorded as "before".
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let snapshot = snapshot(&secured).await;
+        if snapshot.views.position == head && snapshot.views.log_position == head && snapshot.head == head {
+            break snapshot;
+        }
+        assert!(std::time::Instant::now() < deadline, "the views did not reach {head}: {:?}", snapshot.views);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(before.principals.principals.len(), 2, "{:?}", before.principals);
+
+    // Requests built from parts.
+    let no_scope = |role: pb::Role| pb::Grant { role: role as i32, scope: String::new() };
+    let scoped = |role: pb::Role, scope: &str| pb::Grant { role: role as i32, scope: scope.into() };
+    let grant = |principal: &str, grants: Vec<pb::Grant>| {
+        Grant(pb::GrantRequest { principal: principal.into(), grants, reason: "test".into() })
+    };
+    let revoke = |principal: &str, grants: Vec<pb::Grant>| {
+        Revoke(pb::RevokeRequest { principal: principal.into(), grants, reason: "test".into() })
+    };
+    let access_event = |kind: Kind| Append(append(vec![unsigned(event(kind))]));
+    let as_of = |position: u64| Some(pb::Consistency { as_of_position: Some(position), ..Default::default() });
+    let at_time = |seconds: i64, nanos: i32| {
+        Some(pb::Consistency { as_of_time: Some(prost_types::Timestamp { seconds, nanos }), ..Default::default() })
+    };
+    let upper = first_seeded.event_id.to_uppercase();
+    let sixty_five_codes: Vec<pb::Grant> = (0..65u8)
+        .map(|i| scoped(pb::Role::Delegate, &format!("{}{}", char::from(b'A' + i / 26), char::from(b'A' + i % 26))))
+        .collect();
+
+    let table: Vec<(&str, Malformed, Code, Option<&str>)> = vec![
+        // LedgerService.Append
+        ("append of no event", Append(append(vec![])), Code::InvalidArgument, Some("events")),
+        (
+            "append with an event id that is no UUID",
+            Append(append(vec![unsigned(with_id(member_joined("DE"), "not-a-uuid"))])),
+            Code::InvalidArgument,
+            Some("events[0].event_id"),
+        ),
+        (
+            "append of an unspecified member role",
+            Append(append(vec![unsigned(joined_with("DE", |m| m.role = 0))])),
+            Code::InvalidArgument,
+            Some("events[0].data.member_joined.role"),
+        ),
+        (
+            "append of a lower-case member code",
+            Append(append(vec![unsigned(joined_with("DE", |m| m.code = "de".into()))])),
+            Code::InvalidArgument,
+            Some("events[0].data.member_joined.code"),
+        ),
+        (
+            "append of a levy on an allowed rule",
+            Append(append(vec![unsigned(rule_with(|r| r.levy_bps = Some(5)))])),
+            Code::InvalidArgument,
+            Some("events[0].data.export_rule_changed.levy_bps"),
+        ),
+        (
+            "append of a commitment due on 30 February",
+            Append(append(vec![unsigned(commitment_with(|c| c.due_on = "2026-02-30".into()))])),
+            Code::InvalidArgument,
+            Some("events[0].data.commitment_made.due_on"),
+        ),
+        (
+            "append of no event data",
+            Append(append(vec![pb::ProposedEvent { data: None, ..unsigned(member_joined("DE")) }])),
+            Code::InvalidArgument,
+            Some("events[0].data"),
+        ),
+        (
+            "append of access_granted",
+            access_event(Kind::AccessGranted(pb::AccessGranted {
+                principal: "intruder".into(),
+                grants: vec![no_scope(pb::Role::Admin)],
+                reason: String::new(),
+            })),
+            Code::InvalidArgument,
+            Some("events[0].data.access_granted"),
+        ),
+        (
+            "append of credential_issued",
+            access_event(Kind::CredentialIssued(pb::CredentialIssued {
+                principal: "admin".into(),
+                credential: Some(reader_credential.clone()),
+            })),
+            Code::InvalidArgument,
+            Some("events[0].data.credential_issued"),
+        ),
+        (
+            "append of access_revoked after a valid event",
+            Append(append(vec![
+                unsigned(member_joined("DE")),
+                unsigned(event(Kind::AccessRevoked(pb::AccessRevoked {
+                    principal: "admin".into(),
+                    grants: vec![no_scope(pb::Role::Admin)],
+                    reason: String::new(),
+                }))),
+            ])),
+            Code::InvalidArgument,
+            Some("events[1].data.access_revoked"),
+        ),
+        (
+            // `member_joined` proposes its event under the actor "test".
+            "append under another actor than the caller",
+            Append(append(vec![member_joined("DE")])),
+            Code::PermissionDenied,
+            None,
+        ),
+        (
+            "append with a malformed expectation",
+            Append(append_expecting(vec![unsigned(member_joined("DE"))], vec![expect_revision("member-de", 0)])),
+            Code::InvalidArgument,
+            Some("expectations[0].stream"),
+        ),
+        (
+            "append of a member already joined",
+            Append(append(vec![unsigned(member_joined("JP"))])),
+            Code::FailedPrecondition,
+            None,
+        ),
+        (
+            "append expecting a wrong revision",
+            Append(append_expecting(vec![unsigned(member_joined("DE"))], vec![expect_revision("member-JP", 3)])),
+            Code::Aborted,
+            None,
+        ),
+        // events[0].event_id is the byte 0xFF: not UTF-8.
+        (
+            "append that is not protobuf",
+            Undecodable("/pax.ledger.v1.LedgerService/Append", &[0x0a, 0x03, 0x0a, 0x01, 0xff]),
+            Code::InvalidArgument,
+            Some("events.event_id"),
+        ),
+        // LedgerService reads
+        (
+            "read of a lower-case stream",
+            ReadStream(pb::ReadStreamRequest { stream: "member-jp".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("stream"),
+        ),
+        (
+            "read of a stream of no kind",
+            ReadStream(pb::ReadStreamRequest { stream: "nonsense".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("stream"),
+        ),
+        (
+            "read of a stream, limit 1001",
+            ReadStream(pb::ReadStreamRequest { stream: "member-JP".into(), limit: 1001, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("limit"),
+        ),
+        (
+            "read of a stream, direction 5",
+            ReadStream(pb::ReadStreamRequest { stream: "member-JP".into(), direction: 5, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("direction"),
+        ),
+        (
+            "read of a stream with no event",
+            ReadStream(pb::ReadStreamRequest { stream: "member-ZZ".into(), ..Default::default() }),
+            Code::NotFound,
+            None,
+        ),
+        (
+            "read of the log, page size 1001",
+            ReadAll(pb::ReadAllRequest { page_size: 1001, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("page_size"),
+        ),
+        (
+            "read of the log, direction 2",
+            ReadAll(pb::ReadAllRequest { direction: 2, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("direction"),
+        ),
+        (
+            "read of the log, unknown event type",
+            ReadAll(pb::ReadAllRequest {
+                event_types: vec!["member_joined".into(), "member_left".into()],
+                ..Default::default()
+            }),
+            Code::InvalidArgument,
+            Some("event_types[1]"),
+        ),
+        (
+            "read of the log, empty prefix",
+            ReadAll(pb::ReadAllRequest { stream_prefixes: vec![String::new()], ..Default::default() }),
+            Code::InvalidArgument,
+            Some("stream_prefixes[0]"),
+        ),
+        (
+            "read of the log, 65 prefixes",
+            ReadAll(pb::ReadAllRequest { stream_prefixes: vec!["member-".into(); 65], ..Default::default() }),
+            Code::InvalidArgument,
+            Some("stream_prefixes"),
+        ),
+        (
+            "read of the log, a token that is none",
+            ReadAll(pb::ReadAllRequest { page_token: "not a token".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("page_token"),
+        ),
+        (
+            "read of the log, another query's token",
+            ReadAll(pb::ReadAllRequest { page_token: read_all_token.clone(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("page_token"),
+        ),
+        (
+            "get of an event id that is no UUID",
+            GetEvent(pb::GetEventRequest { event_id: "xyz".into() }),
+            Code::InvalidArgument,
+            Some("event_id"),
+        ),
+        (
+            "get of an upper-case event id",
+            GetEvent(pb::GetEventRequest { event_id: upper.clone() }),
+            Code::InvalidArgument,
+            Some("event_id"),
+        ),
+        ("get of an unknown event", GetEvent(pb::GetEventRequest { event_id: id() }), Code::NotFound, None),
+        (
+            "subscription to an unknown event type",
+            Subscribe(pb::SubscribeRequest { event_types: vec!["nope".into()], ..Default::default() }),
+            Code::InvalidArgument,
+            Some("event_types[0]"),
+        ),
+        (
+            "subscription with an empty prefix",
+            Subscribe(pb::SubscribeRequest {
+                stream_prefixes: vec!["member-".into(), String::new()],
+                ..Default::default()
+            }),
+            Code::InvalidArgument,
+            Some("stream_prefixes[1]"),
+        ),
+        (
+            "subscription to 65 event types",
+            Subscribe(pb::SubscribeRequest { event_types: vec!["member_joined".into(); 65], ..Default::default() }),
+            Code::InvalidArgument,
+            Some("event_types"),
+        ),
+        // QueryService
+        (
+            "member of a lower-case code",
+            GetMember(pb::GetMemberRequest { code: "jp".into(), consistency: None }),
+            Code::InvalidArgument,
+            Some("code"),
+        ),
+        (
+            "member of no code",
+            GetMember(pb::GetMemberRequest { code: String::new(), consistency: None }),
+            Code::InvalidArgument,
+            Some("code"),
+        ),
+        (
+            "member never joined",
+            GetMember(pb::GetMemberRequest { code: "ZZ".into(), consistency: None }),
+            Code::NotFound,
+            None,
+        ),
+        (
+            "member as of a position past the head",
+            GetMember(pb::GetMemberRequest { code: "JP".into(), consistency: as_of(head + 1) }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "member as of a position and a time",
+            GetMember(pb::GetMemberRequest {
+                code: "JP".into(),
+                consistency: Some(pb::Consistency {
+                    as_of_position: Some(1),
+                    as_of_time: Some(prost_types::Timestamp { seconds: 0, nanos: 0 }),
+                    ..Default::default()
+                }),
+            }),
+            Code::InvalidArgument,
+            Some("consistency.as_of_time"),
+        ),
+        (
+            "member as of the year 10000",
+            GetMember(pb::GetMemberRequest { code: "JP".into(), consistency: at_time(253_402_300_800, 0) }),
+            Code::InvalidArgument,
+            Some("consistency.as_of_time"),
+        ),
+        (
+            "members, page size -1",
+            ListMembers(pb::ListMembersRequest { page_size: -1, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("page_size"),
+        ),
+        (
+            "members of role 9",
+            ListMembers(pb::ListMembersRequest { role: 9, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("role"),
+        ),
+        (
+            "members of kind 7",
+            ListMembers(pb::ListMembersRequest { kind: 7, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("kind"),
+        ),
+        (
+            "members, a token that is none",
+            ListMembers(pb::ListMembersRequest { page_token: "00".repeat(12), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("page_token"),
+        ),
+        (
+            "members, the token of other filters",
+            ListMembers(pb::ListMembersRequest {
+                page_size: 1,
+                page_token: members_token.clone(),
+                include_withdrawn: true,
+                ..Default::default()
+            }),
+            Code::InvalidArgument,
+            Some("page_token"),
+        ),
+        (
+            "project of an id that is no UUID",
+            GetProject(pb::GetProjectRequest { project_id: "not-a-uuid".into(), consistency: None }),
+            Code::InvalidArgument,
+            Some("project_id"),
+        ),
+        (
+            "project of an upper-case id",
+            GetProject(pb::GetProjectRequest { project_id: project.to_uppercase(), consistency: None }),
+            Code::InvalidArgument,
+            Some("project_id"),
+        ),
+        (
+            "project never identified",
+            GetProject(pb::GetProjectRequest { project_id: id(), consistency: None }),
+            Code::NotFound,
+            None,
+        ),
+        (
+            "projects of pillar 99",
+            ListProjects(pb::ListProjectsRequest { pillar: 99, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("pillar"),
+        ),
+        (
+            "projects of status 42",
+            ListProjects(pb::ListProjectsRequest { status: 42, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("status"),
+        ),
+        (
+            "projects of member J",
+            ListProjects(pb::ListProjectsRequest { member: "J".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("member"),
+        ),
+        (
+            "export rule of a bad id",
+            GetExportRule(pb::GetExportRuleRequest { rule_id: "US_CN".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("rule_id"),
+        ),
+        (
+            "export rule on month 13",
+            GetExportRule(pb::GetExportRuleRequest {
+                rule_id: "us-cn-h200".into(),
+                effective_on: "2025-13-01".into(),
+                consistency: None,
+            }),
+            Code::InvalidArgument,
+            Some("effective_on"),
+        ),
+        (
+            "export rule before it was in force",
+            GetExportRule(pb::GetExportRuleRequest {
+                rule_id: "us-cn-h200".into(),
+                effective_on: "2000-01-01".into(),
+                consistency: None,
+            }),
+            Code::NotFound,
+            None,
+        ),
+        (
+            "export rules from origin usa",
+            ListExportRules(pb::ListExportRulesRequest { origin: "usa".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("origin"),
+        ),
+        (
+            "export rules to x",
+            ListExportRules(pb::ListExportRulesRequest { destination: "x".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("destination"),
+        ),
+        (
+            "export rules of treatment 9",
+            ListExportRules(pb::ListExportRulesRequest { treatment: 9, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("treatment"),
+        ),
+        (
+            "export rules in force in the year 0",
+            ListExportRules(pb::ListExportRulesRequest { effective_on: "0000-12-31".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("effective_on"),
+        ),
+        (
+            "commitments of status 9",
+            ListCommitments(pb::ListCommitmentsRequest { status: 9, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("status"),
+        ),
+        (
+            "commitments of project nope",
+            ListCommitments(pb::ListCommitmentsRequest { project_id: "nope".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("project_id"),
+        ),
+        (
+            "commitments overdue on 2026/01/01",
+            ListCommitments(pb::ListCommitmentsRequest { on: "2026/01/01".into(), ..Default::default() }),
+            Code::InvalidArgument,
+            Some("on"),
+        ),
+        (
+            "commitments of pillar -1",
+            ListCommitments(pb::ListCommitmentsRequest { pillar: -1, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("pillar"),
+        ),
+        (
+            "summary on the year 0",
+            GetSummary(pb::GetSummaryRequest { on: "0000-01-01".into(), consistency: None }),
+            Code::InvalidArgument,
+            Some("on"),
+        ),
+        (
+            "summary as of negative nanos",
+            GetSummary(pb::GetSummaryRequest { on: String::new(), consistency: at_time(1_765_152_000, -1) }),
+            Code::InvalidArgument,
+            Some("consistency.as_of_time"),
+        ),
+        (
+            "summits, page size -5",
+            ListSummits(pb::ListSummitsRequest { page_size: -5, ..Default::default() }),
+            Code::InvalidArgument,
+            Some("page_size"),
+        ),
+        (
+            "summits as of a position past the head",
+            ListSummits(pb::ListSummitsRequest { consistency: as_of(u64::MAX), ..Default::default() }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "summits, a token of members",
+            ListSummits(pb::ListSummitsRequest { page_size: 1, page_token: members_token.clone(), consistency: None }),
+            Code::InvalidArgument,
+            Some("page_token"),
+        ),
+        // ProjectionService: its requests have no field; only bytes that are not protobuf are malformed.
+        (
+            "status request with field number 0",
+            Undecodable("/pax.ledger.v1.ProjectionService/GetProjectionStatus", &[0x00]),
+            Code::InvalidArgument,
+            Some(""),
+        ),
+        (
+            "status request with wire type 7",
+            Undecodable("/pax.ledger.v1.ProjectionService/GetProjectionStatus", &[0x0f]),
+            Code::InvalidArgument,
+            Some(""),
+        ),
+        (
+            "rebuild request cut short",
+            Undecodable("/pax.ledger.v1.ProjectionService/RebuildProjections", &[0x0a, 0x05, 0x01]),
+            Code::InvalidArgument,
+            Some(""),
+        ),
+        // AuditService
+        (
+            "checkpoint past the head",
+            GetCheckpoint(pb::GetCheckpointRequest { position: Some(head + 1), fresh: false }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "checkpoint at a position and fresh",
+            GetCheckpoint(pb::GetCheckpointRequest { position: Some(1), fresh: true }),
+            Code::InvalidArgument,
+            Some("fresh"),
+        ),
+        (
+            "inclusion proof of nothing",
+            GetInclusionProof(pb::GetInclusionProofRequest { target: None, tree_size: 0 }),
+            Code::InvalidArgument,
+            Some("target"),
+        ),
+        (
+            "inclusion proof of position 0",
+            GetInclusionProof(pb::GetInclusionProofRequest { target: Some(Target::Position(0)), tree_size: 0 }),
+            Code::InvalidArgument,
+            Some("target"),
+        ),
+        (
+            "inclusion proof of an event id that is no UUID",
+            GetInclusionProof(pb::GetInclusionProofRequest {
+                target: Some(Target::EventId("nope".into())),
+                tree_size: 0,
+            }),
+            Code::InvalidArgument,
+            Some("event_id"),
+        ),
+        (
+            "inclusion proof of an upper-case event id",
+            GetInclusionProof(pb::GetInclusionProofRequest {
+                target: Some(Target::EventId(upper.clone())),
+                tree_size: 0,
+            }),
+            Code::InvalidArgument,
+            Some("event_id"),
+        ),
+        (
+            "inclusion proof of an unknown event",
+            GetInclusionProof(pb::GetInclusionProofRequest { target: Some(Target::EventId(id())), tree_size: 0 }),
+            Code::NotFound,
+            None,
+        ),
+        (
+            "inclusion proof of a position past the head",
+            GetInclusionProof(pb::GetInclusionProofRequest { target: Some(Target::Position(head + 1)), tree_size: 0 }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "inclusion proof in a tree past the head",
+            GetInclusionProof(pb::GetInclusionProofRequest { target: Some(Target::Position(1)), tree_size: head + 1 }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "inclusion proof in a tree smaller than the position",
+            GetInclusionProof(pb::GetInclusionProofRequest { target: Some(Target::Position(head)), tree_size: 1 }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "consistency proof from a larger tree to a smaller",
+            GetConsistencyProof(pb::GetConsistencyProofRequest { old_size: head, new_size: 1 }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "consistency proof from past the head",
+            GetConsistencyProof(pb::GetConsistencyProofRequest { old_size: head + 1, new_size: 0 }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "consistency proof to past the head",
+            GetConsistencyProof(pb::GetConsistencyProofRequest { old_size: 1, new_size: head + 5 }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "verification request cut short",
+            Undecodable("/pax.ledger.v1.AuditService/VerifyLedger", &[0x08]),
+            Code::InvalidArgument,
+            Some(""),
+        ),
+        // AccessService
+        (
+            "grant of role 42",
+            grant("reader-two", vec![scoped(pb::Role::Reader, ""), pb::Grant { role: 42, scope: String::new() }]),
+            Code::InvalidArgument,
+            Some("grants[1].role"),
+        ),
+        (
+            "grant of no role",
+            grant("reader-two", vec![no_scope(pb::Role::Unspecified)]),
+            Code::InvalidArgument,
+            Some("grants[0].role"),
+        ),
+        (
+            "grant of a scope on an unscoped role",
+            grant("reader-two", vec![scoped(pb::Role::Reader, "JP")]),
+            Code::InvalidArgument,
+            Some("grants[0]"),
+        ),
+        (
+            "grant of a delegate with no scope",
+            grant("jp-delegation", vec![no_scope(pb::Role::Delegate)]),
+            Code::InvalidArgument,
+            Some("grants[0].scope"),
+        ),
+        (
+            "grant of an authority for usa",
+            grant("us-authority", vec![scoped(pb::Role::Authority, "usa")]),
+            Code::InvalidArgument,
+            Some("grants[0].scope"),
+        ),
+        (
+            "grant to a bad principal name",
+            grant("Reader Two", vec![no_scope(pb::Role::Reader)]),
+            Code::InvalidArgument,
+            Some("principal"),
+        ),
+        (
+            "grant to the bootstrap actor",
+            grant("(bootstrap)", vec![no_scope(pb::Role::Admin)]),
+            Code::InvalidArgument,
+            Some("principal"),
+        ),
+        (
+            "grant of a role twice",
+            grant(
+                "reader-two",
+                vec![no_scope(pb::Role::Reader), no_scope(pb::Role::Auditor), no_scope(pb::Role::Reader)],
+            ),
+            Code::InvalidArgument,
+            Some("grants[2]"),
+        ),
+        ("grant of 65 grants", grant("jp-delegation", sixty_five_codes), Code::InvalidArgument, Some("grants")),
+        ("grant of nothing", grant("reader-two", vec![]), Code::InvalidArgument, Some("grants")),
+        (
+            "grant with a reason of 1001 characters",
+            Grant(pb::GrantRequest {
+                principal: "reader-two".into(),
+                grants: vec![no_scope(pb::Role::Reader)],
+                reason: "r".repeat(1001),
+            }),
+            Code::InvalidArgument,
+            Some("reason"),
+        ),
+        (
+            "grant with a control character in its reason",
+            Grant(pb::GrantRequest {
+                principal: "reader-two".into(),
+                grants: vec![no_scope(pb::Role::Reader)],
+                reason: "bell\u{7}".into(),
+            }),
+            Code::InvalidArgument,
+            Some("reason"),
+        ),
+        (
+            "grant of a role already held",
+            grant("reader-one", vec![reader_grant.clone()]),
+            Code::FailedPrecondition,
+            None,
+        ),
+        (
+            "revoke of a grant not held",
+            revoke("reader-one", vec![no_scope(pb::Role::Operator)]),
+            Code::FailedPrecondition,
+            None,
+        ),
+        ("revoke of everything of nobody", revoke("nobody", vec![]), Code::NotFound, None),
+        (
+            "revoke from a bad principal name",
+            revoke("reader_one", vec![reader_grant.clone()]),
+            Code::InvalidArgument,
+            Some("principal"),
+        ),
+        (
+            "revoke of role 42",
+            revoke("reader-one", vec![pb::Grant { role: 42, scope: String::new() }]),
+            Code::InvalidArgument,
+            Some("grants[0].role"),
+        ),
+        (
+            "token for an unknown principal",
+            IssueToken(pb::IssueTokenRequest { principal: "nobody".into() }),
+            Code::FailedPrecondition,
+            None,
+        ),
+        (
+            "token for no principal",
+            IssueToken(pb::IssueTokenRequest { principal: String::new() }),
+            Code::InvalidArgument,
+            Some("principal"),
+        ),
+        (
+            "certificate of a fingerprint that is no hex",
+            BindCertificate(pb::BindCertificateRequest {
+                principal: "reader-one".into(),
+                fingerprint: "zz".repeat(32),
+            }),
+            Code::InvalidArgument,
+            Some("fingerprint"),
+        ),
+        (
+            "certificate of 63 digits",
+            BindCertificate(pb::BindCertificateRequest { principal: "reader-one".into(), fingerprint: "a".repeat(63) }),
+            Code::InvalidArgument,
+            Some("fingerprint"),
+        ),
+        (
+            "certificate for a bad principal name",
+            BindCertificate(pb::BindCertificateRequest { principal: "-reader".into(), fingerprint: "a".repeat(64) }),
+            Code::InvalidArgument,
+            Some("principal"),
+        ),
+        (
+            "credential revoke by a short id",
+            RevokeCredential(pb::RevokeCredentialRequest {
+                principal: "reader-one".into(),
+                credential: reader_credential.id[..8].into(),
+                reason: String::new(),
+            }),
+            Code::InvalidArgument,
+            Some("credential"),
+        ),
+        // Malformed whatever the principal holds: INVALID_ARGUMENT, not NOT_FOUND.
+        (
+            "credential revoke by an id that is no hex",
+            RevokeCredential(pb::RevokeCredentialRequest {
+                principal: "reader-one".into(),
+                credential: "z".repeat(16),
+                reason: String::new(),
+            }),
+            Code::InvalidArgument,
+            Some("credential"),
+        ),
+        (
+            "credential revoke by 65 digits",
+            RevokeCredential(pb::RevokeCredentialRequest {
+                principal: "reader-one".into(),
+                credential: format!("{}0", reader_credential.digest),
+                reason: String::new(),
+            }),
+            Code::InvalidArgument,
+            Some("credential"),
+        ),
+        (
+            "credential revoke of one not held",
+            RevokeCredential(pb::RevokeCredentialRequest {
+                principal: "admin".into(),
+                credential: reader_credential.id.clone(),
+                reason: String::new(),
+            }),
+            Code::NotFound,
+            None,
+        ),
+        (
+            "credential revoke of nobody's",
+            RevokeCredential(pb::RevokeCredentialRequest {
+                principal: "nobody".into(),
+                credential: reader_credential.id.clone(),
+                reason: String::new(),
+            }),
+            Code::NotFound,
+            None,
+        ),
+        (
+            "principals request with field number 0",
+            Undecodable("/pax.ledger.v1.AccessService/ListPrincipals", &[0x00]),
+            Code::InvalidArgument,
+            Some(""),
+        ),
+    ];
+
+    let services: BTreeSet<&str> = table.iter().map(|(_, request, _, _)| request.service()).collect();
+    assert_eq!(
+        services,
+        BTreeSet::from(["AccessService", "AuditService", "LedgerService", "ProjectionService", "QueryService"]),
+        "the table covers every service"
+    );
+    assert!(table.len() >= 40, "{} rows", table.len());
+    let mut per_service: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (what, request, code, field) in table {
+        *per_service.entry(request.service()).or_default() += 1;
+        let answer = request.send(&channel, &token).await;
+        let Err(status) = answer else {
+            failures.push(format!("{what}: accepted"));
+            continue;
+        };
+        let fields = status
+            .get_details_bad_request()
+            .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect::<Vec<_>>());
+        let expected_fields = field.map(|f| vec![f.to_owned()]);
+        if status.code() != code || fields != expected_fields {
+            failures.push(format!(
+                "{what}: expected {code:?} {expected_fields:?}, got {:?} {fields:?}: {}",
+                status.code(),
+                status.message()
+            ));
+        }
+    }
+    eprintln!("malformed requests per service: {per_service:?}");
+    assert!(failures.is_empty(), "{} rows answered otherwise:\n{}", failures.len(), failures.join("\n"));
+
+    let after = snapshot(&secured).await;
+    assert_eq!(after.head, before.head, "the log's head moved");
+    assert_eq!(after.durable_head, before.durable_head, "the durable head moved");
+    assert_eq!(after.log, before.log, "the log changed");
+    assert_eq!(after.views, before.views, "the views changed");
+    assert_eq!(after.principals, before.principals, "the principals changed");
+    secured.stop().await;
 }
