@@ -160,14 +160,14 @@ impl Grant {
 
     /// The grant of `role` for `scope` (required for a scoped role, refused for another).
     pub fn new(field: &str, role: Role, scope: &str) -> Result<Self, FieldError> {
+        let scope_field = || format!("{field}.scope");
         let unscoped = |grant: Self| {
             if scope.is_empty() {
                 Ok(grant)
             } else {
-                Err(FieldError::new(field, format!("role {role} takes no scope, got {}", quote(scope))))
+                Err(FieldError::new(scope_field(), format!("role {role} takes no scope, got {}", quote(scope))))
             }
         };
-        let scope_field = || format!("{field}.scope");
         match role {
             Role::Admin => unscoped(Self::Admin),
             Role::Secretariat => unscoped(Self::Secretariat),

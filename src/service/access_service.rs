@@ -43,7 +43,8 @@ impl AccessService {
         })
     }
 
-    /// The principal's entry as of the durable head, or NOT_FOUND.
+    /// The principal's entry as of the durable head, or NOT_FOUND (every method that needs an
+    /// existing principal says so alike; the writer checks again at the commit).
     fn entry(&self, name: &PrincipalName) -> Result<PrincipalEntry, Status> {
         self.ledger
             .access()
@@ -124,6 +125,7 @@ impl pb::access_service_server::AccessService for AccessService {
             }
         } else {
             let grants = convert::grants("grants", &request.grants).map_err(invalid)?;
+            self.entry(&principal)?;
             events.push(EventData::AccessRevoked { principal, grants, reason });
         }
         Ok(Response::new(self.record(caller, events).await?))
@@ -135,6 +137,7 @@ impl pb::access_service_server::AccessService for AccessService {
     ) -> Result<Response<pb::IssueTokenResponse>, Status> {
         let caller = caller_of(&request);
         let principal = principal(&request.get_ref().principal)?;
+        self.entry(&principal)?;
         let mut random = [0u8; TOKEN_RANDOM_BYTES];
         getrandom::fill(&mut random)
             .map_err(|e| Status::unavailable(format!("the operating system's random generator failed: {e}")))?;
@@ -156,6 +159,7 @@ impl pb::access_service_server::AccessService for AccessService {
         let request = request.into_inner();
         let principal = principal(&request.principal)?;
         let credential = Credential::of_certificate(fingerprint("fingerprint", &request.fingerprint).map_err(invalid)?);
+        self.entry(&principal)?;
         Ok(Response::new(self.record(caller, vec![EventData::CredentialIssued { principal, credential }]).await?))
     }
 

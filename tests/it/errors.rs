@@ -1734,7 +1734,7 @@ async fn malformed_requests_to_every_service_change_nothing() {
             "grant of a scope on an unscoped role",
             grant("reader-two", vec![scoped(pb::Role::Reader, "JP")]),
             Code::InvalidArgument,
-            Some("grants[0]"),
+            Some("grants[0].scope"),
         ),
         (
             "grant of a delegate with no scope",
@@ -1804,6 +1804,13 @@ async fn malformed_requests_to_every_service_change_nothing() {
             None,
         ),
         ("revoke of everything of nobody", revoke("nobody", vec![]), Code::NotFound, None),
+        ("revoke of a grant of nobody", revoke("nobody", vec![no_scope(pb::Role::Reader)]), Code::NotFound, None),
+        (
+            "certificate for nobody",
+            BindCertificate(pb::BindCertificateRequest { principal: "nobody".into(), fingerprint: "a".repeat(64) }),
+            Code::NotFound,
+            None,
+        ),
         (
             "revoke from a bad principal name",
             revoke("reader_one", vec![reader_grant.clone()]),
@@ -1819,7 +1826,7 @@ async fn malformed_requests_to_every_service_change_nothing() {
         (
             "token for an unknown principal",
             IssueToken(pb::IssueTokenRequest { principal: "nobody".into() }),
-            Code::FailedPrecondition,
+            Code::NotFound,
             None,
         ),
         (
