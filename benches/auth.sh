@@ -72,6 +72,9 @@ start_setup() {
 results=$work/results.tsv
 : >"$results"
 workloads=("1x32:--clients 32 --batch 1" "100x8:--clients 8 --batch 100")
+tick=$(getconf CLK_TCK)
+# CPU seconds (user + system, all threads) the server has used so far.
+server_cpu() { awk -v t="$tick" '{ print ($14 + $15) / t }' "/proc/$server/stat"; }
 echo "$(nproc) cores; $rounds rounds of ${#setups[@]} setups × ${#workloads[@]} workloads, $secs s per run; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$rounds"); do
   # Rotate the order each round, so that no setup always runs first (or last) in a round.
@@ -82,15 +85,28 @@ for round in $(seq "$rounds"); do
     read -r -a flags <<<"${workload#*:}"
     for setup in "${order[@]}"; do
       start_setup "$setup"
-      line=$("$bin" loadgen "${client[@]}" --duration "$secs" --output json "${flags[@]}") || {
-        echo "loadgen failed in $setup $name: $line" >&2
+      before=$(server_cpu)
+      # The load generator's own CPU (user and system seconds) too: TLS costs the client as well.
+      TIMEFORMAT='%U %S'
+      { time "$bin" loadgen "${client[@]}" --duration "$secs" --output json "${flags[@]}" \
+        >"$work/loadgen.out" 2>"$work/loadgen.err"; } 2>"$work/loadgen.time" || {
+        echo "loadgen failed in $setup $name: $(cat "$work/loadgen.out" "$work/loadgen.err")" >&2
         exit 1
       }
+      after=$(server_cpu)
       stop_server
-      read -r eps p99 errors < <(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(round(r["events_per_sec"]), r["p99_ms"], r["errors"])' "$line")
-      [ "$errors" = 0 ] || { echo "$setup $name: $errors errors: $line" >&2; exit 1; }
-      printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$setup" "$eps" "$p99" >>"$results"
-      printf 'round %s  %-6s %-12s %8s events/s  p99 %6.2f ms\n' "$round" "$name" "$setup" "$eps" "$p99"
+      read -r eps p99 errors server_us client_us < <(python3 -c '
+import json, sys
+r = json.loads(open(sys.argv[1]).read())
+user, system = map(float, open(sys.argv[2]).read().split()[-2:])
+acked = max(r["acked"], 1)
+print(round(r["events_per_sec"]), r["p99_ms"], r["errors"],
+      round((float(sys.argv[4]) - float(sys.argv[3])) * 1e6 / acked, 1), round((user + system) * 1e6 / acked, 1))
+' "$work/loadgen.out" "$work/loadgen.time" "$before" "$after")
+      [ "$errors" = 0 ] || { echo "$setup $name: $errors errors: $(cat "$work/loadgen.out")" >&2; exit 1; }
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$setup" "$eps" "$p99" "$server_us" "$client_us" >>"$results"
+      printf 'round %s  %-6s %-12s %8s events/s  p99 %6.2f ms  CPU µs/event: server %6.1f  loadgen %6.1f\n' \
+        "$round" "$name" "$setup" "$eps" "$p99" "$server_us" "$client_us"
     done
   done
 done
@@ -101,24 +117,40 @@ import statistics, sys
 from collections import defaultdict
 rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines()]
 setups = sys.argv[2].split()
-runs, p99s = defaultdict(list), defaultdict(list)
-for round_, workload, setup, eps, p99 in rows:
-    runs[workload, setup].append(int(eps))
-    p99s[workload, setup].append(float(p99))
-# Each setup against the open ledger on the same transport (the cost of authentication) and
-# against plain-open (the cost of TLS and authentication together).
-transport = {"plain-token": "plain-open", "tls-token": "tls-open", "mtls-cert": "mtls-open"}
-for workload in dict.fromkeys(w for _, w, *_ in rows):
-    print(f"\n{workload}: events/s per round, median, p99 median, ratios")
-    print("| setup | " + " | ".join(f"run {i + 1}" for i in range(len(runs[workload, setups[0]])))
-          + " | median | p99 (median) | ÷ plain-open | ÷ same transport, open |")
-    print("|---|" + "---:|" * (len(runs[workload, setups[0]]) + 4))
-    med = {s: statistics.median(runs[workload, s]) for s in setups}
+eps, p99, server, client = (defaultdict(dict) for _ in range(4))
+for round_, workload, setup, e, p, s, c in rows:
+    eps[workload, setup][round_] = int(e)
+    p99[workload, setup][round_] = float(p)
+    server[workload, setup][round_] = float(s)
+    client[workload, setup][round_] = float(c)
+def med(d):
+    return statistics.median(d.values())
+# The ratio of two setups: of their medians, and the median of the per-round ratios (the two
+# ran minutes apart at most, so a slow spell of the machine tends to touch both).
+def ratios(table, workload, a, b):
+    x, y = table[workload, a], table[workload, b]
+    paired = statistics.median(x[r] / y[r] for r in x if r in y)
+    return f"{med(x) / med(y):.3f} / {paired:.3f}"
+# The baseline of each setup: the open ledger on the same transport for the authenticated ones
+# (the cost of authentication alone), plain-open for the open TLS ones (the cost of TLS).
+baseline = {"plain-token": "plain-open", "tls-open": "plain-open", "tls-token": "tls-open",
+            "mtls-open": "plain-open", "mtls-cert": "mtls-open"}
+for workload in dict.fromkeys(row[1] for row in rows):
+    n = len(eps[workload, setups[0]])
+    print(f"\n{workload}: events/s per round and their median; medians of p99 and of CPU µs per event (server,")
+    print("loadgen); ratios as 'of the medians / median of the per-round ratios'")
+    print("| setup | " + " | ".join(f"round {i + 1}" for i in range(n))
+          + " | median events/s | p99 | server CPU µs/event | loadgen CPU µs/event"
+          + " | events/s ÷ plain-open | events/s ÷ baseline | server CPU ÷ baseline |")
+    print("|---|" + "---:|" * (n + 7))
     for s in setups:
-        base = med.get("plain-open")
-        same = transport.get(s)
-        cells = [f"{x:,}" for x in runs[workload, s]]
-        print(f"| {s} | " + " | ".join(cells) + f" | {med[s]:,.0f} | {statistics.median(p99s[workload, s]):.2f} ms"
-              + (f" | {med[s] / base:.3f}" if base else " | —")
-              + (f" | {med[s] / med[same]:.3f} ({same})" if same in med else " | —") + " |")
+        base = baseline.get(s)
+        has_base = base in setups
+        cells = [f"{x:,}" for x in eps[workload, s].values()]
+        print(f"| {s} | " + " | ".join(cells)
+              + f" | {med(eps[workload, s]):,.0f} | {med(p99[workload, s]):.2f} ms"
+              + f" | {med(server[workload, s]):.1f} | {med(client[workload, s]):.1f}"
+              + (f" | {ratios(eps, workload, s, 'plain-open')}" if "plain-open" in setups and s != "plain-open" else " | —")
+              + (f" | {ratios(eps, workload, s, base)} ({base})" if has_base else " | —")
+              + (f" | {ratios(server, workload, s, base)}" if has_base else " | —") + " |")
 EOF
