@@ -13,7 +13,8 @@
 # (PAX_LEDGER_PRINCIPAL_REQUESTS_PER_SECOND=1000000, against the default 5000 that 32 clients of
 # one principal would hit), so that it never refuses, yet its bucket is still taken on every
 # request as in production (0 would skip it); every run must end with 0 errors.
-# A throwaway CA, server and client certificate are made with openssl. SETUPS="…" runs a subset.
+# A throwaway CA, server and client certificate are made with openssl. SETUPS="…" runs a subset
+# of the setups, WORKLOADS="1x32" (or "100x8") one of the workloads.
 # `cargo bench --bench auth_layer` measures the layer's CPU per request without the network.
 #   usage: [ROUNDS=3] benches/auth.sh [seconds per run, default 10]
 secs=${1:-10}
@@ -71,7 +72,10 @@ start_setup() {
 
 results=$work/results.tsv
 : >"$results"
-workloads=("1x32:--clients 32 --batch 1" "100x8:--clients 8 --batch 100")
+workloads=()
+for workload in "1x32:--clients 32 --batch 1" "100x8:--clients 8 --batch 100"; do
+  [[ " ${WORKLOADS:-1x32 100x8} " == *" ${workload%%:*} "* ]] && workloads+=("$workload")
+done
 tick=$(getconf CLK_TCK)
 # CPU seconds (user + system, all threads) the server has used so far.
 server_cpu() { awk -v t="$tick" '{ print ($14 + $15) / t }' "/proc/$server/stat"; }
