@@ -6,22 +6,26 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 port=${PORT:-50777}
 addr="http://127.0.0.1:$port"
 cargo build --release --quiet
-bin=target/release/pax-ledger
+bin=${CARGO_TARGET_DIR:-target}/release/pax-ledger
 work=$(mktemp -d)
 chmod 755 "$work"
 # A script may define `on_exit` for more clean-up (it runs first).
 trap 'declare -F on_exit >/dev/null && on_exit; kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Starts a server on $work/data (kept unless FRESH=1 is given); sets $server (its pid) and
-# $serving (seconds from exec to its `listening` line).
+# Starts a server on $work/data (kept unless FRESH=1 is given), with any further `serve` flags
+# given as arguments; sets $server (its pid) and $serving (seconds from exec to its `listening`
+# line).
 start_server() {
   [ "${FRESH:-0}" = 1 ] && rm -rf "$work/data"
   : >"$work/serve.out"
   local began
   began=$(date +%s.%N)
-  "$bin" serve --data "$work/data" --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.err" &
+  "$bin" serve --data "$work/data" --listen "127.0.0.1:$port" "$@" >"$work/serve.out" 2>"$work/serve.err" &
   server=$!
-  until grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.01; done
+  until grep -q listening "$work/serve.out" 2>/dev/null; do
+    kill -0 "$server" 2>/dev/null || { cat "$work/serve.err" >&2; echo "the server did not start" >&2; exit 1; }
+    sleep 0.01
+  done
   serving=$(python3 -c "print(round($(date +%s.%N) - $began, 3))")
 }
 # Stops the server; prints its commit-group statistics (the writer logs them at stop) to stderr.

@@ -5,6 +5,11 @@
 //! acknowledged event id and position, so that a later check can prove none is missing.
 //! `--query` mixes in (or, at 100 %, runs only) queries of the views, with their own latency
 //! histogram.
+//!
+//! It connects like every client command (`--addr https://…`, `--token`, `--ca-cert`,
+//! `--client-cert`, `--client-key`). Its events name `loadgen` as their actor, unless it
+//! presents a credential: the actor is then left empty and the server records the
+//! authenticated principal (which refuses any other name).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -119,6 +124,8 @@ struct Workload {
     clients: usize,
     mode: StreamMode,
     padding: String,
+    /// `loadgen`, or empty when a credential is presented (the server fills in the principal).
+    actor: String,
     sequence: u64,
 }
 
@@ -186,7 +193,7 @@ impl Workload {
             data: Some(pb::EventData { kind: Some(kind) }),
             effective_time: None,
             metadata: Some(pb::EventMetadata {
-                actor: "loadgen".into(),
+                actor: self.actor.clone(),
                 source: self.padding.clone(),
                 labels: [("illustrative".to_owned(), "true".to_owned())].into(),
                 ..Default::default()
@@ -215,6 +222,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let run = run_tag();
     // The event's fixed fields take about 120 bytes; the source pads it to the requested size.
     let padding = "x".repeat(args.event_bytes.saturating_sub(120).clamp(1, 1000));
+    // An authenticated principal is the only actor its events may name: leave it to the server.
+    let actor = if args.client.token.is_some() || args.client.client_cert.is_some() { "" } else { "loadgen" };
     let totals = Arc::new(Mutex::new(Totals {
         latencies_us: histogram(),
         query_latencies_us: histogram(),
@@ -244,6 +253,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
             clients: args.clients,
             mode: args.streams,
             padding: padding.clone(),
+            actor: actor.to_owned(),
             sequence: 0,
         };
         // The first event after the join is an export-rule change (odd sequence numbers are).

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::process::Command;
 
+use pax_ledger::proto::v1 as pb;
+
 use crate::support::*;
 
 fn binary() -> Command {
@@ -72,5 +74,37 @@ async fn every_event_loadgen_acknowledges_is_in_history_at_its_place() {
     positions.sort_unstable();
     assert_eq!(positions, (1..=positions.len() as u64).collect::<Vec<_>>());
     assert_eq!(positions.len() as u64, acked + 2 * 4, "the acknowledged events plus two prepared per client");
+    server.stop().await;
+}
+
+/// With principals, loadgen authenticates like every client command (`--token` here) and leaves
+/// the actor to the server, which records the principal; without a credential it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_appends_as_the_principal_of_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bootstrap = run_to_end(pax_ledger(&["principal", "bootstrap", "--data", data.to_str().unwrap()]), b"").await;
+    assert!(bootstrap.status.success(), "bootstrap failed: {}", text(&bootstrap.stderr));
+    let token = text(&bootstrap.stdout).trim().to_owned();
+    let server = TestServer::start_in(&data).await;
+
+    let args = ["loadgen", "--addr", &server.url, "--clients", "2", "--duration", "1", "--output", "json"];
+    let refused = run_to_end(pax_ledger(&args), b"").await;
+    assert!(!refused.status.success(), "loadgen without a token must be refused");
+    assert!(text(&refused.stderr).contains("authentication"), "{}", text(&refused.stderr));
+
+    let run = run_to_end(pax_ledger(&[&args[..], &["--token", &token]].concat()), b"").await;
+    assert!(run.status.success(), "loadgen with a token failed: {}", text(&run.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).expect("one JSON summary line");
+    assert_eq!(summary["errors"], 0, "{summary}");
+    assert!(summary["acked"].as_u64().unwrap() > 0, "{summary}");
+
+    let mut client = server.client().await;
+    let mut request = tonic::Request::new(pb::ReadAllRequest { page_size: 1000, ..Default::default() });
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let events = client.read_all(request).await.expect("read as the admin").into_inner().events;
+    let actors: std::collections::BTreeSet<_> =
+        events.iter().filter_map(|e| e.metadata.as_ref()).map(|m| m.actor.clone()).collect();
+    assert!(actors.contains("admin") && !actors.contains("loadgen"), "actors: {actors:?}");
     server.stop().await;
 }
