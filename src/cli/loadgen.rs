@@ -223,7 +223,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     // The event's fixed fields take about 120 bytes; the source pads it to the requested size.
     let padding = "x".repeat(args.event_bytes.saturating_sub(120).clamp(1, 1000));
     // An authenticated principal is the only actor its events may name: leave it to the server.
-    let actor = if args.client.token.is_some() || args.client.client_cert.is_some() { "" } else { "loadgen" };
+    let actor = if args.client.presents_credential() { "" } else { "loadgen" };
     let totals = Arc::new(Mutex::new(Totals {
         latencies_us: histogram(),
         query_latencies_us: histogram(),
