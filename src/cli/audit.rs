@@ -639,13 +639,22 @@ async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingK
                 "verdict": "ok", "position": verdict.head.0, "head_hash": hash,
                 "seconds": verdict.seconds, "events_per_sec": rate.round(),
                 "checkpoints_verified": verdict.checkpoints_verified,
+                "authorship_checked": verdict.authorship_checked,
             })
             .to_string(),
         )?,
-        (None, Output::Table) => print_line(&format!(
-            "ok: {} events verified up to position {} (head hash {hash}) in {:.2} s; the Merkle subtree roots and {} stored checkpoint(s) hold",
-            verdict.verified, verdict.head.0, verdict.seconds, verdict.checkpoints_verified
-        ))?,
+        (None, Output::Table) => {
+            print_line(&format!(
+                "ok: {} events verified up to position {} (head hash {hash}) in {:.2} s; the Merkle subtree roots and {} stored checkpoint(s) hold",
+                verdict.verified, verdict.head.0, verdict.seconds, verdict.checkpoints_verified
+            ))?;
+            if verdict.authorship_checked > 0 {
+                print_line(&format!(
+                    "authorship: {} recorded by a principal allowed to, as the access events before each say",
+                    count(verdict.authorship_checked, "record")
+                ))?;
+            }
+        }
         (Some((place, reason)), Output::Json) => print_line(
             &json!({"verdict": "failed", "at": place, "reason": reason, "verified_up_to": verdict.head.0}).to_string(),
         )?,

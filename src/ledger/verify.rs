@@ -2,7 +2,8 @@
 //! next position, and continues the hash chain, and the head names the last one; then the
 //! stored Merkle subtree roots are those of the tree over the chain, and every stored
 //! checkpoint signs the log's root at its position (with the key it names); and the log reaches
-//! and extends what the head journal recorded.
+//! and extends what the head journal recorded; and, in a ledger with principals, every record was
+//! made by a principal allowed to make it, as the access events before it say.
 
 use std::path::Path;
 use std::time::Instant;
@@ -12,7 +13,9 @@ use crate::audit::merkle::leaf_hash;
 use crate::audit::tower::{LeafRun, Piece};
 use crate::audit::{ChainBreak, ChainVerifier, Hash};
 use crate::domain::Position;
+use crate::domain::access::AccessReplay;
 use crate::store::journal;
+use crate::store::record;
 use crate::store::{Recovery, SUBTREE_LEVEL_MIN, Store, StoreConfig, StoreError, StoreErrorKind};
 
 /// What a verification found.
@@ -26,6 +29,10 @@ pub struct Verdict {
     pub failure: Option<(String, String)>,
     /// Stored checkpoints whose root and signature held.
     pub checkpoints_verified: u64,
+    /// Records whose actor was checked against the access events before them (see
+    /// `domain::access::AccessReplay`): every record from the first access event on; none in a
+    /// ledger that never had a principal.
+    pub authorship_checked: u64,
     pub seconds: f64,
 }
 
@@ -50,6 +57,7 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         head: chain.head(),
         failure: Some((place, reason)),
         checkpoints_verified: 0,
+        authorship_checked: 0,
         seconds: started.elapsed().as_secs_f64(),
     };
     let store = match Store::open_log_only(dir, config) {
@@ -128,11 +136,33 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         Err(LedgerError::Shortened(reason)) => return Ok(failed("log head".into(), reason, &chain)),
         Err(other) => return Err(other),
     }
+    // Who recorded what: replayed in log order, once the chain holds (a second, sequential pass,
+    // only over a ledger that has principals).
+    let mut replay = AccessReplay::default();
+    if !store.access_positions()?.is_empty() {
+        let replayed = store.check_log(Position(1), head.position, |position, _, body| {
+            let event = record::decode_event(body)
+                .map_err(|e| Stop::Store(StoreError::corrupt(format!("position {position}"), e.to_string())))?;
+            replay.next(&event.event.metadata.actor, &event.event.data).map_err(|reason| {
+                Stop::Store(StoreError::corrupt(
+                    format!("position {position}"),
+                    format!("{} {reason}", event.event.data.type_name()),
+                ))
+            })
+        });
+        match replayed {
+            Ok(()) => {}
+            Err(Stop::Store(StoreError::Corrupt { place, reason })) => return Ok(failed(place, reason, &chain)),
+            Err(Stop::Store(e)) => return Err(e.into()),
+            Err(Stop::Chain(position, e)) => return Ok(failed(format!("position {position}"), e.to_string(), &chain)),
+        }
+    }
     Ok(Verdict {
         verified: chain.head().0,
         head: chain.head(),
         failure: check.failure.map(|(position, reason)| (format!("position {position}"), reason)),
         checkpoints_verified: check.verified,
+        authorship_checked: replay.checked,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

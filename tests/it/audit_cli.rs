@@ -422,3 +422,53 @@ fn verify_takes_exactly_one_source() {
     let unpinnable = pax(&["verify", "--data", "x", "--public-key", &"00".repeat(32)]);
     assert!(!unpinnable.ok && unpinnable.stderr.contains("--checkpoint"), "{}", unpinnable.stderr);
 }
+
+/// A ledger with principals: the admin (bootstrapped), `jp` holding `delegate:JP`, and a member
+/// joined by the admin. Returns the position of the join.
+async fn ledger_with_principals(dir: &Path) -> u64 {
+    use pax_ledger::domain::{Grant, PrincipalName, ProposedEvent};
+    use pax_ledger::ledger::{AppendRequest, Caller, Ledger, LedgerConfig};
+    let path = dir.to_owned();
+    let ledger =
+        tokio::task::spawn_blocking(move || Ledger::open(&path, LedgerConfig::default())).await.unwrap().unwrap();
+    let admin = PrincipalName::parse("name", "admin").unwrap();
+    ledger.bootstrap(&admin).await.unwrap();
+    let as_admin = |data| AppendRequest { events: vec![ProposedEvent::new(data)], expectations: Vec::new() };
+    let jp = EventData::AccessGranted {
+        principal: PrincipalName::parse("name", "jp").unwrap(),
+        grants: vec![Grant::parse("grant", "delegate:JP").unwrap()],
+        reason: String::new(),
+    };
+    ledger.append_as(Caller::Principal(admin.clone()), as_admin(jp)).await.unwrap();
+    let joined = pax_ledger::service::convert::proposed_event("e", &member_joined("JP")).unwrap();
+    let request =
+        AppendRequest { events: vec![ProposedEvent { metadata: Default::default(), ..joined }], expectations: vec![] };
+    let outcome = ledger.append_as(Caller::Principal(admin), request).await.unwrap();
+    tokio::task::spawn_blocking(move || ledger.shutdown()).await.unwrap();
+    outcome.events[0].position.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_data_checks_that_each_record_was_made_by_a_principal_allowed_to() {
+    let p = paths();
+    let joined = ledger_with_principals(&p.data).await;
+    let ok = pax(&["verify", "--data", s(&p.data), "--output", "json"]).expect_ok();
+    assert_eq!(ok.last()["authorship_checked"], joined, "every record since the first access event");
+    let table = pax(&["verify", "--data", s(&p.data)]).expect_ok();
+    assert!(
+        table.stdout.contains(&format!("authorship: {joined} records recorded by a principal allowed to")),
+        "{}",
+        table.stdout
+    );
+
+    // The careful attacker: the join is said to be jp's, and the chain re-hashed from it.
+    let mut records = original(&p.data);
+    let (event, body) = &mut records[joined as usize - 1];
+    event.event.metadata.actor = "jp".into();
+    *body = record::encode_event(event);
+    forge(&p.data, &records);
+    pax(&["verify", "--data", s(&p.data), "--output", "json"]).expect_failed(
+        &format!("position {joined}"),
+        "member_joined recorded by principal jp, who held delegate:JP then",
+    );
+}
