@@ -35,19 +35,8 @@ pub struct PrincipalName(String);
 
 impl PrincipalName {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let groups_ok =
-            raw.split('-').all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
-        if groups_ok && raw.len() <= PRINCIPAL_NAME_LEN_MAX {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(FieldError::new(
-                field,
-                format!(
-                    "must be a principal name of at most {PRINCIPAL_NAME_LEN_MAX} characters (a-z, 0-9, single hyphens between groups), got {}",
-                    quote(raw)
-                ),
-            ))
-        }
+        super::ids::check_slug(field, "a principal name", raw, PRINCIPAL_NAME_LEN_MAX)?;
+        Ok(Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -453,7 +442,7 @@ mod tests {
     use chrono::NaiveDate;
 
     use super::*;
-    use crate::domain::state::{CommitmentState, CommitmentStatus, ExportRuleState};
+    use crate::domain::state::ExportRuleState;
     use crate::domain::{CommitmentId, Pillar, ProjectId, ProjectStatus, RuleId, Treatment};
 
     fn code(raw: &str) -> MemberCode {
@@ -464,17 +453,21 @@ mod tests {
         Jurisdiction::parse("origin", raw).unwrap()
     }
 
-    fn commitment_of(member: &str) -> EntityState {
-        EntityState::Commitment(CommitmentState {
+    /// A commitment of `member` (always the same id).
+    fn commitment_made(member: &str) -> EventData {
+        EventData::CommitmentMade {
             commitment_id: CommitmentId::parse("id", "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a").unwrap(),
             member: code(member),
             pillar: Pillar::Energy,
             description: "d".into(),
             project_id: None,
             due_on: NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
-            status: CommitmentStatus::Open,
-            resolution: None,
-        })
+        }
+    }
+
+    /// The state of [`commitment_made`]'s stream.
+    fn commitment_of(member: &str) -> EntityState {
+        crate::domain::evolve(EntityState::Empty, &commitment_made(member))
     }
 
     fn rule_from(raw: &str) -> EntityState {
@@ -666,14 +659,7 @@ mod tests {
     #[test]
     fn a_refusal_names_the_grant_it_needs() {
         let held = BTreeSet::from([Grant::Delegate(code("JP"))]);
-        let kr = EventData::CommitmentMade {
-            commitment_id: CommitmentId::parse("id", "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a").unwrap(),
-            member: code("KR"),
-            pillar: Pillar::Energy,
-            description: "d".into(),
-            project_id: None,
-            due_on: NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
-        };
+        let kr = commitment_made("KR");
         let denied = authorize(&held, &kr, Owner::default()).unwrap_err();
         assert_eq!(denied.to_string(), "recording commitment_made for member KR needs delegate:KR or admin");
         let fulfilled = EventData::CommitmentFulfilled {
@@ -736,14 +722,7 @@ mod tests {
         let admin = PrincipalName::parse("p", "admin").unwrap();
         let jp = PrincipalName::parse("p", "jp-delegation").unwrap();
         let token = Credential::of_token("t");
-        let made = |member: &str| EventData::CommitmentMade {
-            commitment_id: CommitmentId::parse("id", "0193a5b0-7c1e-7cc3-9c55-3f1e2d4c5b6a").unwrap(),
-            member: code(member),
-            pillar: Pillar::Energy,
-            description: "d".into(),
-            project_id: None,
-            due_on: NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
-        };
+        let made = commitment_made;
         let grant = |who: &PrincipalName, g: Grant| EventData::AccessGranted {
             principal: who.clone(),
             grants: vec![g],

@@ -142,6 +142,24 @@ impl EventId {
     }
 }
 
+/// Whether `raw` is a slug of at most `max` characters: lower-case ASCII letters and digits in
+/// groups joined by single hyphens. `what` names the kind of slug in the error.
+pub(super) fn check_slug(field: &str, what: &str, raw: &str, max: usize) -> Result<(), FieldError> {
+    let groups_ok =
+        raw.split('-').all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    if groups_ok && raw.len() <= max {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "must be {what} of at most {max} characters (a-z, 0-9, single hyphens between groups), got {}",
+                quote(raw)
+            ),
+        ))
+    }
+}
+
 /// An export rule's slug, such as `us-cn-nvidia-h200`: lower-case ASCII letters and digits in
 /// groups joined by single hyphens.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -155,19 +173,7 @@ impl RuleId {
 
     /// Whether `raw` is a valid slug, without building one: what [`Self::parse`] checks.
     pub fn check(field: &str, raw: &str) -> Result<(), FieldError> {
-        let groups_ok =
-            raw.split('-').all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
-        if groups_ok && raw.len() <= RULE_ID_LEN_MAX {
-            Ok(())
-        } else {
-            Err(FieldError::new(
-                field,
-                format!(
-                    "must be a slug of at most {RULE_ID_LEN_MAX} characters (a-z, 0-9, single hyphens between groups), got {}",
-                    quote(raw)
-                ),
-            ))
-        }
+        check_slug(field, "a slug", raw, RULE_ID_LEN_MAX)
     }
 
     pub fn as_str(&self) -> &str {
