@@ -321,6 +321,12 @@ impl Ledger {
             Ok(position) => position,
             Err(id) => self.get_event(&id)?.position,
         };
+        // Refused before anything is signed: a request that fails writes nothing.
+        if let Some(size) = tree_size
+            && (position.0 == 0 || position.0 > size)
+        {
+            return Err(LedgerError::OutOfRange(format!("position {position} is not in the tree of {size} records")));
+        }
         let checkpoint = match tree_size {
             Some(size) => self.checkpoint_at(Position(size))?,
             None => self.latest_checkpoint()?,
@@ -351,6 +357,14 @@ impl Ledger {
     /// The proof that the tree of `old_size` records is a prefix of the tree of `new_size`
     /// (default: the latest checkpoint's).
     pub fn consistency_proof(&self, old_size: u64, new_size: Option<u64>) -> Result<Consistency, LedgerError> {
+        if let Some(new_size) = new_size
+            && old_size > new_size
+        {
+            // Refused before anything is signed: a request that fails writes nothing.
+            return Err(LedgerError::OutOfRange(format!(
+                "old size {old_size} is past the new size {new_size}: a later checkpoint is needed"
+            )));
+        }
         let checkpoint = match new_size {
             Some(size) => self.checkpoint_at(Position(size))?,
             None => self.latest_checkpoint()?,

@@ -276,6 +276,7 @@ async fn proof_requests_outside_the_log_get_the_codes_of_the_error_table() {
     let server = TestServer::start().await;
     let head = fill(&server, 10).await;
     let mut client = audit(&server).await;
+    let signed_before = server.ledger.checkpoint_positions().unwrap();
     let request = pb::GetCheckpointRequest { position: Some(head + 1), fresh: false };
     assert_eq!(client.get_checkpoint(request).await.unwrap_err().code(), Code::OutOfRange);
     let request = pb::GetInclusionProofRequest {
@@ -292,6 +293,10 @@ async fn proof_requests_outside_the_log_get_the_codes_of_the_error_table() {
     assert_eq!(client.get_inclusion_proof(request).await.unwrap_err().code(), Code::NotFound);
     let request = pb::GetConsistencyProofRequest { old_size: head + 1, new_size: head };
     assert_eq!(client.get_consistency_proof(request).await.unwrap_err().code(), Code::OutOfRange);
+    let request = pb::GetConsistencyProofRequest { old_size: head, new_size: head - 2 };
+    assert_eq!(client.get_consistency_proof(request).await.unwrap_err().code(), Code::OutOfRange);
+    // A refused request wrote nothing: no checkpoint was signed for the sizes they named.
+    assert_eq!(server.ledger.checkpoint_positions().unwrap(), signed_before);
     // By event id, against the latest checkpoint.
     let event = read_all(&mut server.client().await).await.pop().unwrap();
     let request = pb::GetInclusionProofRequest {
