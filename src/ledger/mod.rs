@@ -242,7 +242,8 @@ pub struct Ledger {
     fault: Arc<watch::Sender<Option<String>>>,
     /// `Some(why)` while appends are refused for want of disk space (they resume by themselves).
     low_disk: Arc<watch::Sender<Option<String>>>,
-    disk_free_min_bytes: u64,
+    /// The free bytes the last refused group needed: space is back once that much is free.
+    disk_needed: Arc<std::sync::atomic::AtomicU64>,
     /// True once [`Ledger::shutdown`] has stopped everything: subscriptions stop waiting for
     /// subscribers that do not read.
     shutdown: watch::Sender<bool>,
@@ -268,6 +269,7 @@ impl Ledger {
         let head = store.head()?;
         let fault = Arc::new(watch::Sender::new(None));
         let low_disk = Arc::new(watch::Sender::new(None));
+        let disk_needed = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (keeper, evidence) = if read_only {
             (None, journal::read(dir)?.0)
         } else {
@@ -324,7 +326,7 @@ impl Ledger {
                 committed_tx,
                 tower,
                 access.clone(),
-                low_disk.clone(),
+                (low_disk.clone(), disk_needed.clone()),
                 &config,
             )?;
             handle = Some(
@@ -370,7 +372,7 @@ impl Ledger {
             recovery,
             access,
             low_disk,
-            disk_free_min_bytes: config.disk_free_min_bytes,
+            disk_needed,
         });
         if let Some(keeper) = &ledger.keeper {
             let (weak, keeper, stop) = (Arc::downgrade(&ledger), keeper.clone(), ledger.marker_stop.clone());
@@ -439,14 +441,14 @@ impl Ledger {
     }
 
     /// While appends are refused for want of space, checks the free space again and lifts the
-    /// refusal once there is enough (an append would too; this lets health recover without
-    /// one). Returns whether space is still low.
+    /// refusal once as much is free as the refused group needed (a group that fits would too;
+    /// this lets health recover without one). Returns whether space is still low.
     pub fn recheck_disk(&self) -> bool {
         if self.low_disk.borrow().is_none() {
             return false;
         }
         match self.store.free_bytes() {
-            Ok(free) if free >= self.disk_free_min_bytes => {
+            Ok(free) if free >= self.disk_needed.load(Ordering::Relaxed) => {
                 tracing::info!(free, "disk space is back; appends resume");
                 self.low_disk.send_replace(None);
                 false

@@ -76,6 +76,8 @@ pub(super) struct Writer {
     access: Arc<RwLock<AccessTable>>,
     /// Set while groups are refused for want of disk space; see `LedgerConfig::disk_free_min_bytes`.
     low_disk: Arc<watch::Sender<Option<String>>>,
+    /// What the last refused group needed free.
+    disk_needed: Arc<std::sync::atomic::AtomicU64>,
     disk_free_min_bytes: u64,
 }
 
@@ -89,7 +91,7 @@ impl Writer {
         committed: mpsc::Sender<super::projector::Committed>,
         tower: crate::audit::tower::SubtreeTower,
         access: Arc<RwLock<AccessTable>>,
-        low_disk: Arc<watch::Sender<Option<String>>>,
+        (low_disk, disk_needed): (Arc<watch::Sender<Option<String>>>, Arc<std::sync::atomic::AtomicU64>),
         config: &LedgerConfig,
     ) -> Result<Self, LedgerError> {
         let last_recorded_at = match head.position.0 {
@@ -109,6 +111,7 @@ impl Writer {
             stats: GroupStats::default(),
             access,
             low_disk,
+            disk_needed,
             disk_free_min_bytes: config.disk_free_min_bytes,
         })
     }
@@ -271,6 +274,7 @@ impl Writer {
         if self.low_disk.borrow().is_none() {
             tracing::warn!(free, needed, "disk space is low: appends are refused until it is freed");
         }
+        self.disk_needed.store(needed, std::sync::atomic::Ordering::Relaxed);
         self.low_disk.send_replace(Some(LedgerError::DiskFull { free, needed }.to_string()));
         Some((free, needed))
     }

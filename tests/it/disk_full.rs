@@ -187,8 +187,8 @@ async fn a_disk_running_out_refuses_appends_before_the_engine_fails_and_they_res
     assert_eq!(error_info_reason(&status), "DISK_FULL", "{status:?}");
     assert!(status.message().contains("bytes free") && status.message().contains("nothing was written"), "{status:?}");
     assert_eq!(health_becomes(&server, ServingStatus::NotServing).await, ServingStatus::NotServing as i32);
-    // Not halted: a small append that fits the reserve's margin is still judged by free space,
-    // and reads serve everything acknowledged.
+    // Not halted: reads serve everything acknowledged, and appends are still judged by the free
+    // space (a batch as large as the refused one is refused again).
     let served = read_all(&mut client).await;
     assert_eq!(served.len(), acknowledged.len() + 1, "every acknowledged event is served, and no more");
     for appended in &acknowledged {
@@ -199,7 +199,8 @@ async fn a_disk_running_out_refuses_appends_before_the_engine_fails_and_they_res
             appended.position
         );
     }
-    let refused = client.append(append(vec![big_commitment(0)])).await.expect_err("still no room");
+    let again = (0..BATCH).map(big_commitment).collect();
+    let refused = client.append(append(again)).await.expect_err("still no room");
     assert_eq!(error_info_reason(&refused), "DISK_FULL", "{refused:?}");
 
     // Space returns: health and appends resume by themselves, with no restart.
