@@ -39,6 +39,11 @@ pub struct ServeConfig {
     pub checkpoint_every_events: u64,
     /// …or every this many seconds, if the log grew.
     pub checkpoint_every_secs: u64,
+    /// The log's origin: the first line of its checkpoints (C2SP signed notes) and its key's
+    /// name, a schema-less URL such as `ledger.example.org/pax-silica` [default:
+    /// `pax-ledger/<key id>`]. Witnesses and auditors know the log by it: keep it once chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_origin: Option<String>,
     /// Save the event-id index's snapshot every this many events (and at a clean stop): a
     /// start after a crash scans at most about this many records.
     pub id_snapshot_every_events: u64,
@@ -75,6 +80,7 @@ impl Default for ServeConfig {
             signing_key: None,
             checkpoint_every_events: ledger.audit.checkpoint_every_events,
             checkpoint_every_secs: ledger.audit.checkpoint_every.as_secs(),
+            checkpoint_origin: None,
             id_snapshot_every_events: ledger.id_snapshot_every_events,
             tls_cert: None,
             tls_key: None,
@@ -131,6 +137,12 @@ pub enum ConfigError {
         missing_env = env_var(missing)
     )]
     TlsIncomplete { key: &'static str, missing: &'static str, why: &'static str },
+    /// An origin that cannot name a note's key.
+    #[error(
+        "configuration: checkpoint_origin ({env}) is {0:?}; it must be non-empty, without spaces or '+' (a schema-less URL such as ledger.example.org/pax-silica)",
+        env = env_var("checkpoint_origin")
+    )]
+    Origin(String),
     /// A TLS file that cannot be read, or does not hold what it must.
     #[error("configuration: {key} ({env}) {}: {why}", .path.display(), env = env_var(key))]
     TlsFile { key: &'static str, path: PathBuf, why: String },
@@ -422,6 +434,9 @@ impl ServeConfig {
         if let Some((key, _)) = paths.iter().find(|(_, path)| path.as_ref().is_some_and(|p| p.as_os_str().is_empty())) {
             return Err(ConfigError::EmptyPath { key });
         }
+        if let Some(origin) = &self.checkpoint_origin {
+            crate::audit::note::check_key_name(origin).map_err(|_| ConfigError::Origin(origin.clone()))?;
+        }
         if !self.listen.ip().is_loopback() && !self.insecure && self.tls_cert.is_none() {
             return Err(ConfigError::NotLoopback(self.listen));
         }
@@ -490,6 +505,7 @@ impl ServeConfig {
                 signing_key: self.signing_key.clone(),
                 checkpoint_every_events: self.checkpoint_every_events.max(1),
                 checkpoint_every: std::time::Duration::from_secs(self.checkpoint_every_secs.max(1)),
+                origin: self.checkpoint_origin.clone(),
             },
             id_snapshot_every_events: self.id_snapshot_every_events.max(1),
             disk_free_min_bytes: self.disk_free_min_mib * 1024 * 1024,

@@ -1,21 +1,31 @@
-//! A Merkle tree over record chain hashes, in the layout of RFC 6962 §2.1 with BLAKE3 as the
-//! hash, and its inclusion and consistency proofs (RFC 6962 §2.1.1–2.1.2, verified as in
-//! RFC 9162 §2.1.3.2 and §2.1.4.2). `docs/AUDIT.md` specifies all of it for other implementers.
+//! The Merkle tree over record chain hashes: RFC 6962 §2.1 exactly, with SHA-256, so that
+//! off-the-shelf verifiers (Go's `sumdb/tlog`, Trillian's, `tlog-tiles` clients) check its
+//! inclusion and consistency proofs (RFC 6962 §2.1.1–2.1.2, verified as in RFC 9162 §2.1.3.2
+//! and §2.1.4.2). `docs/AUDIT.md` specifies all of it for other implementers.
 //!
 //! Leaf `i` (from 0) is the record at log position `i + 1`; the tree of size `n` covers positions
 //! `1..=n`. Its hashes:
 //!
-//! - leaf: `BLAKE3(0x00 ‖ record chain hash)` ([`leaf_hash`])
-//! - node: `BLAKE3(0x01 ‖ left ‖ right)` ([`node_hash`])
+//! - leaf: `SHA-256(0x00 ‖ record chain hash)` ([`leaf_hash`]): the record's 32-byte chain hash is
+//!   the leaf's data, so `tlog.RecordHash(chain hash)` is our leaf hash
+//! - node: `SHA-256(0x01 ‖ left ‖ right)` ([`node_hash`])
 //! - the tree of `n > 1` leaves is a node over the tree of the first `k` leaves and the tree of
 //!   the other `n - k`, `k` being the largest power of two smaller than `n`
-//! - the empty tree: `BLAKE3("")` ([`empty_root`])
+//! - the empty tree: `SHA-256("")` ([`empty_root`])
+//!
+//! Checkpoints of format 1 (before the ledger spoke signed notes) signed the same layout hashed
+//! with BLAKE3 ([`Blake3Tree`]); [`MerkleFrontier<Blake3Tree>`] still computes their roots, so that
+//! they stay verifiable against the log.
 //!
 //! Nothing here needs every leaf in memory. [`MerkleFrontier`] keeps the at most 64 roots of the
 //! perfect subtrees that cover a log, enough to append and to give the root. Proofs are built
 //! from a [`NodeSource`], which answers the hash of an *aligned perfect* subtree (`2^k` leaves
 //! starting at a multiple of `2^k`): every other subtree hash a proof needs is put together from
 //! those here, so storage need only keep such blocks.
+
+use std::marker::PhantomData;
+
+use sha2::{Digest, Sha256};
 
 use super::Hash;
 
@@ -28,36 +38,96 @@ pub const NODE_PREFIX: u8 = 0x01;
 /// The version of the byte layout [`MerkleFrontier::encode`] writes; its first byte.
 pub const FRONTIER_FORMAT: u8 = 1;
 
-/// The hash of the leaf that stands for a record: `BLAKE3(0x00 ‖ record_hash)`, where
+/// The hash function of a tree of the RFC 6962 layout.
+pub trait TreeHash {
+    /// The hash of the leaf whose data is `record_hash`: `H(0x00 ‖ record_hash)`.
+    fn leaf(record_hash: &Hash) -> Hash;
+    /// The hash of an interior node: `H(0x01 ‖ left ‖ right)`.
+    fn node(left: &Hash, right: &Hash) -> Hash;
+    /// The root of the tree of no leaves: `H("")`.
+    fn empty() -> Hash;
+}
+
+/// The ledger's tree: RFC 6962 with SHA-256.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sha256Tree;
+
+/// The tree that checkpoints of format 1 signed: the same layout with BLAKE3.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Blake3Tree;
+
+impl TreeHash for Sha256Tree {
+    fn leaf(record_hash: &Hash) -> Hash {
+        let mut hasher = Sha256::new();
+        hasher.update([LEAF_PREFIX]);
+        hasher.update(record_hash);
+        hasher.finalize().into()
+    }
+
+    fn node(left: &Hash, right: &Hash) -> Hash {
+        let mut hasher = Sha256::new();
+        hasher.update([NODE_PREFIX]);
+        hasher.update(left);
+        hasher.update(right);
+        hasher.finalize().into()
+    }
+
+    fn empty() -> Hash {
+        Sha256::digest(b"").into()
+    }
+}
+
+impl TreeHash for Blake3Tree {
+    fn leaf(record_hash: &Hash) -> Hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&[LEAF_PREFIX]);
+        hasher.update(record_hash);
+        *hasher.finalize().as_bytes()
+    }
+
+    fn node(left: &Hash, right: &Hash) -> Hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&[NODE_PREFIX]);
+        hasher.update(left);
+        hasher.update(right);
+        *hasher.finalize().as_bytes()
+    }
+
+    fn empty() -> Hash {
+        *blake3::hash(b"").as_bytes()
+    }
+}
+
+/// The hash of the leaf that stands for a record: `SHA-256(0x00 ‖ record_hash)`, where
 /// `record_hash` is the record's chain hash.
 pub fn leaf_hash(record_hash: &Hash) -> Hash {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&[LEAF_PREFIX]);
-    hasher.update(record_hash);
-    *hasher.finalize().as_bytes()
+    Sha256Tree::leaf(record_hash)
 }
 
-/// The hash of an interior node: `BLAKE3(0x01 ‖ left ‖ right)`.
+/// The hash of an interior node: `SHA-256(0x01 ‖ left ‖ right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&[NODE_PREFIX]);
-    hasher.update(left);
-    hasher.update(right);
-    *hasher.finalize().as_bytes()
+    Sha256Tree::node(left, right)
 }
 
-/// The root of the tree of no leaves: BLAKE3 of the empty string.
+/// The root of the tree of no leaves: SHA-256 of the empty string.
 pub fn empty_root() -> Hash {
-    *blake3::hash(b"").as_bytes()
+    Sha256Tree::empty()
 }
 
 /// The roots of the perfect subtrees that cover leaves `[0, size)` — RFC 9162's "compact
 /// range": one per set bit of `size`, the largest (leftmost) first. Enough to append a leaf in
 /// O(log n) and to give the root, in at most 64 hashes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MerkleFrontier {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MerkleFrontier<T: TreeHash = Sha256Tree> {
     size: u64,
     roots: Vec<Hash>,
+    tree: PhantomData<T>,
+}
+
+impl<T: TreeHash> Default for MerkleFrontier<T> {
+    fn default() -> Self {
+        Self { size: 0, roots: Vec::new(), tree: PhantomData }
+    }
 }
 
 /// Why bytes or hashes are not a [`MerkleFrontier`].
@@ -71,12 +141,14 @@ pub enum FrontierError {
     Length { expected: usize, found: usize },
 }
 
-impl MerkleFrontier {
-    /// The frontier of the empty tree.
+impl MerkleFrontier<Sha256Tree> {
+    /// The frontier of the ledger's empty tree (another tree's: `MerkleFrontier::<T>::default()`).
     pub fn new() -> Self {
         Self::default()
     }
+}
 
+impl<T: TreeHash> MerkleFrontier<T> {
     /// The frontier of a tree of `size` leaves from the roots of its perfect subtrees, largest
     /// first (as [`MerkleFrontier::subtree_roots`] gives them): one per set bit of `size`.
     pub fn from_subtree_roots(size: u64, roots: Vec<Hash>) -> Result<Self, FrontierError> {
@@ -84,14 +156,14 @@ impl MerkleFrontier {
         if roots.len() != expected {
             return Err(FrontierError::RootCount { size, expected, found: roots.len() });
         }
-        Ok(Self { size, roots })
+        Ok(Self { size, roots, tree: PhantomData })
     }
 
     /// The frontier of the first `size` leaves of `source`.
     pub fn from_source<S: NodeSource>(size: u64, source: &S) -> Result<Self, S::Error> {
         let roots =
             perfect_subtrees(0, size).map(|(start, end)| source.subtree_hash(start, end)).collect::<Result<_, _>>()?;
-        Ok(Self { size, roots })
+        Ok(Self { size, roots, tree: PhantomData })
     }
 
     /// Appends the leaf of a record whose chain hash is `record_hash`.
@@ -100,13 +172,13 @@ impl MerkleFrontier {
     ///
     /// If the tree already holds `u64::MAX` leaves.
     pub fn append(&mut self, record_hash: &Hash) {
-        let mut carry = leaf_hash(record_hash);
+        let mut carry = T::leaf(record_hash);
         // Each trailing one bit of the size is a perfect subtree as large as `carry` that it
         // completes: merge them, as in a binary increment.
         let mut size = self.size;
         while size & 1 == 1 {
             let left = self.roots.pop().expect("one root per set bit of the size");
-            carry = node_hash(&left, &carry);
+            carry = T::node(&left, &carry);
             size >>= 1;
         }
         self.roots.push(carry);
@@ -120,7 +192,7 @@ impl MerkleFrontier {
 
     /// The tree's root hash (RFC 6962's MTH).
     pub fn root(&self) -> Hash {
-        fold_subtree_roots(&self.roots).unwrap_or_else(empty_root)
+        fold_subtree_roots::<T>(&self.roots).unwrap_or_else(T::empty)
     }
 
     /// The roots of the perfect subtrees covering `[0, size)`, largest first.
@@ -157,7 +229,7 @@ impl MerkleFrontier {
             return Err(FrontierError::Length { expected: Self::encoded_len(size), found: bytes.len() });
         }
         let roots = roots.chunks_exact(32).map(|root| root.try_into().expect("32-byte chunks")).collect();
-        Ok(Self { size, roots })
+        Ok(Self { size, roots, tree: PhantomData })
     }
 
     fn encoded_len(size: u64) -> usize {
@@ -283,7 +355,7 @@ fn split(n: u64) -> u64 {
 /// aligned perfect subtrees that cover it.
 fn range_hash<S: NodeSource>(start: u64, end: u64, source: &S) -> Result<Hash, S::Error> {
     let roots = perfect_subtrees(start, end).map(|(s, e)| source.subtree_hash(s, e)).collect::<Result<Vec<_>, _>>()?;
-    Ok(fold_subtree_roots(&roots).expect("a non-empty range has at least one subtree"))
+    Ok(fold_subtree_roots::<Sha256Tree>(&roots).expect("a non-empty range has at least one subtree"))
 }
 
 /// The perfect subtrees covering `[start, end)`, largest first: one per set bit of the range's
@@ -306,9 +378,9 @@ fn perfect_subtrees(start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> {
 
 /// The root of the tree whose perfect subtrees, largest first, have these roots: each is the
 /// left child of a node over the rest.
-fn fold_subtree_roots(roots: &[Hash]) -> Option<Hash> {
+fn fold_subtree_roots<T: TreeHash>(roots: &[Hash]) -> Option<Hash> {
     let (last, rest) = roots.split_last()?;
-    Some(rest.iter().rev().fold(*last, |right, left| node_hash(left, &right)))
+    Some(rest.iter().rev().fold(*last, |right, left| T::node(left, &right)))
 }
 
 /// A [`NodeSource`] over record chain hashes held in memory, with every aligned perfect subtree
@@ -585,17 +657,46 @@ mod tests {
     }
 
     #[test]
-    fn the_hashes_are_blake3_with_rfc_6962_prefixes() {
+    fn the_hashes_are_sha_256_with_rfc_6962_prefixes() {
         let record = [7; 32];
-        assert_eq!(leaf_hash(&record), *blake3::hash(&[&[0u8][..], &record].concat()).as_bytes());
-        assert_eq!(node_hash(&[1; 32], &[2; 32]), *blake3::hash(&[&[1u8][..], &[1; 32], &[2; 32]].concat()).as_bytes());
-        assert_eq!(MerkleFrontier::new().root(), *blake3::hash(&[]).as_bytes());
+        let sha = |bytes: &[u8]| -> Hash { Sha256::digest(bytes).into() };
+        assert_eq!(leaf_hash(&record), sha(&[&[0u8][..], &record].concat()));
+        assert_eq!(node_hash(&[1; 32], &[2; 32]), sha(&[&[1u8][..], &[1; 32], &[2; 32]].concat()));
+        assert_eq!(MerkleFrontier::<Sha256Tree>::new().root(), sha(&[]));
+        // RFC 6962's empty tree is SHA-256 of the empty string.
+        assert_eq!(
+            crate::audit::hex::encode(&empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    /// The tree of format-1 checkpoints: the same layout with BLAKE3, and the roots `docs/AUDIT.md`
+    /// gave for it.
+    #[test]
+    fn the_format_1_tree_is_the_same_layout_with_blake3() {
+        let record = [7; 32];
+        assert_eq!(Blake3Tree::leaf(&record), *blake3::hash(&[&[0u8][..], &record].concat()).as_bytes());
+        assert_eq!(
+            Blake3Tree::node(&[1; 32], &[2; 32]),
+            *blake3::hash(&[&[1u8][..], &[1; 32], &[2; 32]].concat()).as_bytes()
+        );
+        let mut frontier = MerkleFrontier::<Blake3Tree>::default();
+        assert_eq!(frontier.root(), *blake3::hash(&[]).as_bytes());
+        let roots: Vec<String> = (0..7u8)
+            .map(|i| {
+                frontier.append(&[i; 32]);
+                crate::audit::hex::encode(&frontier.root())
+            })
+            .collect();
+        assert_eq!(roots[0], "232b17a92a13d46fdeeba07519406dcdad6d67b7399159364b5e26af0ab95bcf");
+        assert_eq!(roots[2], "3f97043de3a7a8fe71e55454f9f9dead4e44301744481419a20754c5a4f5ee38");
+        assert_eq!(roots[6], "86e6ed55103cc18ad02044adebbe358f7bbad2c542c086973de8a1813e3bb83e");
     }
 
     #[test]
     fn roots_up_to_70_leaves_match_the_definition() {
         let records = record_hashes(70);
-        let mut frontier = MerkleFrontier::new();
+        let mut frontier = MerkleFrontier::<Sha256Tree>::new();
         let mut incremental = MemoryNodeSource::default();
         for n in 0..=70usize {
             let expected = naive_root(&records[..n]);
@@ -617,7 +718,7 @@ mod tests {
     #[test]
     fn the_frontier_matches_the_source_at_large_sizes() {
         let (records, source) = big_source();
-        let mut frontier = MerkleFrontier::new();
+        let mut frontier = MerkleFrontier::<Sha256Tree>::new();
         for (i, record) in records.iter().enumerate() {
             frontier.append(record);
             let n = i as u64 + 1;
@@ -795,30 +896,36 @@ mod tests {
     #[test]
     fn the_frontier_encoding_round_trips_and_refuses_other_bytes() {
         let records = record_hashes(70);
-        let mut frontier = MerkleFrontier::new();
+        let mut frontier = MerkleFrontier::<Sha256Tree>::new();
         for record in &records {
             let bytes = frontier.encode();
             assert_eq!(bytes.len(), 9 + 32 * frontier.size().count_ones() as usize);
-            assert_eq!(MerkleFrontier::decode(&bytes), Ok(frontier.clone()));
+            assert_eq!(MerkleFrontier::<Sha256Tree>::decode(&bytes), Ok(frontier.clone()));
             frontier.append(record);
         }
         let bytes = frontier.encode();
         assert_eq!(&bytes[..9], &[1, 0, 0, 0, 0, 0, 0, 0, 70]);
         assert_eq!(
-            MerkleFrontier::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]),
+            MerkleFrontier::<Sha256Tree>::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(FrontierError::UnsupportedFormat { found: 2 })
         );
-        assert_eq!(MerkleFrontier::decode(&[]), Err(FrontierError::Length { expected: 9, found: 0 }));
-        assert_eq!(MerkleFrontier::decode(&bytes[..8]), Err(FrontierError::Length { expected: 9, found: 8 }));
-        assert_eq!(MerkleFrontier::decode(&bytes[..40]), Err(FrontierError::Length { expected: 105, found: 40 }));
+        assert_eq!(MerkleFrontier::<Sha256Tree>::decode(&[]), Err(FrontierError::Length { expected: 9, found: 0 }));
         assert_eq!(
-            MerkleFrontier::decode(&[bytes.as_slice(), &[0]].concat()),
+            MerkleFrontier::<Sha256Tree>::decode(&bytes[..8]),
+            Err(FrontierError::Length { expected: 9, found: 8 })
+        );
+        assert_eq!(
+            MerkleFrontier::<Sha256Tree>::decode(&bytes[..40]),
+            Err(FrontierError::Length { expected: 105, found: 40 })
+        );
+        assert_eq!(
+            MerkleFrontier::<Sha256Tree>::decode(&[bytes.as_slice(), &[0]].concat()),
             Err(FrontierError::Length { expected: 105, found: 106 })
         );
-        let restored = MerkleFrontier::from_subtree_roots(70, frontier.subtree_roots().to_vec()).unwrap();
+        let restored = MerkleFrontier::<Sha256Tree>::from_subtree_roots(70, frontier.subtree_roots().to_vec()).unwrap();
         assert_eq!(restored.root(), naive_root(&records));
         assert_eq!(
-            MerkleFrontier::from_subtree_roots(71, frontier.subtree_roots().to_vec()),
+            MerkleFrontier::<Sha256Tree>::from_subtree_roots(71, frontier.subtree_roots().to_vec()),
             Err(FrontierError::RootCount { size: 71, expected: 4, found: 3 })
         );
     }

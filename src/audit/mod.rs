@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod hex;
 pub mod keys;
 pub mod merkle;
+pub mod note;
 pub mod tower;
 
 /// A 32-byte BLAKE3 digest.
@@ -106,7 +107,9 @@ mod tests {
         assert_eq!(verifier.head(), (2, second));
     }
 
-    /// The test vectors of `docs/AUDIT.md` §9, for implementers of other verifiers.
+    /// The test vectors of `docs/AUDIT.md` §9, for implementers of other verifiers. The tree's
+    /// roots and proofs were computed independently (Python's hashlib, RFC 6962 as written); the
+    /// note signature is the one Go's `golang.org/x/mod/sumdb/note` makes with the same key.
     #[test]
     fn documented_test_vectors() {
         use chrono::TimeZone;
@@ -130,24 +133,60 @@ mod tests {
         let records: Vec<Hash> = (0..7u8).map(|i| [i; 32]).collect();
         let source = MemoryNodeSource::new(&records);
         let root = |size| hex(&tree_root(size, &source).unwrap());
-        assert_eq!(root(0), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
-        assert_eq!(root(1), "232b17a92a13d46fdeeba07519406dcdad6d67b7399159364b5e26af0ab95bcf");
-        assert_eq!(root(2), "601ae0d333efaf511cc72652be96836dc134955fc1c681ff185f99b5a12b2ae5");
-        assert_eq!(root(3), "3f97043de3a7a8fe71e55454f9f9dead4e44301744481419a20754c5a4f5ee38");
-        assert_eq!(root(7), "86e6ed55103cc18ad02044adebbe358f7bbad2c542c086973de8a1813e3bb83e");
+        assert_eq!(root(0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(root(1), "7f9c9e31ac8256ca2f258583df262dbc7d6f68f2a03043d5c99a4ae5a7396ce9");
+        assert_eq!(root(2), "28fb81e496897e0ce886f08602392e9239b65c659041e5202163e58ad898f444");
+        assert_eq!(root(3), "ba8d94b7fbcecae7b81c4c80574fe24734a6917bf9c1ecd66ff3e0c34ead4620");
+        assert_eq!(root(7), "7318881c41fce3c1de3640df8e8c110c93f43f686b74204a9d1ad5b8c71c2047");
         let (h2, h01, h456, h3) = (
-            "ada21777220442b46d8e0b3fe5a5099502eca1cb91e919758c33a320bc9f2d88",
-            "601ae0d333efaf511cc72652be96836dc134955fc1c681ff185f99b5a12b2ae5",
-            "f02ce904154b86be4b9d50197ed65fb6feb317d8ea48141fc54285554c390dfa",
-            "7e14f3d3c9ad356fc347f27541758e9af6fa7b71480d1933065abd0b649f3f8d",
+            "cba8c596120bdb69debbd923d92cba948bde7c7d06a465a1bb7d98d3116038fa",
+            "28fb81e496897e0ce886f08602392e9239b65c659041e5202163e58ad898f444",
+            "1f3f95843413191fe7521996b6b1e4147d703b1702c475a478ad25a6f6b415b4",
+            "acaa04663a8547a2f70c60cc18f9378796b13c4f9a08f70d6adae662365b30c6",
         );
         let hexes = |proof: Vec<Hash>| proof.iter().map(|hash| hex(hash)).collect::<Vec<_>>();
         assert_eq!(hexes(inclusion_proof(3, 7, &source).unwrap()), [h2, h01, h456]);
         assert_eq!(hexes(consistency_proof(3, 7, &source).unwrap()), [h2, h3, h01, h456]);
 
+        // A note signed with the key of seed 0x5a…: Go's sumdb/note signs the same text with
+        // the same signature line (Ed25519 is deterministic).
+        let key = ed25519_dalek::SigningKey::from_bytes(&[0x5a; 32]);
+        assert_eq!(
+            note::verifier_key("pax-ledger.example/test", &key.verifying_key()),
+            "pax-ledger.example/test+8e7a1513+AQ11UHVOCACl0jfu9YJgNXZrmz5aFYaKlAqyiZWHiOOw"
+        );
         let checkpoint = Checkpoint {
             position: 7,
-            root: tree_root(7, &source).unwrap(),
+            root: [0xab; 32],
+            view_digest: None,
+            time: chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 0).unwrap()
+                + chrono::Duration::nanoseconds(250_000_001),
+        };
+        assert_eq!(
+            checkpoint.sign("pax-ledger.example/test", &key).to_note().unwrap(),
+            "pax-ledger.example/test\n7\nq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n\
+             time 2026-03-01T12:30:00.250000001Z\n\n\
+             \u{2014} pax-ledger.example/test \
+             jnoVE4fGdE986AKMEEFmxJ1xU0n8k7pIM8zAaziIIMpIK4HwV9qogF/TEF6VG/3boAHs1FVOzsmvayrQKf2RKwC+4gM=\n"
+        );
+    }
+
+    /// The vectors format-1 checkpoints were documented with: a BLAKE3 tree and the 110-byte
+    /// message. Checkpoints of that format are kept and still verify.
+    #[test]
+    fn format_1_test_vectors() {
+        use chrono::TimeZone;
+
+        use super::checkpoint::Checkpoint;
+        use super::merkle::{Blake3Tree, MerkleFrontier};
+
+        let hex = |bytes: &[u8]| hex::encode(bytes);
+        let mut frontier = MerkleFrontier::<Blake3Tree>::default();
+        (0..7u8).for_each(|i| frontier.append(&[i; 32]));
+        assert_eq!(hex(&frontier.root()), "86e6ed55103cc18ad02044adebbe358f7bbad2c542c086973de8a1813e3bb83e");
+        let checkpoint = Checkpoint {
+            position: 7,
+            root: frontier.root(),
             view_digest: None,
             time: chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 0).unwrap() + chrono::Duration::milliseconds(250),
         };
@@ -162,7 +201,7 @@ mod tests {
                 "0000000000000000000000000000000000000000000000000000000000000000",
             )
         );
-        let signed = checkpoint.sign(&ed25519_dalek::SigningKey::from_bytes(&[0x5a; 32]));
+        let signed = checkpoint.sign_format_1(&ed25519_dalek::SigningKey::from_bytes(&[0x5a; 32]));
         let file: serde_json::Value = serde_json::from_str(&signed.to_json()).unwrap();
         assert_eq!(
             file,
@@ -179,5 +218,6 @@ mod tests {
                 ),
             })
         );
+        signed.verify(&ed25519_dalek::SigningKey::from_bytes(&[0x5a; 32]).verifying_key()).unwrap();
     }
 }

@@ -23,14 +23,15 @@ use tonic::transport::Channel;
 use super::bundle::{self, BundleWriter, Failure, Header, Verified};
 use super::client::{BearerToken, code_name, connect_channel};
 use super::{ClientArgs, Output, VerifyArgs};
-use crate::audit::checkpoint::SignedCheckpoint;
+use crate::audit::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, TreeKind};
 use crate::audit::keys::{self, KeyError};
-use crate::audit::merkle::{self, MerkleFrontier};
+use crate::audit::merkle::{self, Blake3Tree, MerkleFrontier, Sha256Tree, TreeHash};
+use crate::audit::note::Note;
 use crate::audit::{Hash, hex};
 use crate::domain::Position;
 use crate::proto::v1 as pb;
 use crate::proto::v1::audit_service_client::AuditServiceClient;
-use crate::store::{CommitBatch, Head, Store, StoreConfig};
+use crate::store::{CheckpointSpace, CommitBatch, Head, Store, StoreConfig};
 
 /// Records per commit when importing: the ledger's own largest group of the usual kind, so
 /// that the chunks of an imported store look like the ones the ledger writes.
@@ -128,9 +129,17 @@ fn pinned_key(arg: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
     Ok(Some(key))
 }
 
-fn read_checkpoint_file(path: &Path) -> anyhow::Result<SignedCheckpoint> {
+/// A saved checkpoint: a signed note (read as signed by `key`, which a note does not name) or a
+/// JSON form (which carries its key).
+fn read_checkpoint_file(path: &Path, key: Option<&VerifyingKey>) -> anyhow::Result<SignedCheckpoint> {
     let text = fs::read_to_string(path).with_context(|| format!("reading the checkpoint file {}", path.display()))?;
-    SignedCheckpoint::from_json(&text).with_context(|| path.display().to_string())
+    SignedCheckpoint::from_file_text(&text, key).with_context(|| path.display().to_string())
+}
+
+/// Whether a saved checkpoint file is a signed note (which names no key), not a JSON form.
+fn is_note_file(path: &Path) -> anyhow::Result<bool> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading the checkpoint file {}", path.display()))?;
+    Ok(!text.trim_start().starts_with('{'))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -190,6 +199,9 @@ enum Unpinned {
     Carried,
     /// The saved checkpoint's, for the ledger's newer one.
     Saved,
+    /// The one the server (or the data directory) names: a signed note names none; it must
+    /// still carry that key's signature, so a ledger that changed its key cannot vouch for it.
+    Ledger,
 }
 
 fn signer_text(key_ids: &[String], pinned: bool, unpinned: Unpinned) -> String {
@@ -201,6 +213,7 @@ fn signer_text(key_ids: &[String], pinned: bool, unpinned: Unpinned) -> String {
     let against = match unpinned {
         Unpinned::Carried => "the key in the checkpoint itself",
         Unpinned::Saved => "the key of the saved checkpoint",
+        Unpinned::Ledger => "the ledger's current key, which also signed the saved note",
     };
     match pinned {
         true => format!("{keys} (pinned)"),
@@ -385,7 +398,8 @@ fn export_bundle(data: &Path, to: &Path, force: bool) -> anyhow::Result<Exported
     }
     let head = store.head()?;
     let mut checkpoints = Vec::new();
-    for entry in store.checkpoints() {
+    let spaces = [CheckpointSpace::Format1, CheckpointSpace::Notes];
+    for entry in spaces.into_iter().flat_map(|space| store.checkpoints(space)) {
         let (position, bytes) = entry?;
         let checkpoint = std::str::from_utf8(&bytes)
             .map_err(anyhow::Error::from)
@@ -397,8 +411,13 @@ fn export_bundle(data: &Path, to: &Path, force: bool) -> anyhow::Result<Exported
         checkpoints.push(checkpoint);
     }
     let mut writer = BundleWriter::new(BufWriter::with_capacity(BUNDLE_BUFFER_BYTES, file));
-    let positions = checkpoints.iter().map(|c| c.checkpoint.position).collect();
-    writer.header(&Header::new(head.position.0, &head.hash, positions))?;
+    let positions = |tree| checkpoints.iter().filter(|c| c.tree() == tree).map(|c| c.checkpoint.position).collect();
+    writer.header(&Header::new(
+        head.position.0,
+        &head.hash,
+        positions(TreeKind::Sha256),
+        positions(TreeKind::Blake3),
+    ))?;
     let mut records = 0;
     for record in store.scan_log(Position(1), true) {
         let record = record?;
@@ -529,7 +548,11 @@ fn import_bundle(
             Verified::Checkpoint(checkpoint) => {
                 commit(&mut batch, &head)?;
                 let position = Position(checkpoint.checkpoint.position);
-                store.put_checkpoint(position, checkpoint.to_json().as_bytes())?;
+                let space = match checkpoint.tree() {
+                    TreeKind::Sha256 => CheckpointSpace::Notes,
+                    TreeKind::Blake3 => CheckpointSpace::Format1,
+                };
+                store.put_checkpoint(space, position, checkpoint.to_json().as_bytes())?;
             }
         }
         Ok(())
@@ -578,10 +601,7 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
     bundle::check_signature(&signed, pinned.as_ref())
         .map_err(|reason| anyhow::anyhow!("the server's checkpoint does not verify: {reason}"))?;
     if let (Some(path), Some((mut file, staged))) = (&args.save, staged) {
-        let mut text = response.json.clone();
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
+        let text = signed.file_text();
         file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).context("writing the checkpoint")?;
         publish_file(staged, path, args.force)?;
     }
@@ -597,6 +617,10 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
                 ("time", checkpoint.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
                 ("key_id", signed.key_id()),
             ];
+            if let (Some(origin), Some(verifier_key)) = (signed.origin(), signed.verifier_key()) {
+                block.push(("origin", origin.to_owned()));
+                block.push(("verifier_key", verifier_key));
+            }
             if let Some(path) = &args.save {
                 block.push(("saved_to", path.display().to_string()));
             }
@@ -623,7 +647,16 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 /// `verify --data DIR [--checkpoint FILE]`: the chain of a stopped ledger, and that its log
 /// still extends a saved checkpoint.
 async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingKey>) -> anyhow::Result<ExitCode> {
-    let saved = args.checkpoint.as_deref().map(read_checkpoint_file).transpose()?;
+    // A saved note names no key: the pinned one, or the one in the data directory.
+    let note_key = match (&args.checkpoint, &pinned) {
+        (Some(file), None) if is_note_file(file)? => {
+            Some(keys::load(&data.join("signing.key")).map(|key| key.verifying_key()).with_context(|| {
+                format!("{} is a signed note, which names no key: pass --public-key", file.display())
+            })?)
+        }
+        _ => pinned,
+    };
+    let saved = args.checkpoint.as_deref().map(|file| read_checkpoint_file(file, note_key.as_ref())).transpose()?;
     let output = args.client.output;
     let dir = data.clone();
     let verdict = tokio::task::spawn_blocking(move || {
@@ -720,7 +753,10 @@ fn log_extends(
             "records were removed: the checkpoint covers {position} records, the log now holds only {head}"
         ))));
     }
-    let root = merkle_root(&store, position)?;
+    let root = match saved.tree() {
+        TreeKind::Sha256 => merkle_root::<Sha256Tree>(&store, position)?,
+        TreeKind::Blake3 => merkle_root::<Blake3Tree>(&store, position)?,
+    };
     if root != saved.checkpoint.root {
         return Ok(Err(failure(format!(
             "the history up to position {position} was rewritten: the Merkle root of the log's first \
@@ -733,8 +769,8 @@ fn log_extends(
 }
 
 /// The Merkle root of the first `size` records of a store, in constant memory.
-fn merkle_root(store: &Store, size: u64) -> anyhow::Result<Hash> {
-    let mut frontier = MerkleFrontier::new();
+fn merkle_root<T: TreeHash>(store: &Store, size: u64) -> anyhow::Result<Hash> {
+    let mut frontier = MerkleFrontier::<T>::default();
     let mut from = 1;
     while from <= size {
         let to = (from + ROOT_STEP_RECORDS - 1).min(size);
@@ -805,8 +841,47 @@ async fn verify_against(
     client_args: &ClientArgs,
     pinned: Option<VerifyingKey>,
 ) -> anyhow::Result<ExitCode> {
-    let saved = read_checkpoint_file(file)?;
+    let mut client = audit_client(client_args).await?;
+    // A checkpoint at the head now, rather than the latest issued: the proof then covers every
+    // record the ledger holds, not only those up to a checkpoint that may be the saved one.
+    let current = client
+        .get_checkpoint(pb::GetCheckpointRequest { position: None, fresh: true })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    // A saved note names no key: the pinned one, or the ledger's (the note must carry its
+    // signature, so a ledger that changed keys cannot vouch for it).
+    let (note_key, unpinned) = match pinned {
+        Some(key) => (Some(key), Unpinned::Saved),
+        None if is_note_file(file)? => {
+            let key = server_checkpoint(Some(&current)).map_err(anyhow::Error::msg)?.public_key;
+            (Some(key), Unpinned::Ledger)
+        }
+        None => (None, Unpinned::Saved),
+    };
     let output = client_args.output;
+    let saved = match read_checkpoint_file(file, note_key.as_ref()) {
+        Ok(saved) => saved,
+        Err(error) if matches!(error.downcast_ref(), Some(CheckpointError::NoLogSignature { .. })) => {
+            // A note the ledger's key never signed: it cannot vouch for it.
+            let text = fs::read_to_string(file)?;
+            let position = Note::parse(&text)
+                .ok()
+                .and_then(|note| Checkpoint::parse_note_text(&note.text).ok())
+                .map_or_else(|| "?".to_owned(), |(_, checkpoint)| checkpoint.position.to_string());
+            let failure = Failure {
+                at: format!("checkpoint at position {position}"),
+                reason: format!(
+                    "the saved note is not signed by the ledger's current key {}: nothing it signs can vouch for \
+                     the saved checkpoint ({error:#})",
+                    note_key.as_ref().map(keys::key_id).unwrap_or_default()
+                ),
+                verified_up_to: None,
+            };
+            return print_failure(output, &failure, Headline::Reason, json!({"checkpoint": file}));
+        }
+        Err(error) => return Err(error),
+    };
     let old_size = saved.checkpoint.position;
     let about = json!({"checkpoint": file, "checkpoint_position": old_size});
     let fail = |reason: String| Failure {
@@ -823,14 +898,17 @@ async fn verify_against(
         return print_failure(output, &failure, Headline::Reason, about);
     }
     let trusted = pinned.unwrap_or(saved.public_key);
-    let mut client = audit_client(client_args).await?;
-    // A checkpoint at the head now, rather than the latest issued: the proof then covers every
-    // record the ledger holds, not only those up to a checkpoint that may be the saved one.
-    let current = client
-        .get_checkpoint(pb::GetCheckpointRequest { position: None, fresh: true })
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    if saved.tree() == TreeKind::Blake3 {
+        let reason = format!(
+            "the saved checkpoint is of format 1 (a BLAKE3 tree, signed before the ledger's checkpoints became \
+             signed notes over an RFC 6962 SHA-256 tree), and the server proves consistency in the new tree only. \
+             Check it against a copy of the whole log instead: `pax-ledger export --data DIR --to FILE` on the \
+             stopped ledger and `pax-ledger verify --bundle FILE`, or `pax-ledger verify --data DIR --checkpoint {}`",
+            file.display()
+        );
+        let failure = Failure { at: format!("checkpoint at position {old_size}"), reason, verified_up_to: None };
+        return print_failure(output, &failure, Headline::Reason, about);
+    }
     if current.position < old_size {
         let reason = format!(
             "records were removed: the checkpoint covers {old_size} records, the ledger now holds only {}",
@@ -875,7 +953,7 @@ async fn verify_against(
                      position {} (root {root}) is consistent with it, {}",
                     file.display(),
                     newer.checkpoint.position,
-                    signer_text(&[newer.key_id()], is_pinned, Unpinned::Saved)
+                    signer_text(&[newer.key_id()], is_pinned, unpinned)
                 ))?,
             }
             Ok(ExitCode::SUCCESS)

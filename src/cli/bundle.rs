@@ -1,18 +1,22 @@
 //! The bundle: a self-contained copy of a ledger's log and signed checkpoints, one JSON object
 //! per line (docs/AUDIT.md §10 is its specification), and its verifier.
 //!
-//! 1. a header: `{"format": "pax-ledger bundle v1", "position": N, "head_hash": hex,
-//!    "checkpoints": [positions], "exported_at": RFC 3339}`;
+//! 1. a header: `{"format": "pax-ledger bundle v2", "position": N, "head_hash": hex,
+//!    "checkpoints": [positions], "format_1_checkpoints": [positions], "exported_at": RFC 3339}`
+//!    (`checkpoints` lists the note checkpoints; `format_1_checkpoints` those signed before the
+//!    upgrade to notes, over the BLAKE3 tree; a bundle of format v1 has no such field, and every
+//!    checkpoint it lists is of format 1);
 //! 2. one line per record, in log order: `{"position", "hash" (the chain hash, hex), "body" (the
 //!    record body, hex), "event" (the history line of the record, for people)}`;
-//! 3. one line per checkpoint, in position order: `{"checkpoint": <its JSON file form>}`.
+//! 3. one line per checkpoint, `{"checkpoint": <its JSON form>}`: the format-1 ones in position
+//!    order, then the notes in position order.
 //!
 //! What is verified is `body` and `hash`; `event` must say what the body says, so that a reader
 //! of the file is never shown something other than what was signed. The header is not signed:
 //! its head and checkpoint list only let a truncated file be told from a whole one.
 //!
 //! Reading and writing are streams: memory stays constant whatever the size of the log (the
-//! verifier keeps a Merkle frontier and the roots at the positions the header lists).
+//! verifier keeps a Merkle frontier per tree and the roots at the positions the header lists).
 
 use std::io::{BufRead, Write};
 
@@ -23,16 +27,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::event_line;
+use crate::audit::checkpoint::TreeKind;
 use crate::audit::checkpoint::{CheckpointError, SignedCheckpoint};
-use crate::audit::merkle::MerkleFrontier;
+use crate::audit::merkle::{Blake3Tree, MerkleFrontier, Sha256Tree, TreeHash};
 use crate::audit::{ChainBreak, ChainVerifier, Hash, hex, keys};
 use crate::domain::RecordedEvent;
 use crate::domain::access::AccessReplay;
 use crate::service::convert;
 use crate::store::record;
 
-/// The `format` of the header of every bundle this build writes and reads.
-pub const BUNDLE_FORMAT: &str = "pax-ledger bundle v1";
+/// The `format` of the header of every bundle this build writes.
+pub const BUNDLE_FORMAT: &str = "pax-ledger bundle v2";
+/// The format of bundles written before checkpoints were notes: still read.
+pub const BUNDLE_FORMAT_1: &str = "pax-ledger bundle v1";
 
 /// The first line of a bundle.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,20 +50,76 @@ pub struct Header {
     pub position: u64,
     /// The chain hash of the last record (hex; 64 zeros for an empty log).
     pub head_hash: String,
-    /// The positions of the checkpoint lines that follow the records, in order.
+    /// The positions of the (note) checkpoint lines that follow the records, in order.
     pub checkpoints: Vec<u64>,
+    /// The positions of the format-1 checkpoint lines, in order (absent in a bundle of format
+    /// v1, whose `checkpoints` are all of format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_1_checkpoints: Option<Vec<u64>>,
     pub exported_at: String,
 }
 
 impl Header {
-    pub fn new(position: u64, head_hash: &Hash, checkpoints: Vec<u64>) -> Self {
+    pub fn new(position: u64, head_hash: &Hash, checkpoints: Vec<u64>, format_1_checkpoints: Vec<u64>) -> Self {
         Self {
             format: BUNDLE_FORMAT.to_owned(),
             position,
             head_hash: hex::encode(head_hash),
             checkpoints,
+            format_1_checkpoints: Some(format_1_checkpoints),
             exported_at: Utc::now().to_rfc3339_opts(SecondsFormat::AutoSi, true),
         }
+    }
+
+    /// The planned positions of each tree: (notes, format 1).
+    fn planned(&self) -> (&[u64], &[u64]) {
+        match (&self.format_1_checkpoints, self.format.as_str()) {
+            (_, BUNDLE_FORMAT_1) => (&[], &self.checkpoints),
+            (Some(format_1), _) => (&self.checkpoints, format_1),
+            (None, _) => (&self.checkpoints, &[]),
+        }
+    }
+}
+
+/// The roots a bundle's checkpoints of one tree must have: a frontier fed while checkpoints are
+/// still planned past it, and the roots at the planned positions it reached.
+struct PlannedRoots<T: TreeHash> {
+    frontier: MerkleFrontier<T>,
+    /// The header's checkpoint positions not reached yet by the records, in order.
+    planned: std::collections::VecDeque<u64>,
+    /// The Merkle roots at the planned positions the records reached: (position, root).
+    roots: std::collections::VecDeque<(u64, Hash)>,
+}
+
+impl<T: TreeHash> PlannedRoots<T> {
+    fn new(planned: &[u64]) -> Self {
+        let mut this = Self {
+            frontier: MerkleFrontier::default(),
+            planned: planned.iter().copied().collect(),
+            roots: Default::default(),
+        };
+        this.take_planned_root();
+        this
+    }
+
+    fn append(&mut self, hash: &Hash) {
+        if self.planned.is_empty() {
+            return;
+        }
+        self.frontier.append(hash);
+        self.take_planned_root();
+    }
+
+    /// Keeps the root of the tree as it stands if a checkpoint is planned at its size.
+    fn take_planned_root(&mut self) {
+        while self.planned.front() == Some(&self.frontier.size()) {
+            self.planned.pop_front();
+            self.roots.push_back((self.frontier.size(), self.frontier.root()));
+        }
+    }
+
+    fn first_missing(&self) -> Option<u64> {
+        self.roots.front().map(|(p, _)| *p).or(self.planned.front().copied())
     }
 }
 
@@ -187,11 +250,8 @@ struct BundleVerifier<'k, S> {
     pinned: Option<&'k VerifyingKey>,
     sink: S,
     chain: ChainVerifier,
-    frontier: MerkleFrontier,
-    /// The header's checkpoint positions not reached yet by the records, in order.
-    planned: std::collections::VecDeque<u64>,
-    /// The Merkle roots at the planned positions the records reached: (position, root).
-    roots: std::collections::VecDeque<(u64, Hash)>,
+    notes: PlannedRoots<Sha256Tree>,
+    format_1: PlannedRoots<Blake3Tree>,
     checkpoints: u64,
     key_ids: Vec<String>,
     /// Set once the first checkpoint line (or the end) closes the records.
@@ -208,9 +268,8 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             pinned,
             sink,
             chain: ChainVerifier::default(),
-            frontier: MerkleFrontier::new(),
-            planned: Default::default(),
-            roots: Default::default(),
+            notes: PlannedRoots::new(&[]),
+            format_1: PlannedRoots::new(&[]),
             checkpoints: 0,
             key_ids: Vec::new(),
             records_closed: false,
@@ -254,7 +313,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         if let Err(failure) = self.close_records(&header, &head_hash) {
             return Ok(Err(failure));
         }
-        if let Some(missing) = self.roots.front().map(|(p, _)| *p).or(self.planned.front().copied()) {
+        if let Some(missing) = self.format_1.first_missing().or(self.notes.first_missing()) {
             return Ok(Err(self.failure(
                 format!("checkpoint at position {missing}"),
                 "listed in the header but missing from the bundle: the file is truncated",
@@ -274,7 +333,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         let not_a_bundle = |reason: String| self.failure("header", format!("not a pax-ledger bundle: {reason}"));
         let value: Value = serde_json::from_str(text).map_err(|e| not_a_bundle(e.to_string()))?;
         match value.get("format").and_then(Value::as_str) {
-            Some(BUNDLE_FORMAT) => {}
+            Some(BUNDLE_FORMAT | BUNDLE_FORMAT_1) => {}
             Some(other) => {
                 return Err(self.failure(
                     "header",
@@ -286,25 +345,20 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         let header: Header = serde_json::from_value(value).map_err(|e| not_a_bundle(e.to_string()))?;
         let head_hash =
             hex::decode::<32>(&header.head_hash).map_err(|e| self.failure("header", format!("head_hash: {e}")))?;
-        let mut previous = None;
-        for &position in &header.checkpoints {
-            // A checkpoint past the head is the verdict of the checkpoint, once the records are read.
-            if previous.is_some_and(|p| p >= position) {
-                return Err(self.failure("header", format!("checkpoints: {position} is out of order")));
+        let (notes, format_1) = header.planned();
+        for (field, positions) in [("checkpoints", notes), ("format_1_checkpoints", format_1)] {
+            let mut previous = None;
+            for &position in positions {
+                // A checkpoint past the head is the verdict of the checkpoint, once the records are read.
+                if previous.is_some_and(|p| p >= position) {
+                    return Err(self.failure("header", format!("{field}: {position} is out of order")));
+                }
+                previous = Some(position);
             }
-            previous = Some(position);
         }
-        self.planned = header.checkpoints.iter().copied().collect();
-        self.take_planned_root();
+        self.notes = PlannedRoots::new(notes);
+        self.format_1 = PlannedRoots::new(format_1);
         Ok((header, head_hash))
-    }
-
-    /// Keeps the root of the tree as it stands if a checkpoint is planned at its size.
-    fn take_planned_root(&mut self) {
-        if self.planned.front() == Some(&self.frontier.size()) {
-            self.planned.pop_front();
-            self.roots.push_back((self.frontier.size(), self.frontier.root()));
-        }
     }
 
     fn line(&mut self, number: u64, text: &str, header: &Header, head_hash: &Hash) -> anyhow::Result<Verdict<()>> {
@@ -388,8 +442,8 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
                 verified_up_to: Some(line.position - 1),
             }));
         }
-        self.frontier.append(&hash);
-        self.take_planned_root();
+        self.notes.append(&hash);
+        self.format_1.append(&hash);
         (self.sink)(Verified::Record { event, body, hash })?;
         Ok(Ok(()))
     }
@@ -421,7 +475,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
                 ),
             ));
         }
-        if let Some(beyond) = self.planned.front() {
+        if let Some(beyond) = self.format_1.planned.front().or(self.notes.planned.front()) {
             return Err(self.failure(
                 format!("checkpoint at position {beyond}"),
                 format!(
@@ -444,7 +498,14 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         };
         let position = checkpoint.checkpoint.position;
         let at = format!("checkpoint at position {position}");
-        let Some((_, root)) = self.roots.pop_front().filter(|(planned, _)| *planned == position) else {
+        let roots = match checkpoint.tree() {
+            TreeKind::Blake3 => &mut self.format_1.roots,
+            TreeKind::Sha256 if !self.format_1.roots.is_empty() => {
+                return Ok(Err(self.failure(at, "a note checkpoint before the format-1 ones the header lists")));
+            }
+            TreeKind::Sha256 => &mut self.notes.roots,
+        };
+        let Some((_, root)) = roots.pop_front().filter(|(planned, _)| *planned == position) else {
             return Ok(Err(self.failure(at, "not listed in the header at this place")));
         };
         if checkpoint.checkpoint.root != root {
@@ -507,9 +568,17 @@ mod tests {
         SigningKey::from_bytes(&[seed; 32])
     }
 
-    /// The lines of a bundle of `RECORDS` member joins with checkpoints at 0, 3 and 6, signed
-    /// by `key(1)`.
+    const ORIGIN: &str = "pax-ledger.example/test";
+
+    /// The lines of a bundle of `RECORDS` member joins with note checkpoints at 0, 3 and 6,
+    /// signed by `key(1)`.
     fn bundle_lines() -> Vec<String> {
+        bundle_lines_of(false)
+    }
+
+    /// The same, written before notes: format-1 checkpoints over the BLAKE3 tree, a header of
+    /// bundle format v1.
+    fn bundle_lines_of(format_1: bool) -> Vec<String> {
         let mut out = BundleWriter::new(Vec::new());
         let mut hashes = Vec::new();
         let mut records = Vec::new();
@@ -536,11 +605,24 @@ mod tests {
         let source = MemoryNodeSource::new(&hashes);
         let checkpoints: Vec<SignedCheckpoint> = [0, 3, RECORDS]
             .map(|size| {
+                if format_1 {
+                    let mut frontier = MerkleFrontier::<Blake3Tree>::default();
+                    hashes[..size as usize].iter().for_each(|hash| frontier.append(hash));
+                    let checkpoint =
+                        Checkpoint { position: size, root: frontier.root(), view_digest: None, time: Utc::now() };
+                    return checkpoint.sign_format_1(&key(1));
+                }
                 let root = tree_root(size, &source).unwrap();
-                Checkpoint { position: size, root, view_digest: None, time: Utc::now() }.sign(&key(1))
+                Checkpoint { position: size, root, view_digest: None, time: Utc::now() }.sign(ORIGIN, &key(1))
             })
             .into();
-        out.header(&Header::new(RECORDS, &prev, checkpoints.iter().map(|c| c.checkpoint.position).collect())).unwrap();
+        let positions: Vec<u64> = checkpoints.iter().map(|c| c.checkpoint.position).collect();
+        let mut header = Header::new(RECORDS, &prev, positions, Vec::new());
+        if format_1 {
+            header.format = BUNDLE_FORMAT_1.to_owned();
+            header.format_1_checkpoints = None;
+        }
+        out.header(&header).unwrap();
         for (event, body, hash) in &records {
             out.record(event, hash, body).unwrap();
         }
@@ -582,6 +664,16 @@ mod tests {
         *line = value.to_string();
     }
 
+    /// Changes the note of a checkpoint line, keeping only the note and the key in its JSON form
+    /// (the fields that spell the note out would no longer agree with it).
+    fn edit_note(line: &mut String, change: impl FnOnce(&str) -> String) {
+        edit(line, |v| {
+            let note = change(v["checkpoint"]["note"].as_str().unwrap());
+            let key = v["checkpoint"]["public_key"].clone();
+            v["checkpoint"] = serde_json::json!({"note": note, "public_key": key});
+        })
+    }
+
     #[test]
     fn a_written_bundle_verifies() {
         let lines = bundle_lines();
@@ -610,12 +702,15 @@ mod tests {
         check(|lines| drop(lines.remove(RECORDS as usize)), "position 6", "truncated");
         check(|lines| lines.truncate(lines.len() - 1), "checkpoint at position 6", "missing");
         check(|lines| edit(&mut lines[0], |v| v["head_hash"] = "11".repeat(32).into()), "log head", "head hash");
-        check(|lines| edit(&mut lines[0], |v| v["format"] = "pax-ledger bundle v2".into()), "header", "v2");
+        check(|lines| edit(&mut lines[0], |v| v["format"] = "pax-ledger bundle v3".into()), "header", "v3");
         check(|lines| lines[0].clear(), "header", "not a pax-ledger bundle");
         check(
             |lines| {
                 let last = lines.len() - 1;
-                edit(&mut lines[last], |v| v["checkpoint"]["root"] = "22".repeat(32).into())
+                edit_note(&mut lines[last], |note| {
+                    let root = note.lines().nth(2).unwrap();
+                    note.replacen(root, &crate::audit::note::base64_encode(&[0x22; 32]), 1)
+                })
             },
             "checkpoint at position 6",
             "not the Merkle root",
@@ -623,11 +718,43 @@ mod tests {
         check(
             |lines| {
                 let last = lines.len() - 1;
-                edit(&mut lines[last], |v| v["checkpoint"]["signature"] = "33".repeat(64).into())
+                // One bit of the signature (base64 'A' is 0b000000, 'B' 0b000001).
+                edit_note(&mut lines[last], |note| {
+                    let at = note.rfind(' ').unwrap() + 20;
+                    let mut bytes = note.as_bytes().to_vec();
+                    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+                    String::from_utf8(bytes).unwrap()
+                })
             },
             "checkpoint at position 6",
             "signature",
         );
+        // The plain fields beside the note must say what it says.
+        check(
+            |lines| {
+                let last = lines.len() - 1;
+                edit(&mut lines[last], |v| v["checkpoint"]["root"] = "22".repeat(32).into())
+            },
+            &format!("line {}", RECORDS + 4),
+            "does not say what the note says",
+        );
+    }
+
+    #[test]
+    fn a_bundle_written_before_notes_still_verifies() {
+        let lines = bundle_lines_of(true);
+        let summary = run(&lines, Some(&key(1).verifying_key())).unwrap();
+        assert_eq!((summary.records, summary.checkpoints), (RECORDS, 3));
+        let mut tampered = lines.clone();
+        let last = tampered.len() - 1;
+        edit(&mut tampered[last], |v| v["checkpoint"]["root"] = "22".repeat(32).into());
+        let failure = run(&tampered, None).unwrap_err();
+        assert_eq!(failure.at, "checkpoint at position 6");
+        assert!(failure.reason.contains("not the Merkle root"), "{failure:?}");
+        // Format-1 checkpoints listed as notes: their roots are of another tree.
+        let mut relabelled = lines;
+        edit(&mut relabelled[0], |v| v["format"] = BUNDLE_FORMAT.into());
+        assert!(run(&relabelled, None).is_err());
     }
 
     #[test]

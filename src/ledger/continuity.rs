@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::{Ledger, LedgerError, hash_at};
-use crate::audit::checkpoint::SignedCheckpoint;
+use crate::audit::checkpoint::{SignedCheckpoint, TreeKind};
 use crate::domain::Position;
 use crate::store::journal::{self, Evidence, Journal, MARK_INTERVAL, Mark, MarkKind};
-use crate::store::{Hash, Head, Recovery, Store, StoreError};
+use crate::store::{CheckpointSpace, Hash, Head, Recovery, Store, StoreError};
 
 /// What to do when the log does not reach or extend the journal, said in every refusal.
 fn remedy(dir: &Path, position: Position) -> String {
@@ -62,7 +62,11 @@ pub(super) fn check(
             remedy = remedy(dir, position),
         )));
     }
-    if let Some((position, _)) = store.latest_checkpoint()?
+    let latest = [CheckpointSpace::Notes, CheckpointSpace::Format1]
+        .into_iter()
+        .map(|space| store.latest_checkpoint(space).map(|latest| latest.map(|(position, _)| position)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(position) = latest.into_iter().flatten().max()
         && position > head.position
     {
         return Err(LedgerError::Shortened(format!(
@@ -78,7 +82,7 @@ pub(super) fn check(
     let what = match furthest.kind {
         MarkKind::Acknowledged => "acknowledged events up to",
         MarkKind::CleanStop => "stopped cleanly at",
-        MarkKind::Signed => "signed a checkpoint at",
+        MarkKind::Signed | MarkKind::SignedFormat1 => "signed a checkpoint at",
     };
     if head.position < furthest.position {
         return Err(LedgerError::Shortened(format!(
@@ -139,13 +143,20 @@ impl Keeper {
     /// signed otherwise.
     pub(super) fn seed(&self, store: &Store, head: Head) -> Result<(), LedgerError> {
         let mut marks = Vec::new();
-        for entry in store.checkpoints() {
-            let (position, bytes) = entry?;
-            let signed = std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|text| SignedCheckpoint::from_json(text).ok())
-                .ok_or_else(|| StoreError::corrupt(format!("the checkpoint at {position}"), "unreadable"))?;
-            marks.push(Mark::signed(position, hash_at(store, position)?, signed.checkpoint.root));
+        for space in [CheckpointSpace::Format1, CheckpointSpace::Notes] {
+            for entry in store.checkpoints(space) {
+                let (position, bytes) = entry?;
+                let signed =
+                    std::str::from_utf8(&bytes)
+                        .ok()
+                        .and_then(|text| SignedCheckpoint::from_json(text).ok())
+                        .ok_or_else(|| StoreError::corrupt(format!("the checkpoint at {position}"), "unreadable"))?;
+                let (hash, root) = (hash_at(store, position)?, signed.checkpoint.root);
+                marks.push(match signed.tree() {
+                    TreeKind::Sha256 => Mark::signed(position, hash, root),
+                    TreeKind::Blake3 => Mark::signed_format_1(position, hash, root),
+                });
+            }
         }
         if head.position.0 > 0 {
             marks.push(Mark::head(MarkKind::Acknowledged, head.position, head.hash));
@@ -188,7 +199,11 @@ impl Keeper {
     /// The latest signed entry below `position`, whose chain hash the log must still hold.
     pub(super) fn signed_before(&self, position: Position) -> Option<Mark> {
         let journal = self.journal.lock().expect("journal lock");
-        journal.evidence().signed.range(..position.0).next_back().map(|(_, mark)| *mark)
+        let evidence = journal.evidence();
+        let latest = |signed: &std::collections::BTreeMap<u64, Mark>| {
+            signed.range(..position.0).next_back().map(|(_, mark)| *mark)
+        };
+        latest(&evidence.signed).into_iter().chain(latest(&evidence.signed_format_1)).max_by_key(|mark| mark.position)
     }
 }
 

@@ -12,12 +12,12 @@ use ed25519_dalek::SigningKey;
 
 use super::verify::Stop;
 use super::{Ledger, LedgerError, ViewsAt};
-use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
-use crate::audit::merkle::{self, NodeSource, node_hash};
+use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint, TreeKind};
+use crate::audit::merkle::{self, Blake3Tree, MerkleFrontier, NodeSource, node_hash};
 use crate::audit::tower::{LeafRun, Piece, SubtreeRoot, SubtreeTower, decomposition, perfect_root};
 use crate::audit::{ChainVerifier, Hash, keys};
 use crate::domain::{EventId, Position};
-use crate::store::{Head, SUBTREE_LEVEL_MIN, Store, StoreError};
+use crate::store::{CheckpointSpace, Head, SUBTREE_LEVEL_MIN, Store, StoreError, TREE_FORMAT};
 
 /// Chain hashes read per step when subtree roots are computed after the fact.
 const CATCH_UP_STEP: u64 = 1 << 16;
@@ -34,12 +34,52 @@ pub struct AuditConfig {
     pub checkpoint_every_events: u64,
     /// …or once this long has passed since the last one and the log has grown at all.
     pub checkpoint_every: Duration,
+    /// The log's origin: the first line of its checkpoints and the name of its key (a
+    /// schema-less URL such as `ledger.example.org/pax-silica`, without spaces or '+'). Default
+    /// `pax-ledger/<key id>`. Witnesses and auditors know the log by it: keep it once chosen.
+    pub origin: Option<String>,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { signing_key: None, checkpoint_every_events: 100_000, checkpoint_every: Duration::from_secs(300) }
+        Self {
+            signing_key: None,
+            checkpoint_every_events: 100_000,
+            checkpoint_every: Duration::from_secs(300),
+            origin: None,
+        }
     }
+}
+
+/// The log's origin: the configured one, checked, or `pax-ledger/<key id>`.
+pub(super) fn origin(config: &AuditConfig, key: &SigningKey) -> Result<String, LedgerError> {
+    let origin = config.origin.clone().unwrap_or_else(|| format!("pax-ledger/{}", keys::key_id(&key.verifying_key())));
+    crate::audit::note::check_key_name(&origin).map_err(|e| LedgerError::Key(format!("checkpoint_origin: {e}")))?;
+    Ok(origin)
+}
+
+/// Brings the stored subtree roots to this build's tree ([`TREE_FORMAT`]: RFC 6962 with SHA-256)
+/// when they are of an older one: every root recomputed from the log, then the marker written
+/// (a crash half-way leaves the old marker, and the next open starts over). Checkpoints signed
+/// over the old tree are kept as they are; they still verify against the log.
+pub(super) fn upgrade_tree(store: &Store, head: Head) -> Result<(), StoreError> {
+    let format = store.tree_format()?;
+    if format == TREE_FORMAT {
+        // A new store: its format is written down before its first root is.
+        if !store.tree_format_marked()? {
+            store.set_tree_format(TREE_FORMAT)?;
+        }
+        return Ok(());
+    }
+    let size = head.position.0;
+    tracing::info!(
+        from = format,
+        to = TREE_FORMAT,
+        leaves = size,
+        "upgrading the Merkle tree to RFC 6962 with SHA-256"
+    );
+    catch_up_subtrees(store, size - size % (1 << SUBTREE_LEVEL_MIN))?;
+    store.set_tree_format(TREE_FORMAT)
 }
 
 /// The writer's tower after `head`: the stored roots of the large subtrees covering the log and
@@ -89,6 +129,9 @@ fn catch_up_subtrees(store: &Store, full: u64) -> Result<(), StoreError> {
 struct StoreNodes<'s> {
     store: &'s Store,
     size: u64,
+    /// Whether the stored roots of large subtrees are of this build's tree (a read-only open of
+    /// a store not upgraded yet computes every subtree from the log instead).
+    stored: bool,
     block: RefCell<Option<(u64, Vec<Hash>)>>,
     /// The roots of the tree's blocks of 2^SUBTREE_LEVEL_MIN leaves, recomputed: used instead
     /// of the stored roots when set.
@@ -97,7 +140,8 @@ struct StoreNodes<'s> {
 
 impl<'s> StoreNodes<'s> {
     fn new(store: &'s Store, size: u64) -> Self {
-        Self { store, size, block: RefCell::new(None), recomputed: None }
+        let stored = store.tree_format().is_ok_and(|format| format == TREE_FORMAT);
+        Self { store, size, stored, block: RefCell::new(None), recomputed: None }
     }
 
     /// Subtrees of at least a block made from recomputed block roots, not from stored roots.
@@ -122,7 +166,9 @@ impl NodeSource for StoreNodes<'_> {
             return Ok(perfect_root(blocks.to_vec()));
         }
         if level >= SUBTREE_LEVEL_MIN {
-            if let Some(root) = self.store.subtree(level, start >> level)? {
+            if self.stored
+                && let Some(root) = self.store.subtree(level, start >> level)?
+            {
                 return Ok(root);
             }
             let middle = start + width / 2;
@@ -250,8 +296,8 @@ impl Ledger {
         }
         keeper.before_signing(position, hash, root).map_err(|e| self.equivocation(e))?;
         let checkpoint = Checkpoint { position: position.0, root, view_digest, time: Utc::now() };
-        let signed = checkpoint.sign(&self.signing_key);
-        self.guard(self.store.put_checkpoint(position, signed.to_json().as_bytes()))?;
+        let signed = checkpoint.sign(&self.origin, &self.signing_key);
+        self.guard(self.store.put_checkpoint(CheckpointSpace::Notes, position, signed.to_json().as_bytes()))?;
         tracing::info!(position = position.0, "checkpoint signed");
         Ok(signed)
     }
@@ -264,12 +310,15 @@ impl Ledger {
 
     /// The positions of the stored checkpoints, in order.
     pub fn checkpoint_positions(&self) -> Result<Vec<Position>, LedgerError> {
-        self.store.checkpoints().map(|entry| self.guard(entry.map(|(position, _)| position))).collect()
+        self.store
+            .checkpoints(CheckpointSpace::Notes)
+            .map(|entry| self.guard(entry.map(|(position, _)| position)))
+            .collect()
     }
 
     /// The latest stored checkpoint, or one signed at the durable head if there is none.
     pub fn latest_checkpoint(&self) -> Result<SignedCheckpoint, LedgerError> {
-        match self.guard(self.store.latest_checkpoint())? {
+        match self.guard(self.store.latest_checkpoint(CheckpointSpace::Notes))? {
             Some((position, bytes)) => {
                 let root = self.merkle_root(position.0)?;
                 self.stored_checkpoint(position, &bytes, &root)
@@ -288,7 +337,10 @@ impl Ledger {
         bytes: &[u8],
         root: &Hash,
     ) -> Result<SignedCheckpoint, LedgerError> {
-        self.guard(check_checkpoint(position, bytes, root).map_err(|reason| StoreError::corrupt("checkpoints", reason)))
+        self.guard(
+            check_checkpoint(position, bytes, TreeKind::Sha256, root)
+                .map_err(|reason| StoreError::corrupt("checkpoints", reason)),
+        )
     }
 
     /// The view digest at `position`, if the views get there within [`CHECKPOINT_VIEWS_WAIT`].
@@ -455,6 +507,9 @@ pub(super) fn check_tree<'p>(
     let mut completed = Vec::new();
     let mut blocks = Vec::new();
     let mut subtree_failure = None;
+    // Roots stored over an older tree (a store not opened for writing since the upgrade) are
+    // recomputed on the next open, not compared.
+    let compare_stored = store.tree_format()? == TREE_FORMAT;
     for piece in pieces {
         tower.append_piece(piece, &mut completed);
         for (level, index, root) in completed.drain(..) {
@@ -463,7 +518,10 @@ pub(super) fn check_tree<'p>(
             }
             // A root not stored yet (an imported store before its first open) is no fault;
             // one that differs is.
-            if subtree_failure.is_none() && store.subtree(level, index)?.is_some_and(|stored| stored != root) {
+            if compare_stored
+                && subtree_failure.is_none()
+                && store.subtree(level, index)?.is_some_and(|stored| stored != root)
+            {
                 let reason = format!("the stored Merkle subtree {level}/{index} differs from the log");
                 subtree_failure = Some(((index + 1) << level, reason));
             }
@@ -472,32 +530,84 @@ pub(super) fn check_tree<'p>(
     assert_eq!(tower.size(), head, "the pieces cover the log");
     let nodes = StoreNodes::recomputed(store, head, &blocks);
     let mut check = TreeCheck::default();
-    for entry in store.checkpoints() {
+    let mut failure = subtree_failure;
+    // Checkpoints of both forms, each against the root of its own tree; the first failure in log
+    // order is the one reported.
+    let mut first_failure = |found: (u64, String)| {
+        if failure.as_ref().is_none_or(|(at, _)| found.0 < *at) {
+            failure = Some(found);
+        }
+    };
+    for entry in store.checkpoints(CheckpointSpace::Notes) {
         let (position, bytes) = entry?;
-        if position.0 > head || subtree_failure.as_ref().is_some_and(|(at, _)| *at <= position.0) {
+        if position.0 > head {
             break;
         }
-        match check_checkpoint(position, &bytes, &merkle::tree_root(position.0, &nodes)?) {
+        let root = merkle::tree_root(position.0, &nodes)?;
+        match check_checkpoint(position, &bytes, TreeKind::Sha256, &root) {
             Ok(signed) => {
                 check.verified += 1;
                 check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != signed.public_key));
             }
             Err(reason) => {
-                check.failure = Some((position.0, reason));
-                return Ok(check);
+                first_failure((position.0, reason));
+                break;
             }
         }
     }
-    check.failure = subtree_failure;
+    let format_1: Vec<(Position, Vec<u8>)> = store
+        .checkpoints(CheckpointSpace::Format1)
+        .take_while(|entry| entry.as_ref().is_ok_and(|(position, _)| position.0 <= head) || entry.is_err())
+        .collect::<Result<_, _>>()?;
+    let roots = format_1_roots(store, format_1.iter().map(|(position, _)| *position))?;
+    for ((position, bytes), root) in format_1.iter().zip(roots) {
+        match check_checkpoint(*position, bytes, TreeKind::Blake3, &root) {
+            Ok(signed) => {
+                check.verified += 1;
+                check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != signed.public_key));
+            }
+            Err(reason) => {
+                first_failure((position.0, reason));
+                break;
+            }
+        }
+    }
+    check.failure = failure;
     Ok(check)
 }
 
-/// A stored checkpoint holds if it decodes, covers `position`, signs `root` (the log's root of
-/// that many records) and its signature verifies with the key it names.
-fn check_checkpoint(position: Position, bytes: &[u8], root: &Hash) -> Result<SignedCheckpoint, String> {
+/// The roots of the format-1 tree (BLAKE3, [`Blake3Tree`]) at `positions` (ascending), in one
+/// pass over the chain hashes up to the last: what checkpoints signed before the upgrade to
+/// notes are checked against.
+pub(super) fn format_1_roots(
+    store: &Store,
+    positions: impl IntoIterator<Item = Position>,
+) -> Result<Vec<Hash>, StoreError> {
+    let mut frontier = MerkleFrontier::<Blake3Tree>::default();
+    let mut roots = Vec::new();
+    for position in positions {
+        while frontier.size() < position.0 {
+            let from = frontier.size() + 1;
+            let to = position.0.min(from + CATCH_UP_STEP - 1);
+            for hash in store.chain_hashes(Position(from), Position(to))? {
+                frontier.append(&hash);
+            }
+        }
+        roots.push(frontier.root());
+    }
+    Ok(roots)
+}
+
+/// A stored checkpoint holds if it decodes, is of the form its key space holds (`tree`),
+/// covers `position`, signs `root` (the log's root of that many records, in that tree) and its
+/// signature verifies with the key it names.
+fn check_checkpoint(position: Position, bytes: &[u8], tree: TreeKind, root: &Hash) -> Result<SignedCheckpoint, String> {
     let place = format!("the checkpoint at {position}");
     let text = std::str::from_utf8(bytes).map_err(|e| format!("{place}: {e}"))?;
     let signed = SignedCheckpoint::from_json(text).map_err(|e| format!("{place}: {e}"))?;
+    if signed.tree() != tree {
+        return Err(format!("{place} is not of the form its place in the store holds"));
+    }
     if signed.checkpoint.position != position.0 || signed.checkpoint.root != *root {
         return Err(format!(
             "{place} signed another Merkle root than the log's: the log or the checkpoint was rewritten"
@@ -524,14 +634,15 @@ pub(super) fn run_checkpointer(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut last_at = Instant::now();
-    let (mut last_position, mut last_snapshot) = match ledger.upgrade() {
-        Some(ledger) => (
-            match ledger.store.latest_checkpoint() {
-                Ok(Some((position, _))) => position.0,
-                _ => 0,
-            },
-            ledger.durable_head().position.0,
-        ),
+    // A ledger just upgraded from format-1 checkpoints gets its first note at once, so that its
+    // log's SHA-256 root is signed beside the last BLAKE3 one.
+    let (mut last_position, mut last_snapshot, mut overdue) = match ledger.upgrade() {
+        Some(ledger) => {
+            let latest = |space| ledger.store.latest_checkpoint(space).ok().flatten().map(|(position, _)| position.0);
+            let note = latest(CheckpointSpace::Notes);
+            let upgraded = note.is_none() && latest(CheckpointSpace::Format1).is_some();
+            (note.unwrap_or(0), ledger.durable_head().position.0, upgraded)
+        }
         None => return,
     };
     while !stop.load(std::sync::atomic::Ordering::Acquire) {
@@ -542,10 +653,12 @@ pub(super) fn run_checkpointer(
         }
         let head = ledger.durable_head().position.0;
         let due = head > last_position
-            && (head - last_position >= config.checkpoint_every_events || last_at.elapsed() >= config.checkpoint_every);
+            && (overdue
+                || head - last_position >= config.checkpoint_every_events
+                || last_at.elapsed() >= config.checkpoint_every);
         if due {
             match ledger.checkpoint_at(Position(head)) {
-                Ok(_) => last_position = head,
+                Ok(_) => (last_position, overdue) = (head, false),
                 Err(error) => tracing::warn!(%error, "could not issue a checkpoint"),
             }
             last_at = Instant::now();

@@ -225,6 +225,8 @@ pub struct Ledger {
     swaps: mpsc::UnboundedSender<projector::Swap>,
     rebuild: Mutex<rebuild::RebuildState>,
     signing_key: ed25519_dalek::SigningKey,
+    /// The log's origin: its checkpoints' first line and its key's name.
+    origin: String,
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer_stop: Arc<AtomicBool>,
     /// The head journal (none when read-only), and the thread that marks the durable head in it.
@@ -306,6 +308,7 @@ impl Ledger {
         };
         let access = Arc::new(RwLock::new(access));
         let signing_key = evidence::signing_key(dir, &config.audit)?;
+        let origin = evidence::origin(&config.audit, &signing_key)?;
         let (durable_tx, durable) = watch::channel(head);
         let (jobs_tx, jobs_rx) = mpsc::channel(config.append_queue_max);
         let (committed_tx, committed) = mpsc::channel(config.projector_handoff_max.max(1));
@@ -317,6 +320,7 @@ impl Ledger {
             // No writer: the head never moves, and subscriptions wait on it until the stop.
             still_head = Some(durable_tx);
         } else {
+            evidence::upgrade_tree(&store, head)?;
             let tower = evidence::open_tower(&store, head)?;
             let writer = writer::Writer::new(
                 store.clone(),
@@ -358,6 +362,7 @@ impl Ledger {
             swaps,
             rebuild: Mutex::default(),
             signing_key,
+            origin,
             checkpointer: Mutex::new(None),
             checkpointer_stop: Arc::default(),
             keeper,

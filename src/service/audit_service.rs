@@ -47,6 +47,9 @@ pub fn checkpoint_pb(signed: &SignedCheckpoint) -> pb::SignedCheckpoint {
         key_id: signed.key_id(),
         signature: signed.signature.to_bytes().to_vec(),
         json: signed.to_json(),
+        note: signed.to_note().unwrap_or_default(),
+        origin: signed.origin().unwrap_or_default().to_owned(),
+        verifier_key: signed.verifier_key().unwrap_or_default(),
     }
 }
 

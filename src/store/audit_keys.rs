@@ -4,7 +4,9 @@
 //! | key | value |
 //! |---|---|
 //! | `T` level (u8) index (u64) | the root (32 bytes) of the perfect subtree over leaves `[index·2^level, (index+1)·2^level)`, for levels ≥ [`SUBTREE_LEVEL_MIN`] |
-//! | `C` position (u64) | a signed checkpoint of the log's first `position` records, as its JSON file form |
+//! | `N` position (u64) | a signed checkpoint (a note) of the log's first `position` records, as its JSON form |
+//! | `C` position (u64) | a checkpoint of format 1 (signed before the upgrade to notes), as its JSON form; kept, never written again but by an import |
+//! | `Mtree` | the tree format of the `T` roots (one byte, see [`TREE_FORMAT`]); absent in a store written before it: format 1 |
 //!
 //! Subtree roots are written in the commit batch that completes them (one insert per
 //! 2^SUBTREE_LEVEL_MIN events, amortised, whatever the level), so proofs never need more than
@@ -18,7 +20,30 @@ use crate::domain::Position;
 pub const SUBTREE_LEVEL_MIN: u8 = 10;
 
 const SUBTREE: u8 = b'T';
-const CHECKPOINT: u8 = b'C';
+const CHECKPOINT: u8 = b'N';
+const CHECKPOINT_FORMAT_1: u8 = b'C';
+const META_TREE: &[u8] = b"Mtree";
+
+/// The tree format whose subtree roots this build stores: 2, RFC 6962 with SHA-256. (1 was the
+/// same layout with BLAKE3; a store of format 1 has its roots recomputed on open, by the ledger,
+/// which owns what they mean.)
+pub const TREE_FORMAT: u8 = 2;
+
+/// Which checkpoints: the ones signed now (notes), or those of format 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointSpace {
+    Notes,
+    Format1,
+}
+
+impl CheckpointSpace {
+    fn tag(self) -> u8 {
+        match self {
+            Self::Notes => CHECKPOINT,
+            Self::Format1 => CHECKPOINT_FORMAT_1,
+        }
+    }
+}
 
 fn subtree_key(level: u8, index: u64) -> [u8; 10] {
     let mut key = [0; 10];
@@ -28,8 +53,8 @@ fn subtree_key(level: u8, index: u64) -> [u8; 10] {
     key
 }
 
-fn checkpoint_key(position: Position) -> [u8; 9] {
-    let mut key = [CHECKPOINT; 9];
+fn checkpoint_key(space: CheckpointSpace, position: Position) -> [u8; 9] {
+    let mut key = [space.tag(); 9];
     key[1..].copy_from_slice(&position.0.to_be_bytes());
     key
 }
@@ -103,25 +128,54 @@ impl Store {
         })
     }
 
-    /// Stores a signed checkpoint (its file form) and syncs: a checkpoint handed to an
-    /// auditor must still be there after a crash.
-    pub fn put_checkpoint(&self, position: Position, file_form: &[u8]) -> Result<(), StoreError> {
-        engine("storing a checkpoint", || {
-            self.db.insert(checkpoint_key(position), file_form)?;
+    /// The tree format of the stored subtree roots: [`TREE_FORMAT`], or 1 for a store written
+    /// before the marker existed (an empty store is of this build's).
+    pub fn tree_format(&self) -> Result<u8, StoreError> {
+        engine("reading the Merkle tree", || match self.db.get(META_TREE)? {
+            Some(value) if value.len() == 1 => Ok(value[0]),
+            Some(_) => Err(StoreError::corrupt("the tree format", "not one byte")),
+            None if self.db.scan_prefix([SUBTREE]).next().is_none() && self.head()?.position.0 == 0 => Ok(TREE_FORMAT),
+            None => Ok(1),
+        })
+    }
+
+    /// Whether the tree format is written down (a new store's is implied until it is).
+    pub fn tree_format_marked(&self) -> Result<bool, StoreError> {
+        engine("reading the Merkle tree", || Ok(self.db.contains_key(META_TREE)?))
+    }
+
+    /// Marks the stored subtree roots as of `format`, durably: the last step of recomputing them.
+    pub fn set_tree_format(&self, format: u8) -> Result<(), StoreError> {
+        engine("writing the Merkle tree", || {
+            self.db.insert(META_TREE, &[format])?;
             self.sync().map(drop)
         })
     }
 
-    /// The stored checkpoint at exactly `position`.
-    pub fn checkpoint(&self, position: Position) -> Result<Option<Vec<u8>>, StoreError> {
-        engine("reading checkpoints", || Ok(self.db.get(checkpoint_key(position))?.map(|v| v.to_vec())))
+    /// Stores a signed checkpoint (its JSON form) and syncs: a checkpoint handed to an
+    /// auditor must still be there after a crash.
+    pub fn put_checkpoint(&self, space: CheckpointSpace, position: Position, json: &[u8]) -> Result<(), StoreError> {
+        engine("storing a checkpoint", || {
+            self.db.insert(checkpoint_key(space, position), json)?;
+            self.sync().map(drop)
+        })
     }
 
-    /// The stored checkpoints in position order: (position, file form).
-    pub fn checkpoints(&self) -> impl DoubleEndedIterator<Item = Result<(Position, Vec<u8>), StoreError>> + '_ {
+    /// The stored checkpoint (a note) at exactly `position`.
+    pub fn checkpoint(&self, position: Position) -> Result<Option<Vec<u8>>, StoreError> {
+        engine("reading checkpoints", || {
+            Ok(self.db.get(checkpoint_key(CheckpointSpace::Notes, position))?.map(|v| v.to_vec()))
+        })
+    }
+
+    /// The stored checkpoints of one space in position order: (position, JSON form).
+    pub fn checkpoints(
+        &self,
+        space: CheckpointSpace,
+    ) -> impl DoubleEndedIterator<Item = Result<(Position, Vec<u8>), StoreError>> + '_ {
         super::Guarded::new(
             "reading checkpoints",
-            self.db.scan_prefix([CHECKPOINT]).map(|entry| {
+            self.db.scan_prefix([space.tag()]).map(|entry| {
                 let (key, value) = entry?;
                 let position = key
                     .get(1..9)
@@ -134,8 +188,8 @@ impl Store {
         )
     }
 
-    /// The latest stored checkpoint.
-    pub fn latest_checkpoint(&self) -> Result<Option<(Position, Vec<u8>)>, StoreError> {
-        engine("reading checkpoints", || self.checkpoints().next_back().transpose())
+    /// The latest stored checkpoint of one space.
+    pub fn latest_checkpoint(&self, space: CheckpointSpace) -> Result<Option<(Position, Vec<u8>)>, StoreError> {
+        engine("reading checkpoints", || self.checkpoints(space).next_back().transpose())
     }
 }

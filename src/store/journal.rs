@@ -10,11 +10,11 @@
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `"PXJ1"` |
-//! | 1 | kind: 1 acknowledged (the durable head while serving), 2 clean stop (the head when the ledger stopped cleanly), 3 signed (a checkpoint about to be signed) |
+//! | 1 | kind: 1 acknowledged (the durable head while serving), 2 clean stop (the head when the ledger stopped cleanly), 3 signed in format 1 (a checkpoint about to be signed over the BLAKE3 tree, before the upgrade to notes), 4 signed (a note checkpoint about to be signed, over the SHA-256 tree) |
 //! | 3 | zero |
 //! | 8 | position (u64) |
 //! | 32 | the chain hash of the record at that position (zeros at position 0) |
-//! | 32 | kind 3: the Merkle root signed at that position; zeros otherwise |
+//! | 32 | kinds 3 and 4: the Merkle root signed at that position; zeros otherwise |
 //! | 8 | when the entry was written, milliseconds since the Unix epoch (i64) |
 //! | 8 | the first 8 bytes of BLAKE3 of the 88 bytes before |
 //!
@@ -57,8 +57,11 @@ pub enum MarkKind {
     Acknowledged = 1,
     /// The head when the ledger stopped cleanly.
     CleanStop = 2,
-    /// A checkpoint about to be signed, with its root.
-    Signed = 3,
+    /// A format-1 checkpoint (over the BLAKE3 tree) about to be signed, with its root: written
+    /// by builds before notes, still read.
+    SignedFormat1 = 3,
+    /// A checkpoint about to be signed, with its root (of the SHA-256 tree).
+    Signed = 4,
 }
 
 /// One journal entry.
@@ -68,7 +71,7 @@ pub struct Mark {
     pub position: Position,
     /// The chain hash of the record at `position`.
     pub hash: Hash,
-    /// The Merkle root of the first `position` records ([`MarkKind::Signed`] only).
+    /// The Merkle root of the first `position` records (signed kinds only).
     pub root: Hash,
     /// When it was written (milliseconds since the Unix epoch).
     pub written_ms: i64,
@@ -81,6 +84,11 @@ impl Mark {
 
     pub fn signed(position: Position, hash: Hash, root: Hash) -> Self {
         Self { kind: MarkKind::Signed, position, hash, root, written_ms: now_ms() }
+    }
+
+    /// What a format-1 checkpoint found without a journal entry is recorded as.
+    pub fn signed_format_1(position: Position, hash: Hash, root: Hash) -> Self {
+        Self { kind: MarkKind::SignedFormat1, position, hash, root, written_ms: now_ms() }
     }
 
     /// When it was written, for messages.
@@ -113,7 +121,8 @@ impl Mark {
         let kind = match entry[4] {
             1 => MarkKind::Acknowledged,
             2 => MarkKind::CleanStop,
-            3 => MarkKind::Signed,
+            3 => MarkKind::SignedFormat1,
+            4 => MarkKind::Signed,
             _ => return Err("has an unknown kind"),
         };
         Ok(Self {
@@ -143,6 +152,9 @@ pub struct Evidence {
     pub clean_stop: Option<Mark>,
     /// Signed entries by position (the first root recorded for each).
     pub signed: BTreeMap<u64, Mark>,
+    /// Signed entries of format 1 by position: their roots are of the BLAKE3 tree, never
+    /// compared with today's; their chain hashes still bind the log.
+    pub signed_format_1: BTreeMap<u64, Mark>,
     /// A damaged last entry was taken for a torn write and ignored.
     pub torn_tail: bool,
 }
@@ -153,14 +165,20 @@ impl Evidence {
             self.furthest = Some(mark);
         }
         self.clean_stop = (mark.kind == MarkKind::CleanStop).then_some(mark);
-        if mark.kind == MarkKind::Signed {
-            self.signed.entry(mark.position.0).or_insert(mark);
+        match mark.kind {
+            MarkKind::Signed => {
+                self.signed.entry(mark.position.0).or_insert(mark);
+            }
+            MarkKind::SignedFormat1 => {
+                self.signed_format_1.entry(mark.position.0).or_insert(mark);
+            }
+            MarkKind::Acknowledged | MarkKind::CleanStop => {}
         }
     }
 
     /// The entries a compacted journal keeps: every signed one, then the furthest head.
     fn compacted(&self) -> Vec<Mark> {
-        let mut marks: Vec<Mark> = self.signed.values().copied().collect();
+        let mut marks: Vec<Mark> = self.signed_format_1.values().chain(self.signed.values()).copied().collect();
         if let Some(last) = self.clean_stop.or(self.furthest) {
             marks.push(last);
         }

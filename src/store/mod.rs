@@ -15,7 +15,7 @@ mod memory_index;
 pub mod record;
 mod views;
 
-pub use audit_keys::SUBTREE_LEVEL_MIN;
+pub use audit_keys::{CheckpointSpace, SUBTREE_LEVEL_MIN, TREE_FORMAT};
 pub use views::{ViewWrite, ViewsMeta};
 
 use std::collections::HashMap;

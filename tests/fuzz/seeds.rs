@@ -178,6 +178,9 @@ pub fn chunks() -> Vec<Vec<u8>> {
     chunks
 }
 
+/// The origin the seeds' checkpoints are signed under.
+pub const ORIGIN: &str = "pax-ledger.example/fuzz";
+
 /// The key that signs the seed bundle's checkpoints.
 pub fn signing_key() -> SigningKey {
     SigningKey::from_bytes(&[0x5a; 32])
@@ -201,12 +204,12 @@ pub fn bundle() -> Vec<u8> {
     let checkpoints: Vec<SignedCheckpoint> = roots
         .into_iter()
         .map(|(position, root)| {
-            Checkpoint { position, root, view_digest: Some([position as u8; 32]), time }.sign(&signing_key())
+            Checkpoint { position, root, view_digest: Some([position as u8; 32]), time }.sign(ORIGIN, &signing_key())
         })
         .collect();
     let mut writer = BundleWriter::new(Vec::new());
     let head = *hashes.last().expect("seed records");
-    writer.header(&Header::new(events.len() as u64, &head, sizes.to_vec())).expect("write to memory");
+    writer.header(&Header::new(events.len() as u64, &head, sizes.to_vec(), Vec::new())).expect("write to memory");
     for ((event, body), hash) in events.iter().zip(&bodies).zip(&hashes) {
         writer.record(event, hash, body).expect("write to memory");
     }

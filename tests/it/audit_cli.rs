@@ -102,7 +102,8 @@ fn sign_offline(dir: &Path, position: u64, file: &Path) -> SignedCheckpoint {
     let key = keys::load_or_generate(&dir.join("signing.key")).unwrap();
     let hashes: Vec<Hash> = records(dir).iter().take(position as usize).map(|r| r.hash).collect();
     let root = tree_root(position, &MemoryNodeSource::new(&hashes)).unwrap();
-    let signed = Checkpoint { position, root, view_digest: None, time: Utc::now() }.sign(&key);
+    let origin = format!("pax-ledger/{}", keys::key_id(&key.verifying_key()));
+    let signed = Checkpoint { position, root, view_digest: None, time: Utc::now() }.sign(&origin, &key);
     fs::write(file, signed.to_json()).unwrap();
     signed
 }
@@ -181,7 +182,11 @@ async fn export_verify_import_round_trips() {
     let saved = p.file("at-30.json");
     let made = pax(&["checkpoint", "--save", s(&saved), "--addr", &server.url, "--output", "json"]).expect_ok();
     assert_eq!(made.last()["position"], 30);
-    let checkpoint = SignedCheckpoint::from_json(&fs::read_to_string(&saved).unwrap()).unwrap();
+    // The file is the signed note; the JSON line spells it out, with the key a note does not name.
+    let checkpoint = SignedCheckpoint::from_json(&made.last().to_string()).unwrap();
+    let note = fs::read_to_string(&saved).unwrap();
+    assert_eq!(made.last()["note"], note.as_str());
+    assert_eq!(SignedCheckpoint::from_file_text(&note, Some(&checkpoint.public_key)).unwrap(), checkpoint);
     assert_eq!(serde_json::to_value(&checkpoint).unwrap(), *made.last());
     // A saved checkpoint is evidence: it is not overwritten by accident.
     let again = pax(&["checkpoint", "--save", s(&saved), "--addr", &server.url]);
@@ -202,7 +207,7 @@ async fn export_verify_import_round_trips() {
     assert_eq!((exported.last()["records"].as_u64(), exported.last()["checkpoints"].as_u64()), (Some(35), Some(1)));
     let lines = bundle_lines(&bundle);
     assert_eq!(lines.len(), 1 + 35 + 1);
-    assert_eq!(lines[0]["format"], "pax-ledger bundle v1");
+    assert_eq!(lines[0]["format"], "pax-ledger bundle v2");
     assert_eq!(lines[0]["checkpoints"], serde_json::json!([30]));
     assert_eq!(lines[7]["event"]["type"], "member_joined");
     assert_eq!(lines[36]["checkpoint"]["root"], serde_json::to_value(&checkpoint).unwrap()["root"]);
@@ -240,11 +245,13 @@ async fn export_verify_import_round_trips() {
     assert_eq!(fs::read_dir(&p.data).unwrap().count(), before);
 
     // The imported ledger serves, under a key of its own: the saved checkpoint cannot be
-    // vouched for by it online (offline, above, it still can).
+    // vouched for by it online (offline, above, it still can), pinned or not.
     let server = TestServer::start_in(&imported_dir).await;
     assert_eq!(head_position(&mut server.client().await).await, 35);
     pax(&["verify", "--against", s(&saved), "--addr", &server.url, "--output", "json"])
-        .expect_failed("checkpoint at position 30", "not by the saved checkpoint's key");
+        .expect_failed("checkpoint at position 30", "not signed by the ledger's current key");
+    pax(&["verify", "--against", s(&saved), "--addr", &server.url, "--public-key", &public_key, "--output", "json"])
+        .expect_failed("checkpoint at position 30", "nothing it signs can vouch for the saved checkpoint");
     server.stop().await;
 }
 
@@ -289,7 +296,8 @@ async fn a_checkpoint_signed_by_another_key_fails_when_the_key_is_pinned() {
     let last = lines.len() - 1;
     let genuine: SignedCheckpoint = serde_json::from_value(lines[last]["checkpoint"].clone()).unwrap();
     let other = keys::load_or_generate(&p.file("other.key")).unwrap();
-    lines[last]["checkpoint"] = serde_json::to_value(genuine.checkpoint.clone().sign(&other)).unwrap();
+    lines[last]["checkpoint"] =
+        serde_json::to_value(genuine.checkpoint.clone().sign(genuine.origin().unwrap(), &other)).unwrap();
     let forged = p.file("forged.jsonl");
     write_lines(&forged, &lines);
 

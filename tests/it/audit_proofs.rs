@@ -6,31 +6,38 @@
 
 use std::sync::OnceLock;
 
-use chrono::{DateTime, TimeZone, Utc};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{TimeZone, Utc};
 use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
 use pax_ledger::audit::checkpoint::Checkpoint;
 use pax_ledger::audit::merkle::{MemoryNodeSource, consistency_proof, inclusion_proof};
 use proptest::prelude::*;
+use sha2::{Digest, Sha256};
 
 type Hash = [u8; 32];
 
 // ---------------------------------------------------------------------------------------------
 // The verifier, from docs/AUDIT.md §3–5
 
-/// §3: `leaf_hash(h) = BLAKE3(0x00 ‖ h)`.
-pub(crate) fn leaf(record_hash: &Hash) -> Hash {
-    *blake3::hash(&[&[0x00][..], record_hash].concat()).as_bytes()
+fn sha256(bytes: &[u8]) -> Hash {
+    Sha256::digest(bytes).into()
 }
 
-/// §3: `node_hash(l, r) = BLAKE3(0x01 ‖ l ‖ r)`.
+/// §3: `leaf_hash(h) = SHA-256(0x00 ‖ h)`.
+pub(crate) fn leaf(record_hash: &Hash) -> Hash {
+    sha256(&[&[0x00][..], record_hash].concat())
+}
+
+/// §3: `node_hash(l, r) = SHA-256(0x01 ‖ l ‖ r)`.
 pub(crate) fn node(left: &Hash, right: &Hash) -> Hash {
-    *blake3::hash(&[&[0x01][..], left, right].concat()).as_bytes()
+    sha256(&[&[0x01][..], left, right].concat())
 }
 
 /// §3: MTH, as the definition reads.
 pub(crate) fn mth(records: &[Hash]) -> Hash {
     match records.len() {
-        0 => *blake3::hash(b"").as_bytes(),
+        0 => sha256(b""),
         1 => leaf(&records[0]),
         n => {
             let mut k = 1;
@@ -85,7 +92,7 @@ pub(crate) fn consistency_holds(
         return proof.is_empty() && old_root == new_root;
     }
     if old_size == 0 {
-        return proof.is_empty() && old_root == blake3::hash(b"").as_bytes();
+        return proof.is_empty() && *old_root == sha256(b"");
     }
     if proof.is_empty() {
         return false;
@@ -278,7 +285,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Checkpoints, from docs/AUDIT.md §6
+// Checkpoints, from docs/AUDIT.md §6: C2SP signed notes
 
 pub(crate) fn unhex<const N: usize>(text: &str) -> [u8; N] {
     assert_eq!(text.len(), 2 * N, "{text}");
@@ -289,31 +296,38 @@ pub(crate) fn unhex<const N: usize>(text: &str) -> [u8; N] {
     bytes
 }
 
-/// The 110-byte message of §6, rebuilt from the fields of a checkpoint file.
-pub(crate) fn signing_message(file: &serde_json::Value) -> Vec<u8> {
-    let time = DateTime::parse_from_rfc3339(file["time"].as_str().unwrap()).unwrap();
-    let mut message = b"pax-ledger checkpoint v1\n".to_vec();
-    message.extend(file["position"].as_u64().unwrap().to_be_bytes());
-    message.extend(unhex::<32>(file["root"].as_str().unwrap()));
-    message.extend(time.timestamp().to_be_bytes());
-    message.extend(time.timestamp_subsec_nanos().to_be_bytes());
-    match file["view_digest"].as_str() {
-        Some(digest) => {
-            message.push(1);
-            message.extend(unhex::<32>(digest));
-        }
-        None => {
-            assert!(file["view_digest"].is_null());
-            message.push(0);
-            message.extend([0; 32]);
-        }
-    }
-    assert_eq!(message.len(), 110);
-    message
+/// What a checkpoint note states, read as §6 says, after its signature by `trusted` verified:
+/// (origin, size, root, time, view digest). `None` if the note does not verify.
+pub(crate) fn open_note(note: &str, trusted: &VerifyingKey) -> Option<(String, u64, Hash, String, Option<Hash>)> {
+    let (text, signatures) = note.split_once("\n\n")?;
+    let text = format!("{text}\n");
+    let mut lines = text.lines();
+    let origin = lines.next()?.to_owned();
+    let size = lines.next()?.parse().ok()?;
+    let root: Hash = BASE64.decode(lines.next()?).ok()?.try_into().ok()?;
+    let time = lines.next()?.strip_prefix("time ")?.to_owned();
+    let view_digest = match lines.next() {
+        Some(line) => Some(BASE64.decode(line.strip_prefix("view-digest ")?).ok()?.try_into().ok()?),
+        None => None,
+    };
+    // The key id: SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key), first four bytes.
+    let key_id = &sha256(&[origin.as_bytes(), b"\n\x01", trusted.as_bytes()].concat())[..4];
+    let verified = signatures.lines().any(|line| {
+        let Some((name, encoded)) = line.strip_prefix("\u{2014} ").and_then(|rest| rest.split_once(' ')) else {
+            return false;
+        };
+        let Ok(bytes) = BASE64.decode(encoded) else { return false };
+        name == origin
+            && bytes.len() == 68
+            && &bytes[..4] == key_id
+            && Signature::from_slice(&bytes[4..])
+                .is_ok_and(|signature| trusted.verify(text.as_bytes(), &signature).is_ok())
+    });
+    verified.then_some((origin, size, root, time, view_digest))
 }
 
 #[test]
-fn a_production_checkpoint_verifies_from_the_documented_message() {
+fn a_production_checkpoint_verifies_from_the_documented_note() {
     let log = log();
     let key = SigningKey::from_bytes(&[0x42; 32]);
     let trusted = VerifyingKey::from_bytes(&key.verifying_key().to_bytes()).unwrap();
@@ -324,30 +338,29 @@ fn a_production_checkpoint_verifies_from_the_documented_message() {
             view_digest,
             time: Utc.with_ymd_and_hms(2026, 6, 30, 23, 59, 59).unwrap() + chrono::Duration::nanoseconds(123_456_789),
         };
-        let signed = checkpoint.sign(&key);
+        let signed = checkpoint.sign("ledger.example/pax", &key);
         let file: serde_json::Value = serde_json::from_str(&signed.to_json()).unwrap();
-
+        let note = file["note"].as_str().unwrap();
         let public_key = unhex::<32>(file["public_key"].as_str().unwrap());
         assert_eq!(public_key, trusted.to_bytes(), "the file names the trusted key");
         assert_eq!(file["key_id"], hex_of(&blake3::hash(&public_key).as_bytes()[..8]));
-        assert_eq!(unhex::<32>(file["root"].as_str().unwrap()), log.roots[position as usize]);
-        let signature = Signature::from_bytes(&unhex::<64>(file["signature"].as_str().unwrap()));
-        let message = signing_message(&file);
-        assert_eq!(message, signed.checkpoint.signing_message(), "the documented message is the signed one");
-        trusted.verify(&message, &signature).expect("the signature verifies over the documented message");
+        let opened = open_note(note, &trusted).expect("the note verifies as documented");
+        assert_eq!(opened.0, "ledger.example/pax");
+        assert_eq!((opened.1, opened.2), (position, log.roots[position as usize]));
+        assert_eq!(opened.3, "2026-06-30T23:59:59.123456789Z");
+        assert_eq!(opened.4, view_digest);
+        assert_eq!(file["root"].as_str().map(unhex::<32>), Some(log.roots[position as usize]));
 
-        // The same file with any field changed no longer verifies.
-        let changes: [(&str, serde_json::Value); 4] = [
-            ("position", (position + 1).into()),
-            ("root", hex_of(&flip(&log.roots[position as usize], 3)).into()),
-            ("time", "2026-06-30T23:59:59.123456788Z".into()),
-            ("view_digest", view_digest.map_or_else(|| hex_of(&[0; 32]).into(), |_| serde_json::Value::Null)),
-        ];
-        for (field, value) in changes {
-            let mut changed = file.clone();
-            changed[field] = value;
-            assert!(trusted.verify(&signing_message(&changed), &signature).is_err(), "{field} changed");
+        // The note with one bit of its text changed no longer verifies.
+        let text_len = note.find("\n\n").unwrap();
+        for at in (0..text_len).step_by(7) {
+            let mut bytes = note.as_bytes().to_vec();
+            bytes[at] ^= 0x01;
+            let Ok(changed) = String::from_utf8(bytes) else { continue };
+            assert!(open_note(&changed, &trusted).is_none(), "byte {at} of the text changed");
         }
+        let stranger = SigningKey::from_bytes(&[0x43; 32]).verifying_key();
+        assert!(open_note(note, &stranger).is_none(), "another key");
     }
 }
 

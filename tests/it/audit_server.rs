@@ -10,7 +10,7 @@ use pax_ledger::proto::v1::audit_service_client::AuditServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::audit_proofs::{consistency_holds, inclusion_holds, mth, signing_message};
+use crate::audit_proofs::{consistency_holds, inclusion_holds, mth, open_note};
 use crate::support::*;
 
 type Hash = [u8; 32];
@@ -43,13 +43,17 @@ async fn fill(server: &TestServer, count: usize) -> u64 {
     head
 }
 
-/// Checks a checkpoint's signature with ed25519 from the documented message alone.
+/// Checks a checkpoint's note and signature with ed25519 from the documented note form alone.
 fn check_signature(checkpoint: &pb::SignedCheckpoint) {
-    let file: serde_json::Value = serde_json::from_str(&checkpoint.json).unwrap();
-    assert_eq!(file["position"].as_u64(), Some(checkpoint.position));
     let key = VerifyingKey::from_bytes(&checkpoint.public_key.clone().try_into().unwrap()).unwrap();
+    let (origin, size, root, _, _) = open_note(&checkpoint.note, &key).expect("the checkpoint's note verifies");
+    assert_eq!(
+        (origin.as_str(), size, root.as_slice()),
+        (checkpoint.origin.as_str(), checkpoint.position, &checkpoint.root[..])
+    );
     let signature = Signature::from_bytes(&checkpoint.signature.clone().try_into().unwrap());
-    key.verify(&signing_message(&file), &signature).expect("the checkpoint's signature verifies");
+    let text = &checkpoint.note[..checkpoint.note.find("\n\n").unwrap() + 1];
+    key.verify(text.as_bytes(), &signature).expect("the signature field signs the note's text");
 }
 
 /// The chain hashes of the whole log, read from the stopped ledger's store.
@@ -166,7 +170,7 @@ async fn subtree_roots_lost_or_never_written_are_computed_again_on_open() {
         for key in keys {
             db.remove(key).unwrap();
         }
-        db.remove(b"C".iter().copied().chain(head.to_be_bytes()).collect::<Vec<_>>()).unwrap();
+        db.remove(b"N".iter().copied().chain(head.to_be_bytes()).collect::<Vec<_>>()).unwrap();
         db.flush().unwrap();
     }
     let server = TestServer::start_in(&data).await;
@@ -237,11 +241,9 @@ async fn checkpoints_are_issued_every_n_events_and_the_live_verification_checks_
     let dir2 = server.stop().await;
     {
         let db = open_sled(&data);
-        let key: Vec<u8> = b"C".iter().copied().chain(head.to_be_bytes()).collect();
-        let mut file: serde_json::Value = serde_json::from_slice(&db.get(&key).unwrap().unwrap()).unwrap();
-        let forged = "00".repeat(32);
-        file["root"] = serde_json::Value::String(forged);
-        db.insert(key, serde_json::to_vec(&file).unwrap()).unwrap();
+        let key: Vec<u8> = b"N".iter().copied().chain(head.to_be_bytes()).collect();
+        let forged = forge_note_root(&db.get(&key).unwrap().unwrap());
+        db.insert(key, forged).unwrap();
         db.flush().unwrap();
     }
     let server = TestServer::start_in(&data).await;

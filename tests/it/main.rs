@@ -18,6 +18,7 @@ mod durability;
 mod errors;
 mod fake_server;
 mod idempotency;
+mod interop;
 mod kill_loop;
 mod ledger_api;
 mod loadgen;

@@ -340,6 +340,18 @@ pub fn open_sled(dir: &Path) -> sled::Db {
     }
 }
 
+/// A stored note checkpoint (its JSON form) whose note states another root, as an attacker
+/// without the signing key would forge it: the note's root line replaced, the fields that spell
+/// the note out dropped (they are optional on reading), the signature kept.
+pub fn forge_note_root(stored: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let file: serde_json::Value = serde_json::from_slice(stored).expect("a checkpoint's JSON form");
+    let note = file["note"].as_str().expect("a note checkpoint");
+    let root_line = note.lines().nth(2).expect("a root line");
+    let forged = note.replacen(root_line, &base64::engine::general_purpose::STANDARD.encode([0x11; 32]), 1);
+    serde_json::to_vec(&serde_json::json!({"note": forged, "public_key": file["public_key"]})).unwrap()
+}
+
 // ------------------------------------------------------------------------------------------
 // The real binary
 

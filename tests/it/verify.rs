@@ -213,16 +213,14 @@ async fn a_forged_checkpoint_or_merkle_subtree_in_the_store_is_reported() {
     assert!(ok, "{verdict}");
     assert_eq!(verdict["checkpoints_verified"], 1);
 
-    let checkpoint_key: Vec<u8> = b"C".iter().copied().chain(2101u64.to_be_bytes()).collect();
+    let checkpoint_key: Vec<u8> = b"N".iter().copied().chain(2101u64.to_be_bytes()).collect();
     let subtree_key: Vec<u8> = [b'T', 10].into_iter().chain(1u64.to_be_bytes()).collect();
     for (key, what) in [(checkpoint_key, "checkpoint"), (subtree_key, "subtree")] {
         let db = open_sled(dir.path());
         let original = db.get(&key).unwrap().expect("stored");
         let mut forged = original.to_vec();
         if what == "checkpoint" {
-            let mut file: serde_json::Value = serde_json::from_slice(&forged).unwrap();
-            file["root"] = serde_json::Value::String("11".repeat(32));
-            forged = serde_json::to_vec(&file).unwrap();
+            forged = forge_note_root(&forged);
         } else {
             forged[0] ^= 1;
         }
@@ -264,7 +262,7 @@ async fn ranges_hash_the_merkle_blocks_and_a_forged_root_is_found_however_the_lo
 
     let subtree_key =
         |level: u8, index: u64| -> Vec<u8> { [b'T', level].into_iter().chain(index.to_be_bytes()).collect() };
-    let checkpoint_key: Vec<u8> = b"C".iter().copied().chain(1500u64.to_be_bytes()).collect();
+    let checkpoint_key: Vec<u8> = b"N".iter().copied().chain(1500u64.to_be_bytes()).collect();
     // Each forgery (or pair of them), and what is reported: the first in log order.
     let cases: [(&[Vec<u8>], &str, &str); 4] = [
         (&[subtree_key(10, 0)], "position 1024", "subtree 10/0"),
@@ -277,10 +275,8 @@ async fn ranges_hash_the_merkle_blocks_and_a_forged_root_is_found_however_the_lo
         let originals: Vec<_> = keys.iter().map(|key| db.get(key).unwrap().expect("stored")).collect();
         for (key, original) in keys.iter().zip(&originals) {
             let mut forged = original.to_vec();
-            if key[0] == b'C' {
-                let mut file: serde_json::Value = serde_json::from_slice(&forged).unwrap();
-                file["root"] = serde_json::Value::String("11".repeat(32));
-                forged = serde_json::to_vec(&file).unwrap();
+            if key[0] == b'N' {
+                forged = forge_note_root(&forged);
             } else {
                 forged[0] ^= 1;
             }
