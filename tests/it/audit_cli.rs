@@ -480,3 +480,112 @@ async fn verify_data_checks_that_each_record_was_made_by_a_principal_allowed_to(
         "member_joined recorded by principal jp, who held delegate:JP then",
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// The upgrade from format-1 checkpoints (a BLAKE3 tree, a 110-byte message)
+
+/// A ledger written by the build before checkpoints were notes (`tests/fixtures/make-format-1.sh`
+/// made it with that build's binary): ~3,000 events, a format-1 checkpoint saved by its
+/// `checkpoint --save`, more events after it, a clean stop.
+fn format_1_fixture(p: &Paths) -> (PathBuf, PathBuf) {
+    let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1-ledger.tar.gz");
+    let status = Command::new("tar").arg("xzf").arg(&archive).arg("-C").arg(p.file("")).status().expect("tar");
+    assert!(status.success(), "unpacking {}", archive.display());
+    (p.file("format-1/data"), p.file("format-1/checkpoint.json"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_of_format_1_is_upgraded_on_open_and_its_old_checkpoints_still_verify() {
+    use pax_ledger::audit::checkpoint::TreeKind;
+    use pax_ledger::audit::merkle::{self, Blake3Tree, MerkleFrontier};
+    use pax_ledger::store::{CheckpointSpace, TREE_FORMAT};
+
+    let p = paths();
+    let (data, saved) = format_1_fixture(&p);
+    let old = SignedCheckpoint::from_json(&fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(old.tree(), TreeKind::Blake3);
+    let (head_before, root_before) = {
+        let (store, _) = Store::open(&data, &StoreConfig::default()).unwrap();
+        assert_eq!(store.tree_format().unwrap(), 1, "the fixture is of format 1");
+        assert!(store.latest_checkpoint(CheckpointSpace::Notes).unwrap().is_none());
+        let head = store.head().unwrap();
+        let hashes = store.chain_hashes(Position(1), head.position).unwrap();
+        let mut frontier = MerkleFrontier::<Blake3Tree>::default();
+        hashes[..old.checkpoint.position as usize].iter().for_each(|hash| frontier.append(hash));
+        assert_eq!(frontier.root(), old.checkpoint.root, "the saved checkpoint signed the BLAKE3 root");
+        (head, tree_root(head.position.0, &MemoryNodeSource::new(&hashes)).unwrap())
+    };
+    assert!(head_before.position.0 > old.checkpoint.position && head_before.position.0 > 2_048);
+    // Before the upgrade, offline: the log extends the format-1 checkpoint.
+    pax(&["verify", "--data", s(&data), "--checkpoint", s(&saved)]).expect_ok();
+
+    // Opening upgrades: the subtree roots are SHA-256 ones, the first note is signed at once.
+    let server = TestServer::start_in(&data).await;
+    let mut audit = pax_ledger::proto::v1::audit_service_client::AuditServiceClient::new(server.channel().await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.ledger.checkpoint_positions().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no note signed after the upgrade");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.ledger.checkpoint_positions().unwrap(), [head_before.position]);
+    assert_eq!(server.ledger.merkle_root(head_before.position.0).unwrap(), root_before);
+    let latest = server.ledger.latest_checkpoint().unwrap();
+    assert_eq!((latest.tree(), latest.checkpoint.root), (TreeKind::Sha256, root_before));
+    let proof = audit
+        .get_inclusion_proof(pax_ledger::proto::v1::GetInclusionProofRequest {
+            target: Some(pax_ledger::proto::v1::get_inclusion_proof_request::Target::Position(1_500)),
+            tree_size: head_before.position.0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let hashes: Vec<Hash> = proof.proof.iter().map(|hash| hash.as_slice().try_into().unwrap()).collect();
+    merkle::verify_inclusion(
+        &proof.record_hash.try_into().unwrap(),
+        1_499,
+        head_before.position.0,
+        &hashes,
+        &root_before,
+    )
+    .expect("an inclusion proof of the upgraded tree verifies");
+    // The live verification checks both forms: the old checkpoint and the new note.
+    let verdict = crate::audit_server::verify(&mut audit).await;
+    assert!(verdict.ok, "{verdict:?}");
+    assert_eq!(verdict.checkpoints_verified, 2, "{verdict:?}");
+    append_joins(&server, 0, 20).await;
+    // Online, a format-1 file cannot be proven in the new tree: the command says how instead.
+    pax(&["verify", "--against", s(&saved), "--addr", &server.url, "--output", "json"])
+        .expect_failed(&format!("checkpoint at position {}", old.checkpoint.position), "verify --data");
+    server.stop().await;
+
+    let (store, _) = Store::open(&data, &StoreConfig::default()).unwrap();
+    assert_eq!(store.tree_format().unwrap(), TREE_FORMAT);
+    assert_eq!(store.checkpoints(CheckpointSpace::Format1).count(), 1, "the old checkpoint is kept");
+    // The note signed after the upgrade, and the one of the clean stop.
+    let notes: Vec<u64> = store.checkpoints(CheckpointSpace::Notes).map(|entry| entry.unwrap().0.0).collect();
+    assert_eq!(notes, [head_before.position.0, head_before.position.0 + 20]);
+    drop(store);
+    // Offline after the upgrade: the chain, the checkpoints of both forms, the old file, a bundle.
+    let verified = pax(&["verify", "--data", s(&data), "--output", "json"]).expect_ok();
+    assert_eq!(verified.lines[0]["checkpoints_verified"], 3);
+    pax(&["verify", "--data", s(&data), "--checkpoint", s(&saved)]).expect_ok();
+    let bundle = p.file("upgraded.jsonl");
+    pax(&["export", "--data", s(&data), "--to", s(&bundle)]).expect_ok();
+    let lines = bundle_lines(&bundle);
+    assert_eq!(lines[0]["format_1_checkpoints"], serde_json::json!([old.checkpoint.position]));
+    assert_eq!(lines[0]["checkpoints"], serde_json::json!(notes));
+    let public_key = keys::public_key_hex(&old.public_key);
+    let checked = pax(&["verify", "--bundle", s(&bundle), "--public-key", &public_key, "--output", "json"]).expect_ok();
+    assert_eq!(checked.last()["checkpoints"], 3);
+    let copy = p.file("copy");
+    pax(&["import", "--bundle", s(&bundle), "--data", s(&copy)]).expect_ok();
+    pax(&["verify", "--data", s(&copy), "--checkpoint", s(&saved), "--public-key", &public_key]).expect_ok();
+    // A forged root in the old checkpoint is still caught after the upgrade.
+    let mut forged = lines.clone();
+    let at = forged.iter().position(|line| line["checkpoint"]["position"] == old.checkpoint.position).unwrap();
+    forged[at]["checkpoint"]["root"] = "00".repeat(32).into();
+    let forged_file = p.file("forged.jsonl");
+    write_lines(&forged_file, &forged);
+    pax(&["verify", "--bundle", s(&forged_file), "--output", "json"])
+        .expect_failed(&format!("checkpoint at position {}", old.checkpoint.position), "not the Merkle root");
+}
