@@ -538,37 +538,30 @@ pub(super) fn check_tree<'p>(
             failure = Some(found);
         }
     };
-    for entry in store.checkpoints(CheckpointSpace::Notes) {
-        let (position, bytes) = entry?;
-        if position.0 > head {
-            break;
-        }
-        let root = merkle::tree_root(position.0, &nodes)?;
-        match check_checkpoint(position, &bytes, TreeKind::Sha256, &root) {
-            Ok(signed) => {
-                check.verified += 1;
-                check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != signed.public_key));
-            }
-            Err(reason) => {
-                first_failure((position.0, reason));
-                break;
-            }
-        }
-    }
-    let format_1: Vec<(Position, Vec<u8>)> = store
-        .checkpoints(CheckpointSpace::Format1)
-        .take_while(|entry| entry.as_ref().is_ok_and(|(position, _)| position.0 <= head) || entry.is_err())
-        .collect::<Result<_, _>>()?;
-    let roots = format_1_roots(store, format_1.iter().map(|(position, _)| *position))?;
-    for ((position, bytes), root) in format_1.iter().zip(roots) {
-        match check_checkpoint(*position, bytes, TreeKind::Blake3, &root) {
-            Ok(signed) => {
-                check.verified += 1;
-                check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != signed.public_key));
-            }
-            Err(reason) => {
-                first_failure((position.0, reason));
-                break;
+    let stored = |space| -> Result<Vec<(Position, Vec<u8>)>, StoreError> {
+        store
+            .checkpoints(space)
+            .take_while(|entry| entry.as_ref().is_ok_and(|(position, _)| position.0 <= head) || entry.is_err())
+            .collect()
+    };
+    let notes = stored(CheckpointSpace::Notes)?;
+    let note_roots =
+        notes.iter().map(|(position, _)| merkle::tree_root(position.0, &nodes)).collect::<Result<_, _>>()?;
+    let format_1 = stored(CheckpointSpace::Format1)?;
+    let format_1_roots = format_1_roots(store, format_1.iter().map(|(position, _)| *position))?;
+    for (tree, checkpoints, roots) in
+        [(TreeKind::Sha256, notes, note_roots), (TreeKind::Blake3, format_1, format_1_roots)]
+    {
+        for ((position, bytes), root) in checkpoints.iter().zip(roots) {
+            match check_checkpoint(*position, bytes, tree, &root) {
+                Ok(signed) => {
+                    check.verified += 1;
+                    check.by_other_keys += u64::from(own_key.is_some_and(|own| *own != signed.public_key));
+                }
+                Err(reason) => {
+                    first_failure((position.0, reason));
+                    break;
+                }
             }
         }
     }
