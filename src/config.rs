@@ -44,6 +44,9 @@ pub struct ServeConfig {
     /// `pax-ledger/<key id>`]. Witnesses and auditors know the log by it: keep it once chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_origin: Option<String>,
+    /// Witnesses asked to cosign every checkpoint, each `<witness verifier key>@<URL>` (the
+    /// key as `pax-ledger witness serve` prints it; the URL its prefix, http:// or https://).
+    pub witnesses: Vec<String>,
     /// Save the event-id index's snapshot every this many events (and at a clean stop): a
     /// start after a crash scans at most about this many records.
     pub id_snapshot_every_events: u64,
@@ -81,6 +84,7 @@ impl Default for ServeConfig {
             checkpoint_every_events: ledger.audit.checkpoint_every_events,
             checkpoint_every_secs: ledger.audit.checkpoint_every.as_secs(),
             checkpoint_origin: None,
+            witnesses: Vec::new(),
             id_snapshot_every_events: ledger.id_snapshot_every_events,
             tls_cert: None,
             tls_key: None,
@@ -107,6 +111,8 @@ pub struct FlagOverrides {
     pub tls_key: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_client_ca: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witnesses: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +143,9 @@ pub enum ConfigError {
         missing_env = env_var(missing)
     )]
     TlsIncomplete { key: &'static str, missing: &'static str, why: &'static str },
+    /// A witness that is not `<verifier key>@<URL>`.
+    #[error("configuration: witnesses: {0:?}: {1}")]
+    Witness(String, String),
     /// An origin that cannot name a note's key.
     #[error(
         "configuration: checkpoint_origin ({env}) is {0:?}; it must be non-empty, without spaces or '+' (a schema-less URL such as ledger.example.org/pax-silica)",
@@ -434,6 +443,7 @@ impl ServeConfig {
         if let Some((key, _)) = paths.iter().find(|(_, path)| path.as_ref().is_some_and(|p| p.as_os_str().is_empty())) {
             return Err(ConfigError::EmptyPath { key });
         }
+        self.witness_endpoints()?;
         if let Some(origin) = &self.checkpoint_origin {
             crate::audit::note::check_key_name(origin).map_err(|_| ConfigError::Origin(origin.clone()))?;
         }
@@ -485,6 +495,16 @@ impl ServeConfig {
             why: format!("cannot be used to verify clients: {}", error_chain(&e)),
         })?;
         Ok(Some(tls))
+    }
+
+    /// The witnesses, parsed.
+    pub fn witness_endpoints(&self) -> Result<Vec<crate::witness::WitnessEndpoint>, ConfigError> {
+        self.witnesses
+            .iter()
+            .map(|text| {
+                crate::witness::WitnessEndpoint::parse(text).map_err(|why| ConfigError::Witness(text.clone(), why))
+            })
+            .collect()
     }
 
     /// The per-principal limits of the server.

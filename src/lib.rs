@@ -13,6 +13,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod witness;
 
 /// The generated wire types (`pax.ledger.v1`).
 pub mod proto {

@@ -73,6 +73,8 @@ pub struct Options {
     pub tls: Option<ServerTls>,
     /// Requests per second and open subscriptions per principal.
     pub limits: AccessLimits,
+    /// The witnesses asked to cosign each checkpoint the ledger signs.
+    pub witnesses: Vec<crate::witness::WitnessEndpoint>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,8 @@ pub async fn run_with(
     let closing = ledger.clone();
     let stop_health = health.clone();
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let witnessing =
+        tokio::spawn(crate::witness::run_witnessing(ledger.clone(), options.witnesses.clone(), stopped.clone()));
     let shutdown = async move {
         shutdown.await;
         stopping.send_replace(true);
@@ -212,6 +216,7 @@ pub async fn run_with(
     };
     fault_watch.abort();
     disk_watch.abort();
+    witnessing.abort();
     let joining = ledger.clone();
     let _ = tokio::task::spawn_blocking(move || joining.shutdown()).await;
     tracing::info!("stopped");

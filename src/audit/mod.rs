@@ -9,6 +9,7 @@ pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod tower;
+pub mod witness;
 
 /// A 32-byte BLAKE3 digest.
 pub type Hash = [u8; 32];

@@ -221,6 +221,41 @@ fn signer_text(key_ids: &[String], pinned: bool, unpinned: Unpinned) -> String {
     }
 }
 
+/// `--witness` values: a witness verifier key (`<name>+<id>+<base64>`), or `NAME=KEY` with KEY
+/// in hex.
+fn witness_keys(args: &[String]) -> anyhow::Result<Vec<(String, VerifyingKey)>> {
+    args.iter()
+        .map(|text| {
+            if let Ok(parsed) = crate::witness::parse_witness_key(text) {
+                return Ok(parsed);
+            }
+            let (name, key) = text
+                .split_once('=')
+                .with_context(|| format!("--witness {text}: neither a witness verifier key nor NAME=KEY"))?;
+            Ok((name.to_owned(), keys::parse_public_key(key).with_context(|| format!("--witness {text}"))?))
+        })
+        .collect()
+}
+
+/// Whether `checkpoint` carries valid cosignatures of at least `quorum` of `witnesses`: how
+/// many it does, or why not.
+fn check_quorum(
+    checkpoint: &SignedCheckpoint,
+    witnesses: &[(String, VerifyingKey)],
+    quorum: usize,
+) -> Result<usize, String> {
+    let cosigned = crate::audit::witness::count_cosigners(checkpoint, witnesses);
+    if cosigned < quorum {
+        return Err(format!(
+            "the checkpoint at position {} is cosigned by {cosigned} of the {} witnesses given, fewer than the \
+             quorum of {quorum}: no quorum of witnesses saw this history",
+            checkpoint.checkpoint.position,
+            witnesses.len()
+        ));
+    }
+    Ok(cosigned)
+}
+
 /// `1 record`, `2 records`.
 fn count(n: u64, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
@@ -638,8 +673,8 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let pinned = pinned_key(args.public_key.as_deref())?;
     match (&args.data, &args.bundle, &args.against) {
         (Some(data), None, None) => verify_data(data.clone(), &args, pinned).await,
-        (None, Some(bundle), None) => verify_bundle(bundle.clone(), args.client.output, pinned).await,
-        (None, None, Some(file)) => verify_against(file, &args.client, pinned).await,
+        (None, Some(bundle), None) => verify_bundle(bundle.clone(), &args, pinned).await,
+        (None, None, Some(file)) => verify_against(file, &args, pinned).await,
         _ => bail!("give exactly one of --data, --bundle and --against"),
     }
 }
@@ -784,7 +819,9 @@ fn merkle_root<T: TreeHash>(store: &Store, size: u64) -> anyhow::Result<Hash> {
 
 /// `verify --bundle FILE`: the records, their chain, the head, and each checkpoint's root and
 /// signature.
-async fn verify_bundle(path: PathBuf, output: Output, pinned: Option<VerifyingKey>) -> anyhow::Result<ExitCode> {
+async fn verify_bundle(path: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingKey>) -> anyhow::Result<ExitCode> {
+    let output = args.client.output;
+    let witnesses = witness_keys(&args.witnesses)?;
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let is_pinned = pinned.is_some();
     let verdict = tokio::task::spawn_blocking(move || {
@@ -795,6 +832,23 @@ async fn verify_bundle(path: PathBuf, output: Output, pinned: Option<VerifyingKe
         Ok(summary) => summary,
         Err(failure) => return print_failure(output, &failure, Headline::AtPlace, json!({"bundle": path})),
     };
+    let mut cosigned = None;
+    if let Some(quorum) = args.quorum {
+        let verdict = match &summary.latest_note {
+            Some(latest) => {
+                check_quorum(latest, &witnesses, quorum).map_err(|reason| (latest.checkpoint.position, reason))
+            }
+            None => Err((0, "the bundle holds no note checkpoint to count cosignatures on".to_owned())),
+        };
+        match verdict {
+            Ok(count) => cosigned = Some(count),
+            Err((position, reason)) => {
+                let failure =
+                    Failure { at: format!("checkpoint at position {position}"), reason, verified_up_to: None };
+                return print_failure(output, &failure, Headline::Reason, json!({"bundle": path}));
+            }
+        }
+    }
     let head_hash = hex::encode(&summary.head_hash);
     match output {
         Output::Json => print_line(
@@ -802,7 +856,7 @@ async fn verify_bundle(path: PathBuf, output: Output, pinned: Option<VerifyingKe
                 "verdict": "ok", "bundle": path, "position": summary.records, "head_hash": head_hash,
                 "records": summary.records, "checkpoints": summary.checkpoints, "key_ids": summary.key_ids,
                 "signer_pinned": is_pinned, "exported_at": summary.exported_at,
-                "authorship_checked": summary.authorship_checked,
+                "authorship_checked": summary.authorship_checked, "witnesses_cosigned": cosigned,
             })
             .to_string(),
         )?,
@@ -836,11 +890,9 @@ async fn verify_bundle(path: PathBuf, output: Output, pinned: Option<VerifyingKe
 /// `verify --against FILE`: has the running ledger sign a checkpoint at its head, asks for the
 /// proof that its log extends the saved one, and checks both with the saved checkpoint's key
 /// (or the pinned one).
-async fn verify_against(
-    file: &Path,
-    client_args: &ClientArgs,
-    pinned: Option<VerifyingKey>,
-) -> anyhow::Result<ExitCode> {
+async fn verify_against(file: &Path, args: &VerifyArgs, pinned: Option<VerifyingKey>) -> anyhow::Result<ExitCode> {
+    let client_args = &args.client;
+    let witnesses = witness_keys(&args.witnesses)?;
     let mut client = audit_client(client_args).await?;
     // A checkpoint at the head now, rather than the latest issued: the proof then covers every
     // record the ledger holds, not only those up to a checkpoint that may be the saved one.
@@ -937,6 +989,41 @@ async fn verify_against(
             print_failure(output, &failure, Headline::Reason, about)
         }
         Ok(newer) => {
+            // The checkpoint just signed is sent to the witnesses at once: wait for their
+            // cosignatures (the same checkpoint, as stored, re-read) up to a bound.
+            let mut cosigned = None;
+            if let Some(quorum) = args.quorum {
+                let position = newer.checkpoint.position;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    let stored = client
+                        .get_checkpoint(pb::GetCheckpointRequest { position: Some(position), fresh: false })
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    let stored = server_checkpoint(Some(&stored)).map_err(anyhow::Error::msg)?;
+                    if stored.checkpoint != newer.checkpoint || stored.public_key != newer.public_key {
+                        bail!("the server answered another checkpoint at position {position}");
+                    }
+                    match check_quorum(&stored, &witnesses, quorum) {
+                        Ok(count) => {
+                            cosigned = Some(count);
+                            break;
+                        }
+                        Err(_) if std::time::Instant::now() < deadline => {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        Err(reason) => {
+                            let failure = Failure {
+                                at: format!("checkpoint at position {position}"),
+                                reason,
+                                verified_up_to: None,
+                            };
+                            return print_failure(output, &failure, Headline::Reason, about);
+                        }
+                    }
+                }
+            }
             let is_pinned = pinned.is_some();
             let root = hex::encode(&newer.checkpoint.root);
             match output {
@@ -944,7 +1031,7 @@ async fn verify_against(
                     &json!({
                         "verdict": "ok", "checkpoint": file, "checkpoint_position": old_size,
                         "position": newer.checkpoint.position, "root": root, "key_id": newer.key_id(),
-                        "signer_pinned": is_pinned,
+                        "signer_pinned": is_pinned, "witnesses_cosigned": cosigned,
                     })
                     .to_string(),
                 )?,

@@ -210,6 +210,8 @@ pub struct BundleSummary {
     /// Records whose actor was checked against the access events before them (every record
     /// from the first access event on; none while the ledger was open).
     pub authorship_checked: u64,
+    /// The note checkpoint of the largest position, with its cosignatures.
+    pub latest_note: Option<SignedCheckpoint>,
 }
 
 /// What a verified bundle yields, in order: each record once it continues the chain, then each
@@ -258,6 +260,7 @@ struct BundleVerifier<'k, S> {
     records_closed: bool,
     /// Who could record what, as the access events so far say.
     access: AccessReplay,
+    latest_note: Option<SignedCheckpoint>,
 }
 
 type Verdict<T> = Result<T, Failure>;
@@ -274,6 +277,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             key_ids: Vec::new(),
             records_closed: false,
             access: AccessReplay::default(),
+            latest_note: None,
         }
     }
 
@@ -326,6 +330,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             key_ids: self.key_ids,
             exported_at: header.exported_at,
             authorship_checked: self.access.checked,
+            latest_note: self.latest_note,
         }))
     }
 
@@ -528,6 +533,9 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         }
         self.checkpoints += 1;
         (self.sink)(Verified::Checkpoint(&checkpoint))?;
+        if checkpoint.tree() == TreeKind::Sha256 {
+            self.latest_note = Some(checkpoint);
+        }
         Ok(Ok(()))
     }
 }

@@ -11,6 +11,7 @@ pub mod event_line;
 mod loadgen;
 mod principal;
 mod query;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -88,6 +89,9 @@ pub enum Command {
     /// The checkpoint signing key.
     #[command(subcommand)]
     Key(audit::KeyCommand),
+    /// A witness that cosigns a ledger's checkpoints only while its log grows consistently.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
     /// List the participants (members and guests), or show one with its role history.
     Members(query::MembersArgs),
     /// List the projects, or show one with its status timeline.
@@ -139,6 +143,10 @@ pub struct ServeArgs {
     /// --tls-cert. [config: tls_client_ca, PAX_LEDGER_TLS_CLIENT_CA]
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Ask this witness to cosign every checkpoint: `<witness verifier key>@<URL>`, as
+    /// `pax-ledger witness serve` prints its key (repeatable). [config: witnesses]
+    #[arg(long = "witness", value_name = "KEY@URL")]
+    pub witnesses: Vec<String>,
     /// Serve reads only, to get evidence out of a data directory that failed its checks at
     /// start (a log shorter than what was acknowledged, a rewritten record): nothing is
     /// appended, projected, signed or written to the head journal, and health is NOT_SERVING.
@@ -240,6 +248,14 @@ pub struct VerifyArgs {
     /// signed by it. Without it, a checkpoint is checked against the key it carries.
     #[arg(long, value_name = "KEY", requires = "signed")]
     pub public_key: Option<String>,
+    /// A witness whose cosignature counts towards --quorum: its verifier key as `witness serve`
+    /// prints it, or NAME=KEY (KEY: 64 hex digits); repeatable.
+    #[arg(long = "witness", value_name = "NAME=KEY")]
+    pub witnesses: Vec<String>,
+    /// With --against: the ledger's checkpoint must carry valid cosignatures of at least N of
+    /// the --witness witnesses (waiting up to 10 s for them); with --bundle: its latest note.
+    #[arg(long, value_name = "N", requires = "witnesses")]
+    pub quorum: Option<usize>,
     /// --addr and --token are used with --against only.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -271,6 +287,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => audit::export(args).await,
         Command::Import(args) => audit::import(args).await,
         Command::Key(audit::KeyCommand::Public(args)) => audit::key_public(args),
+        Command::Witness(witness::WitnessCommand::Serve(args)) => witness::serve(args).await,
         Command::Members(args) => query::members(args).await,
         Command::Projects(args) => query::projects(args).await,
         Command::ExportRules(args) => query::export_rules(args).await,
@@ -296,6 +313,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         tls_client_ca: args.tls_client_ca,
+        witnesses: (!args.witnesses.is_empty()).then_some(args.witnesses),
     };
     let (config, origins) = ServeConfig::load_with_origins(args.config.as_deref(), &flags)?;
     let tls = config.tls()?;
@@ -353,7 +371,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.read_only {
         tracing::warn!("serving READ-ONLY (--read-only): reads only; nothing is appended, projected or signed");
     }
-    let options = crate::server::Options { tls, limits: config.access_limits() };
+    let witnesses = config.witness_endpoints()?;
+    for witness in &witnesses {
+        tracing::info!(witness = %witness.name, url = %witness.url, "each checkpoint is sent to this witness to cosign");
+    }
+    let options = crate::server::Options { tls, limits: config.access_limits(), witnesses };
     crate::server::run_with(listener, ledger, options, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

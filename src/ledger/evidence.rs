@@ -299,7 +299,55 @@ impl Ledger {
         let signed = checkpoint.sign(&self.origin, &self.signing_key);
         self.guard(self.store.put_checkpoint(CheckpointSpace::Notes, position, signed.to_json().as_bytes()))?;
         tracing::info!(position = position.0, "checkpoint signed");
+        self.signed.send_replace(position);
         Ok(signed)
+    }
+
+    /// The position of each checkpoint this process signs, as it is signed: what witnesses are
+    /// asked to cosign.
+    pub fn watch_signed(&self) -> tokio::sync::watch::Receiver<Position> {
+        self.signed.subscribe()
+    }
+
+    /// The log's origin: its checkpoints' first line and its key's name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Adds witness cosignature lines to the stored checkpoint at `position` (lines already
+    /// there are kept once), durably; returns it as stored. The caller has verified each line
+    /// against its witness's key: a cosignature is only ever added, never a log signature.
+    pub fn add_cosignatures(
+        &self,
+        position: Position,
+        lines: Vec<crate::audit::note::SignatureLine>,
+    ) -> Result<SignedCheckpoint, LedgerError> {
+        let _signing = self.signing.lock().expect("signing lock");
+        let root = self.merkle_root(position.0)?;
+        let bytes = self
+            .guard(self.store.checkpoint(position))?
+            .ok_or_else(|| LedgerError::OutOfRange(format!("no checkpoint is stored at position {position}")))?;
+        let mut signed = self.stored_checkpoint(position, &bytes, &root)?;
+        let crate::audit::checkpoint::Form::Note { cosignatures, .. } = &mut signed.form else {
+            return Err(LedgerError::OutOfRange(format!("the checkpoint at {position} is not a note")));
+        };
+        let before = cosignatures.len();
+        for line in lines {
+            if !cosignatures.iter().any(|known| known.name == line.name && known.key_id == line.key_id) {
+                cosignatures.push(line);
+            }
+        }
+        if cosignatures.len() > before {
+            self.guard(self.store.put_checkpoint(CheckpointSpace::Notes, position, signed.to_json().as_bytes()))?;
+        }
+        Ok(signed)
+    }
+
+    /// The consistency proof from `old_size` to `new_size`, without a checkpoint (what a
+    /// witness is sent with the checkpoint it is asked to cosign).
+    pub fn consistency_hashes(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, LedgerError> {
+        self.check_size(new_size)?;
+        merkle::consistency_proof(old_size, new_size, &StoreNodes::new(&self.store, new_size)).map_err(proof_error)
     }
 
     /// Records a refusal to sign as a fault (writes halt, health NOT_SERVING) and returns it.

@@ -238,6 +238,9 @@ pub struct Ledger {
     still_head: Mutex<Option<watch::Sender<Head>>>,
     /// Held while a checkpoint is signed and stored: one signature per size.
     signing: Mutex<()>,
+    /// The position of the latest checkpoint signed by this process (0 before the first): what
+    /// the witnesses are asked to cosign.
+    signed: watch::Sender<Position>,
     /// Set once the clean stop is in the journal (`shutdown` runs again on drop).
     stopped_cleanly: AtomicBool,
     dir: PathBuf,
@@ -369,6 +372,7 @@ impl Ledger {
             marker: Mutex::new(None),
             marker_stop: Arc::default(),
             signing: Mutex::new(()),
+            signed: watch::Sender::new(Position(0)),
             stopped_cleanly: AtomicBool::new(false),
             dir: dir.to_owned(),
             fault,

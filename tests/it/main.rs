@@ -33,3 +33,4 @@ mod tls;
 mod verify;
 mod views_model;
 mod wire;
+mod witness;
