@@ -45,7 +45,7 @@ pub struct ServeConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_origin: Option<String>,
     /// Witnesses asked to cosign every checkpoint, each `<witness verifier key>@<URL>` (the
-    /// key as `pax-ledger witness serve` prints it; the URL its prefix, http:// or https://).
+    /// key as `pax-ledger witness serve` prints it; the URL its prefix, http://).
     pub witnesses: Vec<String>,
     /// Save the event-id index's snapshot every this many events (and at a clean stop): a
     /// start after a crash scans at most about this many records.

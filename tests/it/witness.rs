@@ -130,6 +130,22 @@ async fn verify_against(saved: &Path, server: &TestServer, witnesses: &[&Witness
     (output.status.success(), serde_json::from_str(last).unwrap())
 }
 
+/// Exports a stopped ledger and runs `verify --bundle --quorum 2` on it.
+async fn verify_bundle(data: &Path, bundle: &Path, witnesses: &[&WitnessProcess]) -> (bool, serde_json::Value) {
+    let exported =
+        run_to_end(pax_ledger(&["export", "--data", data.to_str().unwrap(), "--to", bundle.to_str().unwrap()]), b"")
+            .await;
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let mut args = vec!["verify", "--bundle", bundle.to_str().unwrap(), "--output", "json", "--quorum", "2"];
+    for w in witnesses {
+        args.extend(["--witness", &w.verifier_key]);
+    }
+    let output = run_to_end(pax_ledger(&args), b"").await;
+    let verdict = String::from_utf8(output.stdout).unwrap();
+    let last = verdict.lines().last().unwrap_or_else(|| panic!("no verdict: {}", text(&output.stderr)));
+    (output.status.success(), serde_json::from_str(last).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witnesses_cosign_the_honest_log_and_refuse_a_fork_even_after_a_sigkill() {
     let scratch = tempfile::tempdir().unwrap();
@@ -166,6 +182,10 @@ async fn witnesses_cosign_the_honest_log_and_refuse_a_fork_even_after_a_sigkill(
     assert!(ok, "{verdict}");
     assert_eq!(verdict["witnesses_cosigned"], 2);
     server.stop().await;
+    // Offline, a bundle carries the cosignatures: its latest note has the quorum.
+    let (ok, verdict) = verify_bundle(&data, &dir("honest.jsonl"), &both).await;
+    assert!(ok, "{verdict}");
+    assert_eq!(verdict["witnesses_cosigned"], 2);
 
     // The fork: the older copy, with other events. It extends the saved checkpoint, but no
     // witness cosigns it, and the quorum check fails.
@@ -178,6 +198,8 @@ async fn witnesses_cosign_the_honest_log_and_refuse_a_fork_even_after_a_sigkill(
     assert!(!ok, "{verdict}");
     assert!(verdict["reason"].as_str().unwrap().contains("quorum"), "{verdict}");
     fork.stop().await;
+    let (ok, verdict) = verify_bundle(&older, &dir("fork.jsonl"), &both).await;
+    assert!(!ok && verdict["reason"].as_str().unwrap().contains("quorum"), "{verdict}");
 
     // A witness killed and restarted on its directory still refuses the fork.
     let addr = w1.kill().await;
