@@ -71,13 +71,21 @@ fn proofs(c: &mut Criterion) {
     let inclusion = ledger.inclusion_proof(Ok(Position(head / 3)), Some(head)).unwrap();
     let consistency = ledger.consistency_proof(head / 3, Some(head)).unwrap();
     eprintln!(
-        "proof sizes at {head} events: inclusion {} hashes ({} bytes), consistency {} hashes ({} bytes); checkpoint JSON {} bytes",
+        "proof sizes at {head} events: inclusion {} hashes ({} bytes), consistency {} hashes ({} bytes)",
         inclusion.proof.len(),
         32 * inclusion.proof.len(),
         consistency.proof.len(),
         32 * consistency.proof.len(),
-        checkpoint.to_json().len()
     );
+    // A checkpoint is a signed note (what `checkpoint --save` writes); its JSON form carries the
+    // note, the key and the fields the note states.
+    eprintln!(
+        "checkpoint at {head}: signed note {} bytes, JSON form {} bytes pretty ({} compact)",
+        checkpoint.to_note().map_or(0, |note| note.len()),
+        checkpoint.to_json().len(),
+        serde_json::to_string(&checkpoint).unwrap().len(),
+    );
+    eprintln!("signed note:\n{}", checkpoint.file_text());
 
     let mut group = c.benchmark_group("proofs");
     group.bench_function("inclusion_random_position", |b| {
