@@ -38,7 +38,7 @@ async fn tlogcheck() -> &'static PathBuf {
 }
 
 /// Runs the Go tool on `input`: its verdict per check, and whether it accepted everything.
-async fn go_check(input: &Value) -> (Value, bool) {
+pub(crate) async fn go_check(input: &Value) -> (Value, bool) {
     let mut child = tokio::process::Command::new(tlogcheck().await)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -177,7 +177,13 @@ async fn witnesses_cosign_the_honest_log_and_refuse_a_fork_even_after_a_sigkill(
     // The note as GetCheckpoint serves it carries the cosignatures too.
     let mut audit = AuditServiceClient::new(server.channel().await);
     let served = audit.get_checkpoint(pb::GetCheckpointRequest { position: Some(20), fresh: false }).await.unwrap();
-    assert_eq!(served.into_inner().note.matches('\u{2014}').count(), 3, "the log's signature and two cosignatures");
+    let served = served.into_inner();
+    assert_eq!(served.note.matches('\u{2014}').count(), 3, "the log's signature and two cosignatures");
+    // A signed-note implementation we did not write reads the cosigned note (it ignores the
+    // witnesses' lines, unknown to it, and checks the log's).
+    let (verdict, ok) =
+        crate::interop::go_check(&serde_json::json!({"verifier_key": served.verifier_key, "note": served.note})).await;
+    assert!(ok, "{verdict}");
     let (ok, verdict) = verify_against(&saved, &server, &both).await;
     assert!(ok, "{verdict}");
     assert_eq!(verdict["witnesses_cosigned"], 2);
