@@ -8,7 +8,6 @@
 //! inconsistent checkpoints of a log, nor a smaller tree after a larger one, across restarts
 //! and crashes. Its key is `<data>/witness.key` (the format of the ledger's signing key).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -272,7 +271,8 @@ pub async fn run_witnessing(
     }
     let client: HttpClient =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let mut known: BTreeMap<String, Option<u64>> = endpoints.iter().map(|e| (e.name.clone(), None)).collect();
+    // The size each witness last cosigned, as far as this process knows (in `endpoints` order).
+    let mut known: Vec<Option<u64>> = vec![None; endpoints.len()];
     let mut signed = ledger.watch_signed();
     // The latest checkpoint signed before this start (at the last clean stop, say) first.
     let mut next = {
@@ -299,10 +299,14 @@ pub async fn run_witnessing(
             tokio::task::spawn_blocking(move || ledger.checkpoint_at(position)).await
         };
         let Ok(Ok(checkpoint)) = stored else { continue };
+        // All witnesses at once: one slow witness does not hold up the others' cosignatures.
+        let asked = endpoints.iter().zip(known.iter_mut()).map(|(endpoint, known)| {
+            let (client, ledger, checkpoint) = (&client, &ledger, &checkpoint);
+            async move { (endpoint, ask(client, ledger, endpoint, known, checkpoint).await) }
+        });
         let mut lines = Vec::new();
-        for endpoint in &endpoints {
-            let known = known.get_mut(&endpoint.name).expect("one entry per witness");
-            match ask(&client, &ledger, endpoint, known, &checkpoint).await {
+        for (endpoint, answer) in futures::future::join_all(asked).await {
+            match answer {
                 Ok(line) => lines.push(line),
                 Err(reason) => {
                     tracing::warn!(witness = %endpoint.name, position = position.0, %reason, "no cosignature");
