@@ -104,8 +104,8 @@ pub struct ImportArgs {
 pub struct CheckpointArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Write the signed checkpoint to FILE (its JSON file form), to check later with
-    /// `verify --against FILE` or `verify --data DIR --checkpoint FILE`.
+    /// Write the signed checkpoint to FILE (the C2SP signed note, which standard tools read), to
+    /// check later with `verify --against FILE` or `verify --data DIR --checkpoint FILE`.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
     /// Replace FILE if it exists (a saved checkpoint is evidence: keep the old ones).
@@ -618,7 +618,7 @@ async fn audit_client(args: &ClientArgs) -> anyhow::Result<AuditServiceClient<Co
 
 use super::client::status_error;
 
-/// A checkpoint as the server sent it, in its file form.
+/// A checkpoint as the server sent it, from its JSON form.
 fn server_checkpoint(checkpoint: Option<&pb::SignedCheckpoint>) -> Result<SignedCheckpoint, String> {
     let checkpoint = checkpoint.ok_or("the server sent no checkpoint")?;
     SignedCheckpoint::from_json(&checkpoint.json).map_err(|e| format!("the server's checkpoint is not valid: {e}"))
@@ -642,7 +642,7 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
     }
     let checkpoint = &signed.checkpoint;
     match args.client.output {
-        // The compact file form: a line that is itself a checkpoint file.
+        // The compact JSON form: a line that is itself a checkpoint file.
         Output::Json => print_line(&serde_json::to_string(&signed)?)?,
         Output::Table => {
             let mut block = vec![
