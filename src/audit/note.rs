@@ -135,11 +135,17 @@ pub fn check_key_name(name: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
-/// The key id of an Ed25519 key under `name`.
+/// The key id of an Ed25519 key under `name`, for note signatures.
 pub fn key_id(name: &str, key: &VerifyingKey) -> u32 {
+    typed_key_id(name, ED25519_TYPE, key)
+}
+
+/// The key id of a key under `name` for signatures of type `signature_type`:
+/// `SHA-256(name ‖ 0x0A ‖ type ‖ public key)[:4]`, big-endian.
+pub fn typed_key_id(name: &str, signature_type: u8, key: &VerifyingKey) -> u32 {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
-    hasher.update([b'\n', ED25519_TYPE]);
+    hasher.update([b'\n', signature_type]);
     hasher.update(key.as_bytes());
     u32::from_be_bytes(hasher.finalize()[..4].try_into().expect("4 bytes"))
 }
@@ -155,9 +161,15 @@ pub fn sign(text: &str, name: &str, key: &SigningKey) -> SignatureLine {
 
 /// The verifier key text of an Ed25519 key under `name`.
 pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
-    let mut encoded = vec![ED25519_TYPE];
+    typed_verifier_key(name, ED25519_TYPE, key)
+}
+
+/// The verifier key text of a key under `name` for signatures of type `signature_type`:
+/// `<name>+<key id, 8 hex digits>+<base64(type ‖ public key)>`.
+pub fn typed_verifier_key(name: &str, signature_type: u8, key: &VerifyingKey) -> String {
+    let mut encoded = vec![signature_type];
     encoded.extend_from_slice(key.as_bytes());
-    format!("{name}+{:08x}+{}", key_id(name, key), BASE64.encode(encoded))
+    format!("{name}+{:08x}+{}", typed_key_id(name, signature_type, key), BASE64.encode(encoded))
 }
 
 /// Reads a verifier key text back: the name and the key, its key id checked.

@@ -18,7 +18,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::Hash;
 use super::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -33,18 +32,12 @@ pub const PROOF_LINES_MAX: usize = 63;
 
 /// The key id of a witness's Ed25519 key under `name`, for cosignatures.
 pub fn cosignature_key_id(name: &str, key: &VerifyingKey) -> u32 {
-    let mut hasher = Sha256::new();
-    hasher.update(name.as_bytes());
-    hasher.update([b'\n', COSIGNATURE_TYPE]);
-    hasher.update(key.as_bytes());
-    u32::from_be_bytes(hasher.finalize()[..4].try_into().expect("4 bytes"))
+    note::typed_key_id(name, COSIGNATURE_TYPE, key)
 }
 
 /// The witness's verifier key text: `<name>+<key id>+<base64(0x04 ‖ public key)>`.
 pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
-    let mut encoded = vec![COSIGNATURE_TYPE];
-    encoded.extend_from_slice(key.as_bytes());
-    format!("{name}+{:08x}+{}", cosignature_key_id(name, key), BASE64.encode(encoded))
+    note::typed_verifier_key(name, COSIGNATURE_TYPE, key)
 }
 
 /// The bytes a cosignature at `timestamp` signs: the header, the time, the note text.

@@ -26,12 +26,16 @@ fi
 # GOPATH mode against Debian's source tree; nothing from the environment (GOFLAGS,
 # a go env file, a module proxy) may change that. The build cache lives in target/.
 mkdir -p "$(dirname "$out")" "$root/target/interop/gocache"
+# Test processes run this at once (nextest runs each test in its own process): one build
+# at a time, and the binary is renamed into place whole, never overwritten while it runs.
+exec 9>"$root/target/interop/.build.lock"
+flock 9
 goenv=(env GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOENV=off GOPROXY=off
   GOTOOLCHAIN=local CGO_ENABLED=0 GOCACHE="$root/target/interop/gocache")
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-if ! (cd "$here" && "${goenv[@]}" go build -trimpath -o "$out" .) </dev/null >"$log" 2>&1; then
+if ! (cd "$here" && "${goenv[@]}" go build -trimpath -o "$out.partial" .) </dev/null >"$log" 2>&1; then
   cat "$log" >&2
   echo "build.sh: go build failed" >&2
   exit 1
@@ -41,4 +45,5 @@ if ! (cd "$here" && "${goenv[@]}" go test -count=1 .) </dev/null >"$log" 2>&1; t
   echo "build.sh: go test failed" >&2
   exit 1
 fi
+mv -f "$out.partial" "$out"
 echo "$out"
