@@ -63,6 +63,15 @@ pub fn load_or_generate(path: &Path) -> Result<SigningKey, KeyError> {
     }
 }
 
+/// A new random key written at `path` (as [`load_or_generate`] writes one), refused if a file
+/// is there already: a key is never replaced by accident.
+pub fn generate(path: &Path) -> Result<SigningKey, KeyError> {
+    if path.symlink_metadata().is_ok() {
+        return Err(KeyError::Write { path: path.to_owned(), source: io::ErrorKind::AlreadyExists.into() });
+    }
+    load_or_generate(path)
+}
+
 /// The signing key at `path`, which must exist and be closed to group and others.
 pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
     let file = File::open(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;

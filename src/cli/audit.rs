@@ -52,6 +52,19 @@ pub enum KeyCommand {
     /// Print the public key (hex) and key id of the ledger's checkpoint signing key: what
     /// auditors are given to pin with --public-key.
     Public(KeyPublicArgs),
+    /// Create a new Ed25519 key file (mode 0600; refused if FILE exists) and print its public
+    /// key: a principal's key for signing its events (append --sign-key FILE), once an admin
+    /// has registered the public key (principal register-key), or a witness's key.
+    New(KeyNewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyNewArgs {
+    /// Where to write the secret key.
+    pub file: PathBuf,
+    /// table for people, json for one JSON line.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +168,17 @@ fn print_line(text: &str) -> anyhow::Result<()> {
 }
 
 /// `key  value` lines with the values aligned.
+/// The line saying how many signed events were checked, if any were.
+fn print_signatures(checked: u64) -> anyhow::Result<()> {
+    if checked == 0 {
+        return Ok(());
+    }
+    print_line(&format!(
+        "signatures: {} signed by its recording principal, under a key it had registered then",
+        count(checked, "event")
+    ))
+}
+
 fn print_block(pairs: &[(&str, String)]) -> anyhow::Result<()> {
     let width = pairs.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
     pairs.iter().try_for_each(|(key, value)| print_line(format!("{key:<width$}  {value}").trim_end()))
@@ -382,6 +406,23 @@ pub fn key_public(args: KeyPublicArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         Output::Json => print_line(&json!({"public_key": public_key, "key_id": key_id}).to_string())?,
         Output::Table => print_block(&[("public_key", public_key), ("key_id", key_id)])?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn key_new(args: KeyNewArgs) -> anyhow::Result<ExitCode> {
+    let public = keys::generate(&args.file)?.verifying_key();
+    let credential = crate::domain::Credential::of_signing_key(public.as_bytes());
+    let fields = [
+        ("public_key", keys::public_key_hex(&public)),
+        ("key_id", keys::key_id(&public)),
+        ("credential_id", credential.id()),
+    ];
+    match args.output {
+        Output::Json => {
+            print_line(&json!(fields.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()).to_string())?
+        }
+        Output::Table => print_block(&fields)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -708,6 +749,7 @@ async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingK
                 "seconds": verdict.seconds, "events_per_sec": rate.round(),
                 "checkpoints_verified": verdict.checkpoints_verified,
                 "authorship_checked": verdict.authorship_checked,
+                "signatures_checked": verdict.signatures_checked,
             })
             .to_string(),
         )?,
@@ -722,6 +764,7 @@ async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingK
                     count(verdict.authorship_checked, "record")
                 ))?;
             }
+            print_signatures(verdict.signatures_checked)?;
         }
         (Some((place, reason)), Output::Json) => print_line(
             &json!({"verdict": "failed", "at": place, "reason": reason, "verified_up_to": verdict.head.0}).to_string(),
@@ -857,6 +900,7 @@ async fn verify_bundle(path: PathBuf, args: &VerifyArgs, pinned: Option<Verifyin
                 "records": summary.records, "checkpoints": summary.checkpoints, "key_ids": summary.key_ids,
                 "signer_pinned": is_pinned, "exported_at": summary.exported_at,
                 "authorship_checked": summary.authorship_checked, "witnesses_cosigned": cosigned,
+                "signatures_checked": summary.signatures_checked,
             })
             .to_string(),
         )?,
@@ -874,6 +918,7 @@ async fn verify_bundle(path: PathBuf, args: &VerifyArgs, pinned: Option<Verifyin
                     count(summary.authorship_checked, "record")
                 ))?;
             }
+            print_signatures(summary.signatures_checked)?;
             if summary.checkpoints > 0 {
                 print_line(&format!("checkpoints {}", signer_text(&summary.key_ids, is_pinned, Unpinned::Carried)))?;
             } else {

@@ -210,6 +210,8 @@ pub struct BundleSummary {
     /// Records whose actor was checked against the access events before them (every record
     /// from the first access event on; none while the ledger was open).
     pub authorship_checked: u64,
+    /// Signed events whose signature verified (with a key their principal held then).
+    pub signatures_checked: u64,
     /// The note checkpoint of the largest position, with its cosignatures.
     pub latest_note: Option<SignedCheckpoint>,
 }
@@ -260,6 +262,8 @@ struct BundleVerifier<'k, S> {
     records_closed: bool,
     /// Who could record what, as the access events so far say.
     access: AccessReplay,
+    /// Signed events whose signature and key held.
+    signatures_checked: u64,
     latest_note: Option<SignedCheckpoint>,
 }
 
@@ -277,6 +281,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             key_ids: Vec::new(),
             records_closed: false,
             access: AccessReplay::default(),
+            signatures_checked: 0,
             latest_note: None,
         }
     }
@@ -330,6 +335,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             key_ids: self.key_ids,
             exported_at: header.exported_at,
             authorship_checked: self.access.checked,
+            signatures_checked: self.signatures_checked,
             latest_note: self.latest_note,
         }))
     }
@@ -440,7 +446,11 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
                 verified_up_to: Some(line.position - 1),
             }));
         }
-        if let Err(reason) = self.access.next(&event.event.metadata.actor, &event.event.data) {
+        let metadata = &event.event.metadata;
+        let authorship = record::check_event_signature(&event.event)
+            .and_then(|()| self.access.next(&metadata.actor, &event.event.data, metadata.signature.as_ref()));
+        self.signatures_checked += u64::from(authorship.is_ok() && metadata.signature.is_some());
+        if let Err(reason) = authorship {
             return Ok(Err(Failure {
                 at,
                 reason: format!("{} {reason}", event.event.data.type_name()),

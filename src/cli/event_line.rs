@@ -4,9 +4,11 @@
 //! Input keys: `event_id` (optional here; `append` refuses a line without one unless
 //! `--allow-new-ids`, see [`require_event_id`]), `type`, `data`, `effective_at`? (RFC 3339), `expected_revision`?
 //! (`"any"`, `"no_stream"`, `"exists"` or a number), `source`?, `actor`?, `correlation_id`?,
-//! `causation_id`?, `labels`? (an object of strings). Output keys, in this order: `position`,
+//! `causation_id`?, `labels`? (an object of strings), `signature`? (`public_key` and `signature`
+//! in hexadecimal). Output keys, in this order: `position`,
 //! `stream`, `revision`, `event_id`, `type`, `recorded_at`, `effective_at`, `data`, `source`,
-//! `actor`, `correlation_id`, `causation_id`, `labels`. `data` has the same shape both ways, so a
+//! `actor`, `correlation_id`, `causation_id`, `labels`, and `signature` for a signed event only.
+//! `data` has the same shape both ways, so a
 //! line of `history` can be appended again: on input, `position`, `revision` and `recorded_at`
 //! are accepted and ignored (the ledger assigns them) and `stream`, when present, must be the
 //! stream that the data names.
@@ -69,6 +71,10 @@ Keys of a line (any other key is an error; null is the same as absent):
   correlation_id     optional text: ties related events together (e.g. a trace id).
   causation_id       optional text: the id of what caused this event.
   labels             optional: an object of string values ({"illustrative": "true"}).
+  signature          optional: the recording principal's Ed25519 signature of the event, as
+                     `history` prints it: {"public_key": 64 hex digits, "signature": 128 hex
+                     digits}. append --sign-key FILE makes it (docs/AUDIT.md §1 says what is
+                     signed); a line from `history` keeps its own.
   stream, position, revision, recorded_at
                      accepted so that a line printed by `history --output json` can be appended
                      again (to another ledger): position, revision and recorded_at are ignored
@@ -348,6 +354,7 @@ fn parse_value(value: &Value) -> Result<EventLine> {
         correlation_id: line.optional_string("correlation_id")?.unwrap_or_default(),
         causation_id: line.optional_string("causation_id")?.unwrap_or_default(),
         labels: line.optional("labels").map(labels).transpose()?.unwrap_or_default(),
+        signature: line.optional("signature").map(signature).transpose()?,
     };
     // Assigned by the ledger: accepted so that `history` output can be appended again.
     for assigned in ["position", "revision", "recorded_at"] {
@@ -382,6 +389,22 @@ fn expected_revision(value: &Value) -> Result<Expected> {
             format!("must be \"any\", \"no_stream\", \"exists\" or a revision (a whole number), got {other}"),
         )),
     }
+}
+
+fn signature(value: &Value) -> Result<pb::EventSignature> {
+    let mut object = Object::new("signature", value)?;
+    fn hex_field<const N: usize>(object: &mut Object<'_>, name: &'static str) -> Result<Vec<u8>> {
+        let raw = object.string(name)?;
+        let bytes: [u8; N] = crate::audit::hex::decode(&raw)
+            .map_err(|_| key_error(format!("signature.{name}"), format!("must be {} hexadecimal digits", 2 * N)))?;
+        Ok(bytes.to_vec())
+    }
+    let signature = pb::EventSignature {
+        public_key: hex_field::<32>(&mut object, "public_key")?,
+        signature: hex_field::<64>(&mut object, "signature")?,
+    };
+    object.finish()?;
+    Ok(signature)
 }
 
 fn labels(value: &Value) -> Result<std::collections::HashMap<String, String>> {
@@ -531,6 +554,15 @@ struct HistoryLine<'a> {
     correlation_id: &'a str,
     causation_id: &'a str,
     labels: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<SignatureObject>,
+}
+
+/// An event's signature in a history line.
+#[derive(Serialize)]
+struct SignatureObject {
+    public_key: String,
+    signature: String,
 }
 
 /// A wire time as RFC 3339 in UTC, with as many fractional digits as it needs (0, 3, 6 or 9).
@@ -632,13 +664,20 @@ pub fn grant_text(grant: &pb::Grant) -> String {
     if grant.scope.is_empty() { role } else { format!("{role}:{}", grant.scope) }
 }
 
-fn credential_value(credential: Option<&pb::Credential>) -> Value {
-    let credential = credential.cloned().unwrap_or_default();
-    let kind = match pb::CredentialKind::try_from(credential.kind) {
+/// A credential kind's name (`token`, `certificate`, `signing_key`; `unknown` for a value
+/// this client does not know).
+pub fn credential_kind_name(kind: i32) -> &'static str {
+    match pb::CredentialKind::try_from(kind) {
         Ok(pb::CredentialKind::Token) => "token",
         Ok(pb::CredentialKind::Certificate) => "certificate",
+        Ok(pb::CredentialKind::SigningKey) => "signing_key",
         _ => "unknown",
-    };
+    }
+}
+
+fn credential_value(credential: Option<&pb::Credential>) -> Value {
+    let credential = credential.cloned().unwrap_or_default();
+    let kind = credential_kind_name(credential.kind);
     serde_json::json!({ "kind": kind, "id": credential.id, "digest": credential.digest })
 }
 
@@ -659,6 +698,10 @@ pub fn to_json(event: &pb::RecordedEvent) -> String {
         correlation_id: &metadata.correlation_id,
         causation_id: &metadata.causation_id,
         labels: metadata.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        signature: metadata.signature.as_ref().map(|s| SignatureObject {
+            public_key: crate::audit::hex::encode(&s.public_key),
+            signature: crate::audit::hex::encode(&s.signature),
+        }),
     };
     serde_json::to_string(&line).expect("a history line always serializes")
 }

@@ -86,7 +86,7 @@ pub enum Command {
     Export(audit::ExportArgs),
     /// Create a data directory from a bundle, after verifying it.
     Import(audit::ImportArgs),
-    /// The checkpoint signing key.
+    /// Ed25519 keys: the ledger's checkpoint key, and new keys for signing events.
     #[command(subcommand)]
     Key(audit::KeyCommand),
     /// A witness that cosigns a ledger's checkpoints only while its log grows consistently.
@@ -214,6 +214,13 @@ pub struct AppendArgs {
     /// 4 s) while the server is unavailable, then stop sending.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: u32,
+    /// Sign each event with this Ed25519 key file (`pax-ledger key new FILE` makes one; its
+    /// public key must be registered to your principal: `principal register-key`). The
+    /// signature covers the stream, type, data, effective time and event id (docs/AUDIT.md §1)
+    /// and is kept in the record: proof that your principal recorded it, which the server
+    /// cannot forge. Replaces a signature the line carries.
+    #[arg(long, value_name = "FILE", env = "PAX_LEDGER_SIGN_KEY")]
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +294,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => audit::export(args).await,
         Command::Import(args) => audit::import(args).await,
         Command::Key(audit::KeyCommand::Public(args)) => audit::key_public(args),
+        Command::Key(audit::KeyCommand::New(args)) => audit::key_new(args),
         Command::Witness(witness::WitnessCommand::Serve(args)) => witness::serve(args).await,
         Command::Members(args) => query::members(args).await,
         Command::Projects(args) => query::projects(args).await,

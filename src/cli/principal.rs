@@ -30,7 +30,8 @@ pub enum PrincipalCommand {
     /// The grant and the token are access events of the log, like every other.
     Bootstrap(BootstrapArgs),
     /// Give a principal grants (creating it with its first): admin, secretariat, reader,
-    /// auditor, operator, delegate:CODE (a member code), authority:CODE (an origin code).
+    /// auditor, operator, delegate:CODE (a member code), authority:CODE (an origin code), and
+    /// signed-only (an obligation: every event it records must carry its signature).
     Grant(GrantArgs),
     /// Take grants away; with none named, every grant and every credential (the principal can
     /// no longer authenticate, from its next request on).
@@ -39,6 +40,9 @@ pub enum PrincipalCommand {
     List(ClientArgs),
     /// Bind a client certificate to a principal, for mutual TLS (serve --tls-client-ca).
     BindCert(BindCertArgs),
+    /// Register an Ed25519 public key the principal signs its events with (append --sign-key);
+    /// `token revoke` retires it. It authenticates nothing.
+    RegisterKey(RegisterKeyArgs),
     /// Who the server says you are (with --token or a client certificate).
     Whoami(ClientArgs),
 }
@@ -47,7 +51,7 @@ pub enum PrincipalCommand {
 pub enum TokenCommand {
     /// Issue a new bearer token for a principal and print it on stdout (shown this once).
     New(TokenNewArgs),
-    /// Revoke one credential of a principal (a token or a certificate), by its id.
+    /// Revoke one credential of a principal (a token, a certificate or a signing key), by its id.
     Revoke(TokenRevokeArgs),
 }
 
@@ -101,6 +105,19 @@ pub struct BindCertArgs {
     /// The certificate (PEM): its fingerprint is computed here.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterKeyArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    pub principal: String,
+    /// The public key: 64 hexadecimal digits (as `pax-ledger key new` prints it).
+    #[arg(long, required_unless_present = "key", conflicts_with = "key")]
+    pub public_key: Option<String>,
+    /// The principal's key file: its public half is computed here (the secret stays here).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +229,25 @@ pub async fn run(command: PrincipalCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        PrincipalCommand::RegisterKey(args) => {
+            let public_key = match (&args.public_key, &args.key) {
+                (Some(public_key), _) => public_key.trim().to_owned(),
+                (None, Some(path)) => {
+                    crate::audit::keys::public_key_hex(&crate::audit::keys::load(path)?.verifying_key())
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let request =
+                pb::RegisterSigningKeyRequest { principal: args.principal.clone(), public_key: public_key.clone() };
+            let change =
+                client(&args.client).await?.register_signing_key(request).await.map_err(status_error)?.into_inner();
+            print_change(
+                &format!("registered signing key {public_key} of {}", args.principal),
+                &change,
+                args.client.output,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         PrincipalCommand::Whoami(args) => {
             let me = client(&args).await?.who_am_i(pb::WhoAmIRequest {}).await.map_err(status_error)?.into_inner();
             print_principal(&me, args.output);
@@ -266,10 +302,7 @@ fn print_principal(principal: &pb::Principal, output: Output) {
     let credentials: Vec<String> = principal
         .credentials
         .iter()
-        .map(|c| {
-            let kind = if c.kind == pb::CredentialKind::Certificate as i32 { "certificate" } else { "token" };
-            format!("{kind} {}", c.id)
-        })
+        .map(|c| format!("{} {}", super::event_line::credential_kind_name(c.kind), c.id))
         .collect();
     match output {
         Output::Json => println!(

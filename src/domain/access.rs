@@ -68,11 +68,22 @@ pub enum Role {
     Auditor,
     /// The views' status and rebuilds, and checkpoints.
     Operator,
+    /// Not a permission but an obligation: every event the principal records carries its own
+    /// signature (see [`crate::domain::EventSignature`]); an unsigned one is refused.
+    SignedOnly,
 }
 
 /// Every role, in declaration order.
-pub const ROLES: [Role; 7] =
-    [Role::Admin, Role::Secretariat, Role::Delegate, Role::Authority, Role::Reader, Role::Auditor, Role::Operator];
+pub const ROLES: [Role; 8] = [
+    Role::Admin,
+    Role::Secretariat,
+    Role::Delegate,
+    Role::Authority,
+    Role::Reader,
+    Role::Auditor,
+    Role::Operator,
+    Role::SignedOnly,
+];
 
 impl Role {
     pub fn name(self) -> &'static str {
@@ -84,6 +95,7 @@ impl Role {
             Self::Reader => "reader",
             Self::Auditor => "auditor",
             Self::Operator => "operator",
+            Self::SignedOnly => "signed-only",
         }
     }
 
@@ -123,6 +135,7 @@ pub enum Grant {
     Reader,
     Auditor,
     Operator,
+    SignedOnly,
 }
 
 impl Grant {
@@ -135,6 +148,7 @@ impl Grant {
             Self::Reader => Role::Reader,
             Self::Auditor => Role::Auditor,
             Self::Operator => Role::Operator,
+            Self::SignedOnly => Role::SignedOnly,
         }
     }
 
@@ -163,6 +177,7 @@ impl Grant {
             Role::Reader => unscoped(Self::Reader),
             Role::Auditor => unscoped(Self::Auditor),
             Role::Operator => unscoped(Self::Operator),
+            Role::SignedOnly => unscoped(Self::SignedOnly),
             Role::Delegate => Ok(Self::Delegate(MemberCode::parse(&scope_field(), scope)?)),
             Role::Authority => Ok(Self::Authority(Jurisdiction::parse(&scope_field(), scope)?)),
         }
@@ -198,6 +213,9 @@ pub enum CredentialKind {
     Token,
     /// A client certificate of mutual TLS; the ledger keeps the SHA-256 of its DER bytes.
     Certificate,
+    /// An Ed25519 public key the principal signs its events with; the ledger keeps the SHA-256
+    /// of its 32 bytes (each signed event carries the key itself). It authenticates nothing.
+    SigningKey,
 }
 
 impl CredentialKind {
@@ -205,7 +223,14 @@ impl CredentialKind {
         match self {
             Self::Token => "token",
             Self::Certificate => "certificate",
+            Self::SigningKey => "signing_key",
         }
+    }
+
+    /// Whether a credential of this kind lets its principal in (a signing key does not: it
+    /// vouches for events, it opens no connection).
+    pub fn authenticates(self) -> bool {
+        !matches!(self, Self::SigningKey)
     }
 }
 
@@ -226,6 +251,11 @@ impl Credential {
     /// The credential of a client certificate whose SHA-256 fingerprint is `digest`.
     pub fn of_certificate(digest: [u8; 32]) -> Self {
         Self { kind: CredentialKind::Certificate, digest }
+    }
+
+    /// The credential of an Ed25519 public key that signs events (its 32 bytes).
+    pub fn of_signing_key(public_key: &[u8; 32]) -> Self {
+        Self { kind: CredentialKind::SigningKey, digest: Sha256::digest(public_key).into() }
     }
 
     /// The digest in lower-case hexadecimal (for a certificate: its fingerprint).
@@ -289,7 +319,8 @@ impl<'a> Owner<'a> {
 /// Whether a principal holding `grants` may record `event` onto a stream whose committed state
 /// names `owner` (a fulfilment or withdrawal of a commitment is judged by the member that made
 /// it; a change of an export rule by its stored origin as well as its new one). `admin` may
-/// record anything; access events need `admin`. Pure.
+/// record anything; access events need `admin`. `signed-only` allows nothing: whether the
+/// event must be signed is [`check_signature`]'s question. Pure.
 pub fn authorize(grants: &BTreeSet<Grant>, event: &EventData, owner: Owner<'_>) -> Result<(), Denied> {
     if grants.contains(&Grant::Admin) {
         return Ok(());
@@ -348,6 +379,39 @@ pub fn authorize(grants: &BTreeSet<Grant>, event: &EventData, owner: Owner<'_>) 
     }
 }
 
+/// Why a principal's event is refused for its signature (the signature's bytes themselves are
+/// checked against the signed message elsewhere: [`crate::domain::EventSignature::verifies`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureRefused {
+    #[error(
+        "principal {principal} holds signed-only: each of its events must carry its signature (append --sign-key FILE)"
+    )]
+    Required { principal: String },
+    #[error("the key {key_id} is not a signing key of principal {principal} (register it: principal register-key)")]
+    UnknownKey { principal: String, key_id: String },
+}
+
+/// Whether `principal` may record an event carrying `signature` (or none): a signature must be
+/// made with one of its registered signing keys, and a principal holding `signed-only` must
+/// sign. The one rule the writer applies and a replay checks. Pure.
+pub fn check_signature(
+    principal: &crate::domain::PrincipalState,
+    signature: Option<&crate::domain::EventSignature>,
+) -> Result<(), SignatureRefused> {
+    match signature {
+        Some(signature) if !principal.credentials.contains(&signature.credential()) => {
+            Err(SignatureRefused::UnknownKey {
+                principal: principal.name.to_string(),
+                key_id: signature.credential().id(),
+            })
+        }
+        None if principal.grants.contains(&Grant::SignedOnly) => {
+            Err(SignatureRefused::Required { principal: principal.name.to_string() })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Replays a log in order and checks that each event was recorded by someone allowed to, as
 /// the access events before it say: what an auditor runs over a bundle. Before the first access
 /// event the ledger was open (anyone could record anything): nothing is checked. From then on,
@@ -366,24 +430,38 @@ pub struct AccessReplay {
 }
 
 impl AccessReplay {
-    /// Checks the next event of the log (recorded by `actor`), then takes it into account (an
-    /// event refused is not: a verification stops at it).
-    pub fn next(&mut self, actor: &str, event: &EventData) -> Result<(), String> {
+    /// Checks the next event of the log (recorded by `actor`, carrying `signature` or none),
+    /// then takes it into account (an event refused is not: a verification stops at it). The
+    /// signature's bytes are not checked here, only that its key was the actor's and that an
+    /// actor holding `signed-only` signed.
+    pub fn next(
+        &mut self,
+        actor: &str,
+        event: &EventData,
+        signature: Option<&crate::domain::EventSignature>,
+    ) -> Result<(), String> {
         if event.is_access() {
             self.closed = true;
         }
         if self.closed {
-            self.check(actor, event)?;
+            self.check(actor, event, signature)?;
+        } else if signature.is_some() {
+            return Err("signed while no principal existed, so no signing key was registered".to_owned());
         }
         self.apply(event);
         Ok(())
     }
 
-    fn check(&mut self, actor: &str, event: &EventData) -> Result<(), String> {
+    fn check(
+        &mut self,
+        actor: &str,
+        event: &EventData,
+        signature: Option<&crate::domain::EventSignature>,
+    ) -> Result<(), String> {
         self.checked += 1;
-        if actor == BOOTSTRAP_ACTOR && event.is_access() {
+        if actor == BOOTSTRAP_ACTOR && event.is_access() && signature.is_none() {
             let usable_admin =
-                self.principals.values().any(|p| p.grants.contains(&Grant::Admin) && !p.credentials.is_empty());
+                self.principals.values().any(|p| p.grants.contains(&Grant::Admin) && p.can_authenticate());
             return if usable_admin {
                 Err("recorded by the offline bootstrap while an admin could authenticate".to_owned())
             } else {
@@ -404,7 +482,8 @@ impl AccessReplay {
         };
         authorize(&principal.grants, event, owner).map_err(|denied| {
             format!("recorded by principal {actor}, who held {} then: {denied}", held_text(&principal.grants))
-        })
+        })?;
+        check_signature(principal, signature).map_err(|refused| format!("recorded by principal {actor}: {refused}"))
     }
 
     fn apply(&mut self, event: &EventData) {
@@ -632,6 +711,7 @@ mod tests {
             Grant::Reader,
             Grant::Auditor,
             Grant::Operator,
+            Grant::SignedOnly,
         ];
         assert_eq!(
             grants.iter().map(Grant::role).collect::<BTreeSet<_>>(),
@@ -693,7 +773,9 @@ mod tests {
 
     #[test]
     fn grants_are_written_and_parsed_alike() {
-        for raw in ["admin", "secretariat", "delegate:JP", "authority:US", "reader", "auditor", "operator"] {
+        for raw in
+            ["admin", "secretariat", "delegate:JP", "authority:US", "reader", "auditor", "operator", "signed-only"]
+        {
             assert_eq!(Grant::parse("g", raw).unwrap().to_string(), raw);
         }
         for bad in ["delegate", "delegate:jp", "reader:JP", "owner", "authority:", ""] {
@@ -730,28 +812,29 @@ mod tests {
         };
         let mut replay = AccessReplay::default();
         // The open era: anything by anyone.
-        replay.next("whoever", &made("KR")).unwrap();
+        replay.next("whoever", &made("KR"), None).unwrap();
         assert_eq!(replay.checked, 0);
         // The bootstrap, while no admin can authenticate.
-        replay.next(BOOTSTRAP_ACTOR, &grant(&admin, Grant::Admin)).unwrap();
+        replay.next(BOOTSTRAP_ACTOR, &grant(&admin, Grant::Admin), None).unwrap();
         replay
-            .next(BOOTSTRAP_ACTOR, &EventData::CredentialIssued { principal: admin.clone(), credential: token })
+            .next(BOOTSTRAP_ACTOR, &EventData::CredentialIssued { principal: admin.clone(), credential: token }, None)
             .unwrap();
-        let again = replay.next(BOOTSTRAP_ACTOR, &grant(&jp, Grant::Admin)).unwrap_err();
+        let again = replay.next(BOOTSTRAP_ACTOR, &grant(&jp, Grant::Admin), None).unwrap_err();
         assert!(again.contains("while an admin could authenticate"), "{again}");
-        replay.next("admin", &grant(&jp, Grant::Delegate(code("JP")))).unwrap();
-        replay.next("jp-delegation", &made("JP")).unwrap();
-        let kr = replay.next("jp-delegation", &made("KR")).unwrap_err();
+        replay.next("admin", &grant(&jp, Grant::Delegate(code("JP"))), None).unwrap();
+        replay.next("jp-delegation", &made("JP"), None).unwrap();
+        let kr = replay.next("jp-delegation", &made("KR"), None).unwrap_err();
         assert!(kr.contains("delegate:KR") && kr.contains("held delegate:JP"), "{kr}");
-        let stranger = replay.next("whoever", &made("JP")).unwrap_err();
+        let stranger = replay.next("whoever", &made("JP"), None).unwrap_err();
         assert!(stranger.contains("no principal"), "{stranger}");
-        let not_admin = replay.next("jp-delegation", &grant(&jp, Grant::Admin)).unwrap_err();
+        let not_admin = replay.next("jp-delegation", &grant(&jp, Grant::Admin), None).unwrap_err();
         assert!(not_admin.contains("needs admin"), "{not_admin}");
         // An admin revoking itself: credentials first, then the grant, each while still admin.
         replay
             .next(
                 "admin",
                 &EventData::CredentialRevoked { principal: admin.clone(), credential: token, reason: String::new() },
+                None,
             )
             .unwrap();
         replay
@@ -762,11 +845,69 @@ mod tests {
                     grants: vec![Grant::Admin],
                     reason: String::new(),
                 },
+                None,
             )
             .unwrap();
-        assert!(replay.next("admin", &made("JP")).is_err(), "no longer admin");
+        assert!(replay.next("admin", &made("JP"), None).is_err(), "no longer admin");
         // No admin can authenticate any more: the bootstrap may create one.
-        replay.next(BOOTSTRAP_ACTOR, &grant(&admin, Grant::Admin)).unwrap();
+        replay.next(BOOTSTRAP_ACTOR, &grant(&admin, Grant::Admin), None).unwrap();
         assert_eq!(replay.checked, 12, "every event since the first access event, refused ones too");
+    }
+
+    #[test]
+    fn a_signature_needs_a_key_of_the_actor_and_signed_only_needs_a_signature() {
+        use crate::domain::EventSignature;
+        let signature_by = |seed: u8| EventSignature {
+            public_key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes(),
+            // Not checked here: whether the bytes verify is the record's question.
+            signature: [0; 64],
+        };
+        let (mine, other) = (signature_by(7), signature_by(8));
+        let admin = PrincipalName::parse("p", "admin").unwrap();
+        let jp = PrincipalName::parse("p", "jp-delegation").unwrap();
+        let grant = |who: &PrincipalName, g: Grant| EventData::AccessGranted {
+            principal: who.clone(),
+            grants: vec![g],
+            reason: String::new(),
+        };
+        let issue = |who: &PrincipalName, credential: Credential| EventData::CredentialIssued {
+            principal: who.clone(),
+            credential,
+        };
+        let mut replay = AccessReplay::default();
+        let open = replay.next("whoever", &commitment_made("JP"), Some(&mine)).unwrap_err();
+        assert!(open.contains("no principal existed"), "{open}");
+        replay.next(BOOTSTRAP_ACTOR, &grant(&admin, Grant::Admin), None).unwrap();
+        // A signing key lets nobody in: the bootstrap may still create an admin with a token.
+        replay.next(BOOTSTRAP_ACTOR, &issue(&admin, mine.credential()), None).unwrap();
+        replay.next(BOOTSTRAP_ACTOR, &issue(&admin, Credential::of_token("t")), None).unwrap();
+        replay.next("admin", &grant(&jp, Grant::Delegate(code("JP"))), None).unwrap();
+        let unregistered = replay.next("jp-delegation", &commitment_made("JP"), Some(&other)).unwrap_err();
+        assert!(
+            unregistered
+                .contains(&format!("key {} is not a signing key of principal jp-delegation", other.credential().id())),
+            "{unregistered}"
+        );
+        // The admin's key is the admin's, not the delegation's.
+        let admins = replay.next("jp-delegation", &commitment_made("JP"), Some(&mine)).unwrap_err();
+        assert!(admins.contains("not a signing key of principal jp-delegation"), "{admins}");
+        replay.next("admin", &issue(&jp, other.credential()), None).unwrap();
+        replay.next("jp-delegation", &commitment_made("JP"), Some(&other)).unwrap();
+        replay.next("jp-delegation", &commitment_made("JP"), None).unwrap();
+        replay.next("admin", &grant(&jp, Grant::SignedOnly), None).unwrap();
+        let unsigned = replay.next("jp-delegation", &commitment_made("JP"), None).unwrap_err();
+        assert!(unsigned.contains("holds signed-only"), "{unsigned}");
+        replay.next("jp-delegation", &commitment_made("JP"), Some(&other)).unwrap();
+        // signed-only allows nothing by itself.
+        let held = BTreeSet::from([Grant::SignedOnly]);
+        assert!(authorize(&held, &commitment_made("JP"), Owner::default()).is_err());
+        // A retired key signs nothing more.
+        let retired = EventData::CredentialRevoked {
+            principal: jp.clone(),
+            credential: other.credential(),
+            reason: String::new(),
+        };
+        replay.next("admin", &retired, None).unwrap();
+        assert!(replay.next("jp-delegation", &commitment_made("JP"), Some(&other)).is_err());
     }
 }

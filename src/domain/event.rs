@@ -240,6 +240,35 @@ pub struct Metadata {
     pub causation_id: String,
     /// Free labels, e.g. `illustrative = true`. Ordered, so that encoding is deterministic.
     pub labels: BTreeMap<String, String>,
+    /// The recording principal's own Ed25519 signature of the event, when it signed it.
+    pub signature: Option<EventSignature>,
+}
+
+/// A principal's Ed25519 signature of an event's signed bytes (`store::record::signed_message`:
+/// stream, type and data, effective time, event id), with the public key that makes it: the
+/// key must be one the principal registered (a [`super::CredentialKind::SigningKey`] credential,
+/// the SHA-256 of these 32 bytes) when the event is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventSignature {
+    pub public_key: [u8; 32],
+    pub signature: [u8; 64],
+}
+
+impl EventSignature {
+    /// Whether the signature is the key's over `message`. Strict (RFC 8032 with the checks of
+    /// `verify_strict`: no small-order key, no non-canonical encoding), so that one message has
+    /// no second valid signature under one key that a forger could swap in.
+    pub fn verifies(&self, message: &[u8]) -> bool {
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.public_key) else {
+            return false;
+        };
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&self.signature)).is_ok()
+    }
+
+    /// The credential under which the key is registered.
+    pub fn credential(&self) -> super::Credential {
+        super::Credential::of_signing_key(&self.public_key)
+    }
 }
 
 /// An event as a client proposes it: what is compared when the same `event_id` is appended again.

@@ -108,6 +108,14 @@ pub struct PrincipalState {
     pub credentials: BTreeSet<Credential>,
 }
 
+impl PrincipalState {
+    /// Whether the principal holds a credential that lets it in (a token or a certificate; a
+    /// signing key does not).
+    pub fn can_authenticate(&self) -> bool {
+        self.credentials.iter().any(|c| c.kind.authenticates())
+    }
+}
+
 impl EntityState {
     /// The stream this state was folded from; `None` for `Empty`, which belongs to any stream.
     pub fn stream(&self) -> Option<StreamName> {

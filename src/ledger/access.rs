@@ -111,6 +111,9 @@ impl AccessTable {
 
     /// The principal a credential authenticates, and what it holds.
     pub fn authenticate(&self, credential: &Credential) -> Option<&PrincipalEntry> {
+        if !credential.kind.authenticates() {
+            return None;
+        }
         self.by_credential.get(credential).and_then(|name| self.principals.get(name))
     }
 
@@ -133,10 +136,10 @@ impl AccessTable {
         self.principals.values()
     }
 
-    /// Whether some admin can still authenticate (holds `admin` and a credential): while one
-    /// can, `principal bootstrap` refuses to create another.
+    /// Whether some admin can still authenticate (holds `admin` and a token or a certificate):
+    /// while one can, `principal bootstrap` refuses to create another.
     pub fn has_usable_admin(&self) -> bool {
-        self.principals.values().any(|p| p.state.grants.contains(&Grant::Admin) && !p.state.credentials.is_empty())
+        self.principals.values().any(|p| p.state.grants.contains(&Grant::Admin) && p.state.can_authenticate())
     }
 }
 

@@ -184,6 +184,10 @@ pub enum LedgerError {
         "events[{index}]: metadata.actor {actor} is not the authenticated principal {principal}; leave it empty (the server records {principal})"
     )]
     ActorMismatch { index: usize, actor: String, principal: String },
+    /// An event's signature does not verify, is made with a key that is not the principal's,
+    /// or is missing where the principal must sign.
+    #[error("events[{index}].metadata.signature: {reason}")]
+    Signature { index: usize, reason: String },
     /// Nobody authenticated, on a ledger where principals exist.
     #[error("{0}")]
     Unauthenticated(String),
@@ -421,6 +425,19 @@ impl Ledger {
             Caller::Bootstrap => Some(crate::domain::access::BOOTSTRAP_ACTOR),
             Caller::Anonymous => None,
         };
+        // The signatures' own check, here on the caller's task rather than on the writer's
+        // thread (the writer checks that each key is the principal's, as of the commit).
+        for (index, event) in request.events.iter().enumerate() {
+            if event.metadata.signature.is_some() {
+                if !matches!(caller, Caller::Principal(_)) {
+                    let reason = "a signature is checked against the recording principal's registered keys, and \
+                                  no principal is recording this event (none is authenticated)";
+                    return Err(LedgerError::Signature { index, reason: reason.to_owned() });
+                }
+                crate::store::record::check_event_signature(event)
+                    .map_err(|reason| LedgerError::Signature { index, reason })?;
+            }
+        }
         if let Some(stamp) = stamp {
             for (index, event) in request.events.iter_mut().enumerate() {
                 let actor = &mut event.metadata.actor;

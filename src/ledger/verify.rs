@@ -33,6 +33,9 @@ pub struct Verdict {
     /// `domain::access::AccessReplay`): every record from the first access event on; none in a
     /// ledger that never had a principal.
     pub authorship_checked: u64,
+    /// Signed events whose signature verified over their signed bytes (and, by the replay of
+    /// access, was made with a key their principal held then).
+    pub signatures_checked: u64,
     pub seconds: f64,
 }
 
@@ -58,6 +61,7 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         failure: Some((place, reason)),
         checkpoints_verified: 0,
         authorship_checked: 0,
+        signatures_checked: 0,
         seconds: started.elapsed().as_secs_f64(),
     };
     let store = match Store::open_log_only(dir, config) {
@@ -106,9 +110,11 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
     });
     let mut chain = ChainVerifier::default();
     let mut leaves = Vec::with_capacity(outcomes.len());
+    let mut signatures_checked = 0;
     for outcome in outcomes {
         let range = outcome?;
         chain = range.chain;
+        signatures_checked += range.signatures;
         if let Some((place, reason)) = range.failure {
             return Ok(failed(place, reason, &chain));
         }
@@ -143,7 +149,8 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         let replayed = store.check_log(Position(1), head.position, |position, _, body| {
             let event = record::decode_event(body)
                 .map_err(|e| Stop::Store(StoreError::corrupt(format!("position {position}"), e.to_string())))?;
-            replay.next(&event.event.metadata.actor, &event.event.data).map_err(|reason| {
+            let metadata = &event.event.metadata;
+            replay.next(&metadata.actor, &event.event.data, metadata.signature.as_ref()).map_err(|reason| {
                 Stop::Store(StoreError::corrupt(
                     format!("position {position}"),
                     format!("{} {reason}", event.event.data.type_name()),
@@ -163,6 +170,7 @@ pub fn verify_store(dir: &Path, config: &StoreConfig, threads: Option<usize>) ->
         failure: check.failure.map(|(position, reason)| (format!("position {position}"), reason)),
         checkpoints_verified: check.verified,
         authorship_checked: replay.checked,
+        signatures_checked,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -180,6 +188,8 @@ struct RangeOutcome {
     failure: Option<(String, String)>,
     /// The range's Merkle leaves, reduced to the roots of the aligned blocks it holds whole.
     leaves: Vec<Piece>,
+    /// Signed events whose signature verified.
+    signatures: u64,
 }
 
 /// Verifies the records after `chain`'s head up to `last`: each is read in place and checked in
@@ -188,8 +198,13 @@ struct RangeOutcome {
 fn verify_range(store: &Store, mut chain: ChainVerifier, last: u64) -> Result<RangeOutcome, LedgerError> {
     let first = chain.head().0 + 1;
     let mut leaves = LeafRun::new(SUBTREE_LEVEL_MIN, first - 1);
+    let mut signatures = 0;
     let checked = store.check_log(Position(first), Position(last), |position, hash, body| {
         chain.check(position.0, hash, body).map_err(|e| Stop::Chain(position, e))?;
+        if body.first() == Some(&record::BODY_FORMAT_SIGNED) {
+            check_signature(position, body)?;
+            signatures += 1;
+        }
         leaves.push(leaf_hash(hash));
         Ok(())
     });
@@ -199,7 +214,15 @@ fn verify_range(store: &Store, mut chain: ChainVerifier, last: u64) -> Result<Ra
         Err(Stop::Store(StoreError::Corrupt { place, reason })) => Some((place, reason)),
         Err(Stop::Store(e)) => return Err(e.into()),
     };
-    Ok(RangeOutcome { chain, failure, leaves: leaves.finish() })
+    Ok(RangeOutcome { chain, failure, leaves: leaves.finish(), signatures })
+}
+
+/// The signature of a signed event's record verifies (whose key it is, the replay of access
+/// checks after the chain).
+fn check_signature(position: Position, body: &[u8]) -> Result<(), Stop> {
+    let corrupt = |reason: String| Stop::Store(StoreError::corrupt(format!("position {position}"), reason));
+    let event = record::decode_event(body).map_err(|e| corrupt(e.to_string()))?;
+    record::check_event_signature(&event.event).map_err(corrupt)
 }
 
 /// Why a verification's pass over the log stopped early.

@@ -18,8 +18,8 @@ use super::group_stats::{GroupSample, GroupStats, SLOW_GROUP};
 use super::{AppendJob, AppendOutcome, AppendRequest, Appended, Expected, LedgerConfig, LedgerError};
 use crate::audit;
 use crate::domain::{
-    self, DomainError, EntityState, EventData, EventId, Grant, MemberCode, MemberState, Position, RecordedEvent,
-    Revision, StreamName,
+    self, DomainError, EntityState, EventData, EventId, Grant, MemberCode, MemberState, Position, PrincipalName,
+    PrincipalState, RecordedEvent, Revision, StreamName,
 };
 use crate::store::{self, CommitBatch, Head, Store, StoreError};
 
@@ -318,8 +318,8 @@ impl Writer {
             Caller::Principal(name) => Some(StreamName::principal(name)),
             _ => None,
         };
-        let mut grants = match (caller, &caller_stream) {
-            (_, Some(stream)) => Some(self.caller_grants(stream, &local, overlay)?),
+        let mut principal = match (caller, &caller_stream) {
+            (Caller::Principal(name), Some(stream)) => Some(self.caller_state(name, stream, &local, overlay)?),
             (Caller::Anonymous, _) if self.access.read().expect("access table lock").is_closed() => {
                 return Err(LedgerError::Unauthenticated(
                     "principals exist: every request must be authenticated".to_owned(),
@@ -361,7 +361,12 @@ impl Writer {
                 local.entry(member_stream).or_insert(loaded);
             }
             let current = self.stream_head(&stream, &local, overlay)?;
-            self.authorize(index, caller, grants.as_ref(), &proposed.data, &current.state, staged, &records)?;
+            let grants = principal.as_ref().map(|p| &p.grants);
+            self.authorize(index, caller, grants, &proposed.data, &current.state, staged, &records)?;
+            if let Some(principal) = &principal {
+                domain::access::check_signature(principal, proposed.metadata.signature.as_ref())
+                    .map_err(|refused| LedgerError::Signature { index, reason: refused.to_string() })?;
+            }
             let changes_caller = caller_stream.as_ref() == Some(&stream);
             let participants = |code: &MemberCode| match local.get(&StreamName::member(code)).map(|h| &h.state) {
                 Some(EntityState::Member(m)) => Some::<MemberState>(m.clone()),
@@ -381,23 +386,25 @@ impl Writer {
             prev_hash = hash;
             local.insert(stream, StreamHead { revision: Some(revision), state });
             records.push((event, body, hash));
-            if changes_caller && let Some(stream) = &caller_stream {
-                grants = Some(self.caller_grants(stream, &local, overlay)?);
+            if changes_caller && let (Caller::Principal(name), Some(stream)) = (caller, &caller_stream) {
+                principal = Some(self.caller_state(name, stream, &local, overlay)?);
             }
         }
         Ok(Verdict::Write(Written { records, heads: local }))
     }
 
-    /// The grants the calling principal (of stream `stream`) holds as this request sees it.
-    fn caller_grants(
+    /// What the calling principal `name` (of stream `stream`) holds as this request sees it
+    /// (nothing, if it no longer exists).
+    fn caller_state(
         &mut self,
+        name: &PrincipalName,
         stream: &StreamName,
         local: &HashMap<StreamName, StreamHead>,
         overlay: &HashMap<StreamName, StreamHead>,
-    ) -> Result<BTreeSet<Grant>, LedgerError> {
+    ) -> Result<PrincipalState, LedgerError> {
         Ok(match self.stream_head(stream, local, overlay)?.state {
-            EntityState::Principal(principal) => principal.grants,
-            _ => BTreeSet::new(),
+            EntityState::Principal(principal) => principal,
+            _ => PrincipalState { name: name.clone(), grants: BTreeSet::new(), credentials: BTreeSet::new() },
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{caller_of, convert, status};
-use crate::audit::hex;
+use crate::audit::{hex, keys};
 use crate::domain::access::{TOKEN_RANDOM_BYTES, token_of};
 use crate::domain::{Credential, EventData, FieldError, PrincipalName, ProposedEvent};
 use crate::ledger::{self, Caller, Ledger, PrincipalEntry};
@@ -159,6 +159,28 @@ impl pb::access_service_server::AccessService for AccessService {
         let request = request.into_inner();
         let principal = principal(&request.principal)?;
         let credential = Credential::of_certificate(fingerprint("fingerprint", &request.fingerprint).map_err(invalid)?);
+        self.entry(&principal)?;
+        Ok(Response::new(self.record(caller, vec![EventData::CredentialIssued { principal, credential }]).await?))
+    }
+
+    async fn register_signing_key(
+        &self,
+        request: Request<pb::RegisterSigningKeyRequest>,
+    ) -> Result<Response<pb::AccessChange>, Status> {
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        let principal = principal(&request.principal)?;
+        let key =
+            keys::parse_public_key(request.public_key.trim()).ok().filter(|key| !key.is_weak()).ok_or_else(|| {
+                invalid(FieldError::new(
+                    "public_key",
+                    format!(
+                        "must be an Ed25519 public key: 64 hexadecimal digits of a point of prime order, got {}",
+                        crate::domain::quote(&request.public_key)
+                    ),
+                ))
+            })?;
+        let credential = Credential::of_signing_key(key.as_bytes());
         self.entry(&principal)?;
         Ok(Response::new(self.record(caller, vec![EventData::CredentialIssued { principal, credential }]).await?))
     }

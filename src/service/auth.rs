@@ -74,6 +74,7 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
     ("/pax.ledger.v1.AccessService/Revoke", Access::Roles(ADMINS)),
     ("/pax.ledger.v1.AccessService/IssueToken", Access::Roles(ADMINS)),
     ("/pax.ledger.v1.AccessService/BindCertificate", Access::Roles(ADMINS)),
+    ("/pax.ledger.v1.AccessService/RegisterSigningKey", Access::Roles(ADMINS)),
     ("/pax.ledger.v1.AccessService/RevokeCredential", Access::Roles(ADMINS)),
     ("/pax.ledger.v1.AccessService/ListPrincipals", Access::Roles(AUDITORS)),
     ("/pax.ledger.v1.AccessService/WhoAmI", Access::AnyPrincipal),
@@ -293,6 +294,7 @@ pub fn admit_call(table: &AccessTable, credential: &Credential, path: &str) -> R
                 "the client certificate (SHA-256 fingerprint {}) is bound to no principal",
                 credential.digest_hex()
             ),
+            CredentialKind::SigningKey => "a signing key authenticates nobody".to_owned(),
         }));
     };
     let name = entry.state.name.clone();

@@ -4,9 +4,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{
-    self, CommitmentId, Credential, CredentialKind, EventData, EventId, FieldError, Grant, Jurisdiction, MemberCode,
-    MemberKind, MemberRole, Metadata, Pillar, PrincipalName, ProjectId, ProjectStatus, ProposedEvent, RecordedEvent,
-    Role, RuleId, StreamName, Treatment,
+    self, CommitmentId, Credential, CredentialKind, EventData, EventId, EventSignature, FieldError, Grant,
+    Jurisdiction, MemberCode, MemberKind, MemberRole, Metadata, Pillar, PrincipalName, ProjectId, ProjectStatus,
+    ProposedEvent, RecordedEvent, Role, RuleId, StreamName, Treatment,
 };
 use crate::ledger::{Appended, Expected};
 use crate::proto::v1 as pb;
@@ -193,6 +193,7 @@ pub fn role(field: &str, raw: i32) -> Result<Role> {
         Ok(pb::Role::Reader) => Role::Reader,
         Ok(pb::Role::Auditor) => Role::Auditor,
         Ok(pb::Role::Operator) => Role::Operator,
+        Ok(pb::Role::SignedOnly) => Role::SignedOnly,
         Ok(pb::Role::Unspecified) | Err(_) => {
             return Err(FieldError::new(field, format!("must be a known role, got {raw}")));
         }
@@ -208,6 +209,7 @@ pub fn role_pb(role: Role) -> i32 {
         Role::Reader => pb::Role::Reader,
         Role::Auditor => pb::Role::Auditor,
         Role::Operator => pb::Role::Operator,
+        Role::SignedOnly => pb::Role::SignedOnly,
     }) as i32
 }
 
@@ -231,6 +233,7 @@ pub fn credential_pb(credential: &Credential) -> pb::Credential {
         kind: match credential.kind {
             CredentialKind::Token => pb::CredentialKind::Token,
             CredentialKind::Certificate => pb::CredentialKind::Certificate,
+            CredentialKind::SigningKey => pb::CredentialKind::SigningKey,
         } as i32,
         digest: credential.digest_hex(),
         id: credential.id(),
@@ -249,9 +252,28 @@ pub fn metadata(field: &str, meta: Option<&pb::EventMetadata>) -> Result<Metadat
         correlation_id: meta.correlation_id.clone(),
         causation_id: meta.causation_id.clone(),
         labels: meta.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        signature: meta.signature.as_ref().map(|s| signature(&format!("{field}.signature"), s)).transpose()?,
     };
     domain::validate_metadata(&metadata).map_err(|e| e.within(field))?;
     Ok(metadata)
+}
+
+/// An event signature's two byte strings, of the lengths Ed25519 gives them (whether the
+/// signature verifies is the ledger's question: it knows the signed bytes).
+pub fn signature(field: &str, raw: &pb::EventSignature) -> Result<EventSignature> {
+    fn exactly<const N: usize>(field: &str, name: &str, raw: &[u8]) -> Result<[u8; N]> {
+        raw.try_into().map_err(|_| {
+            FieldError::new(format!("{field}.{name}"), format!("must be {N} bytes (Ed25519), got {}", raw.len()))
+        })
+    }
+    Ok(EventSignature {
+        public_key: exactly(field, "public_key", &raw.public_key)?,
+        signature: exactly(field, "signature", &raw.signature)?,
+    })
+}
+
+pub fn signature_pb(signature: &EventSignature) -> pb::EventSignature {
+    pb::EventSignature { public_key: signature.public_key.to_vec(), signature: signature.signature.to_vec() }
 }
 
 /// Parses one proposed event; `field` is its path (`events[3]`).
@@ -403,6 +425,7 @@ pub fn metadata_pb(meta: &Metadata) -> pb::EventMetadata {
         correlation_id: meta.correlation_id.clone(),
         causation_id: meta.causation_id.clone(),
         labels: meta.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        signature: meta.signature.as_ref().map(signature_pb),
     }
 }
 

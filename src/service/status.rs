@@ -114,6 +114,9 @@ pub fn from_ledger(error: LedgerError) -> Status {
         LedgerError::DuplicateInRequest { index, .. } => {
             invalid_argument(FieldError::new(format!("events[{index}].event_id"), message))
         }
+        LedgerError::Signature { index, reason } => {
+            invalid_argument(FieldError::new(format!("events[{index}].metadata.signature"), reason))
+        }
         LedgerError::EventTooLarge { .. } | LedgerError::Overloaded(_) => Status::resource_exhausted(message),
         LedgerError::NotFound(_) => Status::not_found(message),
         LedgerError::RebuildRunning { .. } => Status::with_error_details(

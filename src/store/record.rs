@@ -2,7 +2,7 @@
 //! are hashed into the chain. Written by hand so that it never changes by accident with a
 //! dependency; every byte is specified here.
 //!
-//! # Format, body format 1
+//! # Format, body formats 1 and 2
 //!
 //! All integers are big-endian and fixed-width. Building blocks:
 //!
@@ -19,7 +19,8 @@
 //!
 //! A body is, in order:
 //!
-//! 1. `u8` body format, [`BODY_FORMAT`] (1)
+//! 1. `u8` body format: [`BODY_FORMAT`] (1) for an unsigned event, [`BODY_FORMAT_SIGNED`] (2)
+//!    for an event its principal signed
 //! 2. `u64` position, `u64` revision, `str` stream, `time` recorded_at
 //! 3. `uuid` event_id, `option<time>` effective_at
 //! 4. `u8` event type tag: the index of the type in `EVENT_TYPE_NAMES`, then the event's fields in
@@ -44,11 +45,24 @@
 //! 5. metadata: `str` actor, `str` source, `str` correlation_id, `str` causation_id, then labels as
 //!    a `u32` count and that many (`str` key, `str` value) pairs in strictly increasing byte order
 //!    of the keys.
+//! 6. in body format 2 only, the signature: the 32 bytes of the Ed25519 public key, then the 64
+//!    bytes of the signature of [`signed_message`].
+//!
+//! An unsigned event is encoded in format 1, byte for byte as before signatures existed: format
+//! 2 adds, it changes no earlier record or hash.
+//!
+//! # The signed message
+//!
+//! What a principal signs ([`signed_message`]): the 30 ASCII bytes
+//! `pax-ledger event signature v1` and a line feed, then `str` stream, the event type tag and
+//! fields exactly as in item 4, `option<time>` effective_at, `uuid` event_id. Neither the
+//! position nor the record time (the server chooses them after the signature is made) nor the
+//! metadata (the actor is the authenticated principal, whose key it is) is signed.
 //!
 //! Enum tags: kind — 0 state, 1 organization; role — 0 member, 1 guest; pillar — 0 semiconductors,
 //! 1 critical_minerals, 2 energy, 3 ai_compute, 4 networks; status — 0 identified, 1 approved,
 //! 2 under_way, 3 completed, 4 cancelled; treatment — 0 allowed, 1 allowed_with_levy,
-//! 2 license_required, 3 prohibited; a credential is its kind (0 token, 1 certificate) then the
+//! 2 license_required, 3 prohibited; a credential is its kind (0 token, 1 certificate, 2 signing key) then the
 //! 32 bytes of its SHA-256 digest.
 //!
 //! # Decoding
@@ -68,14 +82,20 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{
-    CommitmentId, Credential, CredentialKind, EventData, EventId, FieldError, Grant, Jurisdiction, MemberCode,
-    MemberKind, MemberRole, Metadata, Pillar, Position, PrincipalName, ProjectId, ProjectStatus, ProposedEvent,
-    RecordedEvent, Revision, RuleId, StreamKey, Treatment,
+    CommitmentId, Credential, CredentialKind, EventData, EventId, EventSignature, FieldError, Grant, Jurisdiction,
+    MemberCode, MemberKind, MemberRole, Metadata, Pillar, Position, PrincipalName, ProjectId, ProjectStatus,
+    ProposedEvent, RecordedEvent, Revision, RuleId, StreamKey, Treatment,
 };
 
-/// The version of the body layout that [`encode_event`] writes and [`decode_event`] reads; the
+/// The version of the body layout that [`encode_event`] writes for an unsigned event, and the
 /// body's first byte.
 pub const BODY_FORMAT: u8 = 1;
+/// The body format of a signed event: [`BODY_FORMAT`]'s layout and the signature after it.
+pub const BODY_FORMAT_SIGNED: u8 = 2;
+
+/// The first bytes of every [`signed_message`]: a signature of an event can be mistaken for
+/// no other signed thing.
+pub const SIGNED_MESSAGE_PREFIX: &[u8] = b"pax-ledger event signature v1\n";
 
 /// Why bytes are not a record body this build can read.
 pub use crate::codec::DecodeError as RecordError;
@@ -93,7 +113,8 @@ use crate::codec::{
 /// If a text or list is longer than `u32::MAX` bytes or items: validated events are far below.
 pub fn encode_event(event: &RecordedEvent) -> Vec<u8> {
     let mut w = Writer::default();
-    w.u8(BODY_FORMAT);
+    let signature = event.event.metadata.signature.as_ref();
+    w.u8(if signature.is_some() { BODY_FORMAT_SIGNED } else { BODY_FORMAT });
     w.u64(event.position.0);
     w.u64(event.revision.0);
     w.str(event.stream.as_str());
@@ -103,7 +124,37 @@ pub fn encode_event(event: &RecordedEvent) -> Vec<u8> {
     w.option(proposed.effective_at.as_ref(), Writer::time);
     write_data(&mut w, &proposed.data);
     write_metadata(&mut w, &proposed.metadata);
+    if let Some(signature) = signature {
+        w.bytes.extend_from_slice(&signature.public_key);
+        w.bytes.extend_from_slice(&signature.signature);
+    }
     w.bytes
+}
+
+/// The bytes a principal signs for `event` (see the module documentation): deterministic, and
+/// the same whether the event is proposed or read back from the log.
+pub fn signed_message(event: &ProposedEvent) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.bytes.extend_from_slice(SIGNED_MESSAGE_PREFIX);
+    w.str(event.data.stream().as_str());
+    write_data(&mut w, &event.data);
+    w.option(event.effective_at.as_ref(), Writer::time);
+    w.uuid(event.event_id.as_uuid());
+    w.bytes
+}
+
+/// Whether `event`'s signature, if it carries one, is its key's over [`signed_message`]; the
+/// error says which key's does not verify. (Whether the key was the recording principal's is
+/// the access rule's question: `domain::access::check_signature`.)
+pub fn check_event_signature(event: &ProposedEvent) -> Result<(), String> {
+    match &event.metadata.signature {
+        Some(signature) if !signature.verifies(&signed_message(event)) => Err(format!(
+            "the signature by key {} does not verify over the event's signed bytes (stream, type and data, \
+             effective time, event id)",
+            signature.credential().id()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reads back what [`encode_event`] wrote, and only that (see the module documentation):
@@ -223,6 +274,9 @@ pub struct MetadataRef<'a> {
     pub causation_id: &'a str,
     /// The labels' (key, value) texts, in their (checked) strictly increasing key order.
     pub labels: Texts<'a>,
+    /// Body format 2's signature (not checked against the message here: see
+    /// [`EventSignature::verifies`]).
+    pub signature: Option<EventSignature>,
 }
 
 /// Reads a record body in place, checking all of it (see [`BodyRef`]). Nothing is copied: the
@@ -230,10 +284,7 @@ pub struct MetadataRef<'a> {
 /// with its stream's name.
 pub fn read_body(bytes: &[u8]) -> Result<BodyRef<'_>, RecordError> {
     let mut r = Reader::new(bytes);
-    let format = r.u8("body format")?;
-    if format != BODY_FORMAT {
-        return Err(RecordError::UnsupportedFormat { what: "record body", found: format, supported: BODY_FORMAT });
-    }
+    let signed = read_body_format(&mut r)?;
     let position = Position(r.u64("position")?);
     let revision = Revision(r.u64("revision")?);
     let stream = r.str("stream")?;
@@ -241,7 +292,13 @@ pub fn read_body(bytes: &[u8]) -> Result<BodyRef<'_>, RecordError> {
     let event_id = EventId::checked("event_id", r.uuid("event_id")?).map_err(RecordError::Invalid)?;
     let effective_at = r.option("effective_at", |r| r.time("effective_at"))?;
     let data = read_data(&mut r)?;
-    let metadata = read_metadata(&mut r)?;
+    let mut metadata = read_metadata(&mut r)?;
+    if signed {
+        metadata.signature = Some(EventSignature {
+            public_key: r.array("signature.public_key")?,
+            signature: r.array("signature.signature")?,
+        });
+    }
     r.finish()?;
     let derived = data.stream_key();
     if !derived.names(stream) {
@@ -275,16 +332,22 @@ impl BodyRef<'_> {
 /// in-memory indexes on open needs (item 2 and the first field of item 3 of the layout above).
 pub fn peek_stream_and_id(bytes: &[u8]) -> Result<(&[u8], Revision, EventId), RecordError> {
     let mut r = Reader::new(bytes);
-    let format = r.u8("body format")?;
-    if format != BODY_FORMAT {
-        return Err(RecordError::UnsupportedFormat { what: "record body", found: format, supported: BODY_FORMAT });
-    }
+    read_body_format(&mut r)?;
     r.take(8, "position")?;
     let revision = Revision(r.u64("revision")?);
     let stream_len = r.count("stream")?;
     let stream = r.take(stream_len, "stream")?;
     r.take(12, "recorded_at")?;
     Ok((stream, revision, EventId::from_uuid(r.uuid("event_id")?)))
+}
+
+/// Reads the body format byte: whether the body is of a signed event.
+fn read_body_format(r: &mut Reader<'_>) -> Result<bool, RecordError> {
+    match r.u8("body format")? {
+        BODY_FORMAT => Ok(false),
+        BODY_FORMAT_SIGNED => Ok(true),
+        found => Err(RecordError::UnsupportedFormat { what: "record body", found, supported: BODY_FORMAT_SIGNED }),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -385,6 +448,7 @@ fn write_credential(w: &mut Writer, credential: &Credential) {
     w.u8(match credential.kind {
         CredentialKind::Token => 0,
         CredentialKind::Certificate => 1,
+        CredentialKind::SigningKey => 2,
     });
     w.bytes.extend_from_slice(&credential.digest);
 }
@@ -393,6 +457,7 @@ fn read_credential(r: &mut Reader<'_>) -> Result<Credential, RecordError> {
     let kind = match r.u8("data.credential.kind")? {
         0 => CredentialKind::Token,
         1 => CredentialKind::Certificate,
+        2 => CredentialKind::SigningKey,
         tag => return Err(RecordError::UnknownTag { what: "credential kind", tag }),
     };
     let digest = r.array("data.credential.digest")?;
@@ -642,7 +707,7 @@ fn read_metadata<'a>(r: &mut Reader<'a>) -> Result<MetadataRef<'a>, RecordError>
     }
     // Each pair is two texts, key then value.
     let labels = Texts::new("metadata.labels", pairs * 2, r.read_since(start));
-    Ok(MetadataRef { actor, source, correlation_id, causation_id, labels })
+    Ok(MetadataRef { actor, source, correlation_id, causation_id, labels, signature: None })
 }
 
 impl MetadataRef<'_> {
@@ -659,6 +724,7 @@ impl MetadataRef<'_> {
             correlation_id: self.correlation_id.to_owned(),
             causation_id: self.causation_id.to_owned(),
             labels,
+            signature: self.signature,
         })
     }
 }
@@ -738,6 +804,7 @@ mod tests {
                     causation_id: String::new(),
                     labels: [("illustrative".to_owned(), "false".to_owned()), ("lang".to_owned(), "fr".to_owned())]
                         .into(),
+                    signature: None,
                 },
             },
         }
@@ -1080,7 +1147,9 @@ mod tests {
 
     #[test]
     fn decoding_refuses_what_encoding_never_writes() {
-        check_refused(|b| b[0] = 2, r#"UnsupportedFormat { what: "record body", found: 2, supported: 1 }"#);
+        check_refused(|b| b[0] = 3, r#"UnsupportedFormat { what: "record body", found: 3, supported: 2 }"#);
+        // Format 2 is format 1 and a signature: without one, the body is short.
+        check_refused(|b| b[0] = BODY_FORMAT_SIGNED, r#"Truncated { what: "signature.public_key""#);
         check_refused(|b| b.push(0), "TrailingBytes { count: 1 }");
         check_refused(|b| b[58] = 2, r#"UnknownTag { what: "effective_at", tag: 2 }"#);
         check_refused(|b| b[59] = 14, r#"UnknownTag { what: "event type", tag: 14 }"#);
@@ -1105,6 +1174,62 @@ mod tests {
             };
             check_refused(labels, &format!("LabelsOutOfOrder {{ key: {repeated:?} }}"));
         }
+    }
+
+    /// RFC 8032 §7.1, TEST 1: its secret key.
+    const RFC_8032_TEST_1_SECRET: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+
+    /// [`golden_event`]'s signed message (docs/AUDIT.md §9 gives it too).
+    fn golden_signed_message() -> Vec<u8> {
+        [
+            &b"pax-ledger event signature v1\n"[..],
+            &9u32.to_be_bytes(),
+            b"member-JP", // stream
+            &[0],         // event type: member_joined
+            &2u32.to_be_bytes(),
+            b"JP", // code
+            &5u32.to_be_bytes(),
+            b"Japan",                                            // name
+            &[0, 0],                                             // kind state, role member
+            &[0],                                                // effective_at: absent
+            uuid::Uuid::parse_str(EVENT_ID).unwrap().as_bytes(), // event_id
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn a_signed_event_is_format_2_the_unsigned_bytes_and_the_signature() {
+        use ed25519_dalek::Signer;
+        let key = ed25519_dalek::SigningKey::from_bytes(&crate::audit::hex::decode(RFC_8032_TEST_1_SECRET).unwrap());
+        let mut event = golden_event();
+        let message = signed_message(&event.event);
+        assert_eq!(message, golden_signed_message());
+        let signature =
+            EventSignature { public_key: key.verifying_key().to_bytes(), signature: key.sign(&message).to_bytes() };
+        event.event.metadata.signature = Some(signature);
+        let bytes = encode_event(&event);
+        assert_eq!(bytes[0], BODY_FORMAT_SIGNED);
+        assert_eq!(bytes[1..bytes.len() - 96], golden_bytes()[1..], "format 1's layout, then the signature");
+        assert_eq!(bytes[bytes.len() - 96..], [&signature.public_key[..], &signature.signature[..]].concat());
+        assert_eq!(decode_event(&bytes).unwrap(), event);
+        assert_eq!(check_event_signature(&event.event), Ok(()));
+        assert_eq!(read_body(&bytes).unwrap().metadata.signature, Some(signature));
+
+        // Every signed part counts; the metadata is not signed.
+        let refused = |edit: &dyn Fn(&mut ProposedEvent)| {
+            let mut changed = event.event.clone();
+            edit(&mut changed);
+            check_event_signature(&changed)
+        };
+        let id = signature.credential().id();
+        let error = refused(&|e| e.data = EventData::MemberWithdrew { code: code("JP"), reason: String::new() });
+        assert!(error.unwrap_err().contains(&format!("the signature by key {id} does not verify")));
+        assert!(refused(&|e| e.effective_at = Some(time("2025-12-11T00:00:00Z"))).is_err());
+        assert!(refused(&|e| e.event_id = EventId::generate()).is_err());
+        assert!(refused(&|e| e.metadata.signature.as_mut().unwrap().signature[63] ^= 1).is_err());
+        assert!(refused(&|e| e.metadata.signature.as_mut().unwrap().public_key[0] ^= 1).is_err());
+        assert_eq!(refused(&|e| e.metadata.source = "another citation".into()), Ok(()));
+        check_bytes_refused(&bytes[..bytes.len() - 1], r#"Truncated { what: "signature.signature""#);
     }
 
     #[test]
@@ -1251,13 +1376,26 @@ mod tests {
     }
 
     fn arb_metadata() -> impl Strategy<Value = Metadata> {
-        (arb_text(), arb_text(), arb_text(), arb_text(), prop::collection::btree_map(arb_text(), arb_text(), 0..4))
-            .prop_map(|(actor, source, correlation_id, causation_id, labels)| Metadata {
+        // Any bytes: the encoding keeps a signature as it is (whether it verifies is not its
+        // question).
+        let signature = prop::option::of((any::<[u8; 32]>(), prop::collection::vec(any::<u8>(), 64))).prop_map(|s| {
+            s.map(|(public_key, signature)| EventSignature { public_key, signature: signature.try_into().unwrap() })
+        });
+        (
+            arb_text(),
+            arb_text(),
+            arb_text(),
+            arb_text(),
+            prop::collection::btree_map(arb_text(), arb_text(), 0..4),
+            signature,
+        )
+            .prop_map(|(actor, source, correlation_id, causation_id, labels, signature)| Metadata {
                 actor,
                 source,
                 correlation_id,
                 causation_id,
                 labels,
+                signature,
             })
     }
 

@@ -204,9 +204,22 @@ fn metadata() -> impl Strategy<Value = pb::EventMetadata> {
         3 => prop::collection::hash_map(text(), text(), 0..3),
         1 => (0..20_000usize).prop_map(|len| (0..len).map(|i| (format!("k{i}"), String::new())).collect()),
     ];
-    ((text(), text(), text(), text()), labels).prop_map(|((actor, source, correlation_id, causation_id), labels)| {
-        pb::EventMetadata { actor, source, correlation_id, causation_id, labels }
-    })
+    // Byte strings of any length, the right ones (32 and 64) among them.
+    let bytes =
+        |len: usize| prop_oneof![Just(len), 0..100usize].prop_flat_map(|n| prop::collection::vec(any::<u8>(), n));
+    let signature = prop::option::of(
+        (bytes(32), bytes(64)).prop_map(|(public_key, signature)| pb::EventSignature { public_key, signature }),
+    );
+    ((text(), text(), text(), text()), labels, signature).prop_map(
+        |((actor, source, correlation_id, causation_id), labels, signature)| pb::EventMetadata {
+            actor,
+            source,
+            correlation_id,
+            causation_id,
+            labels,
+            signature,
+        },
+    )
 }
 
 fn proposed_event() -> impl Strategy<Value = pb::ProposedEvent> {

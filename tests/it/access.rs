@@ -69,7 +69,7 @@ impl Secured {
     }
 
     /// An `AccessService` client presenting the admin's token.
-    async fn admin(&self) -> Admin {
+    pub(crate) async fn admin(&self) -> Admin {
         Admin { access: AccessServiceClient::new(self.server.channel().await), token: self.admin.clone() }
     }
 
@@ -94,7 +94,7 @@ pub(crate) fn authed<T>(message: T, token: &str) -> Request<T> {
 }
 
 /// The admin, through `AccessService`.
-struct Admin {
+pub(crate) struct Admin {
     access: AccessServiceClient<Channel>,
     token: String,
 }
@@ -104,7 +104,7 @@ impl Admin {
         Self { access: AccessServiceClient::new(channel), token: token.to_owned() }
     }
 
-    async fn grant(&mut self, principal: &str, grants: &[&str]) {
+    pub(crate) async fn grant(&mut self, principal: &str, grants: &[&str]) {
         let grants = grants.iter().map(|g| convert::grant_pb(&Grant::parse("grant", g).unwrap())).collect();
         let request = pb::GrantRequest { principal: principal.into(), grants, reason: "test".into() };
         self.access.grant(authed(request, &self.token)).await.unwrap_or_else(|s| panic!("grant {principal}: {s:?}"));
@@ -135,20 +135,20 @@ impl Admin {
     }
 
     /// A principal holding `grants`, and its token.
-    async fn principal(&mut self, name: &str, grants: &[&str]) -> String {
+    pub(crate) async fn principal(&mut self, name: &str, grants: &[&str]) -> String {
         self.grant(name, grants).await;
         self.issue_token(name).await.0
     }
 }
 
 /// `event` with an empty actor: the server records the calling principal's name.
-pub(crate) fn unsigned(mut event: pb::ProposedEvent) -> pb::ProposedEvent {
+pub(crate) fn without_actor(mut event: pb::ProposedEvent) -> pb::ProposedEvent {
     event.metadata.get_or_insert_default().actor.clear();
     event
 }
 
 /// `event` proposed under the actor `actor`.
-fn signed(mut event: pb::ProposedEvent, actor: &str) -> pb::ProposedEvent {
+fn under_actor(mut event: pb::ProposedEvent, actor: &str) -> pb::ProposedEvent {
     event.metadata.get_or_insert_default().actor = actor.into();
     event
 }
@@ -362,7 +362,7 @@ fn verdict(result: &Result<(), Status>) -> Verdict {
 }
 
 /// One principal per role: (its role, its name, its grant).
-const ROLE_PRINCIPALS: [(Role, &str, &str); 7] = [
+const ROLE_PRINCIPALS: [(Role, &str, &str); 8] = [
     (Role::Admin, "admin", "admin"),
     (Role::Secretariat, "secretariat", "secretariat"),
     (Role::Delegate, "jp-delegation", "delegate:JP"),
@@ -370,6 +370,8 @@ const ROLE_PRINCIPALS: [(Role, &str, &str); 7] = [
     (Role::Reader, "reader", "reader"),
     (Role::Auditor, "auditor", "auditor"),
     (Role::Operator, "operator", "operator"),
+    // An obligation, not a permission: it opens no method.
+    (Role::SignedOnly, "signer", "signed-only"),
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -542,30 +544,35 @@ async fn a_scoped_grant_records_for_its_code_only_and_a_refusal_writes_nothing()
     let mut client = secured.server.client().await;
 
     // The secretariat records memberships; the admin anything.
-    append_with(&mut client, &secretariat, vec![unsigned(member_joined("JP")), unsigned(member_joined("KR"))])
-        .await
-        .expect("the secretariat records member_joined");
+    append_with(
+        &mut client,
+        &secretariat,
+        vec![without_actor(member_joined("JP")), without_actor(member_joined("KR"))],
+    )
+    .await
+    .expect("the secretariat records member_joined");
     let kr_commitment = id();
     append_with(
         &mut client,
         &secured.admin,
-        vec![unsigned(commitment_made(&kr_commitment, "KR")), unsigned(rule_of("nl-rule", "NL"))],
+        vec![without_actor(commitment_made(&kr_commitment, "KR")), without_actor(rule_of("nl-rule", "NL"))],
     )
     .await
     .expect("the admin records a commitment of KR and a rule of NL");
 
     // A delegate of JP: JP's commitments only.
     let jp_commitment = id();
-    append_with(&mut client, &jp, vec![unsigned(commitment_made(&jp_commitment, "JP"))])
+    append_with(&mut client, &jp, vec![without_actor(commitment_made(&jp_commitment, "JP"))])
         .await
         .expect("a delegate of JP records a commitment of JP");
     let as_jp = ("jp-delegation", jp.as_str());
-    assert_not_allowed(&secured, &mut client, as_jp, vec![unsigned(commitment_made(&id(), "KR"))], "delegate:KR").await;
+    assert_not_allowed(&secured, &mut client, as_jp, vec![without_actor(commitment_made(&id(), "KR"))], "delegate:KR")
+        .await;
     assert_not_allowed(
         &secured,
         &mut client,
         as_jp,
-        vec![unsigned(commitment_fulfilled(&kr_commitment))],
+        vec![without_actor(commitment_fulfilled(&kr_commitment))],
         "delegate:KR",
     )
     .await;
@@ -573,29 +580,38 @@ async fn a_scoped_grant_records_for_its_code_only_and_a_refusal_writes_nothing()
         &secured,
         &mut client,
         as_jp,
-        vec![unsigned(commitment_withdrawn(&kr_commitment))],
+        vec![without_actor(commitment_withdrawn(&kr_commitment))],
         "delegate:KR",
     )
     .await;
     // A request is all or nothing: the JP commitment before the KR one is not written either.
-    let allowed_then_not = vec![unsigned(commitment_made(&id(), "JP")), unsigned(commitment_made(&id(), "KR"))];
+    let allowed_then_not =
+        vec![without_actor(commitment_made(&id(), "JP")), without_actor(commitment_made(&id(), "KR"))];
     assert_not_allowed(&secured, &mut client, as_jp, allowed_then_not, "delegate:KR").await;
-    assert_not_allowed(&secured, &mut client, as_jp, vec![unsigned(member_joined("DE"))], "secretariat").await;
-    append_with(&mut client, &jp, vec![unsigned(commitment_fulfilled(&jp_commitment))])
+    assert_not_allowed(&secured, &mut client, as_jp, vec![without_actor(member_joined("DE"))], "secretariat").await;
+    append_with(&mut client, &jp, vec![without_actor(commitment_fulfilled(&jp_commitment))])
         .await
         .expect("a delegate of JP fulfils a commitment of JP");
 
     // An authority for US: the rules whose origin is the US only.
-    append_with(&mut client, &us, vec![unsigned(rule_of("us-rule", "US"))])
+    append_with(&mut client, &us, vec![without_actor(rule_of("us-rule", "US"))])
         .await
         .expect("an authority for US records a rule of US origin");
     let as_us = ("us-authority", us.as_str());
-    assert_not_allowed(&secured, &mut client, as_us, vec![unsigned(rule_of("another-nl-rule", "NL"))], "authority:NL")
-        .await;
+    assert_not_allowed(
+        &secured,
+        &mut client,
+        as_us,
+        vec![without_actor(rule_of("another-nl-rule", "NL"))],
+        "authority:NL",
+    )
+    .await;
     // The rule already recorded with origin NL: judged by its stored origin, whatever the
     // change says.
-    assert_not_allowed(&secured, &mut client, as_us, vec![unsigned(rule_of("nl-rule", "US"))], "authority:NL").await;
-    assert_not_allowed(&secured, &mut client, as_us, vec![unsigned(commitment_made(&id(), "JP"))], "delegate:JP").await;
+    assert_not_allowed(&secured, &mut client, as_us, vec![without_actor(rule_of("nl-rule", "US"))], "authority:NL")
+        .await;
+    assert_not_allowed(&secured, &mut client, as_us, vec![without_actor(commitment_made(&id(), "JP"))], "delegate:JP")
+        .await;
 
     // The secretariat records no commitment.
     let as_secretariat = ("secretariat", secretariat.as_str());
@@ -603,7 +619,7 @@ async fn a_scoped_grant_records_for_its_code_only_and_a_refusal_writes_nothing()
         &secured,
         &mut client,
         as_secretariat,
-        vec![unsigned(commitment_made(&id(), "JP"))],
+        vec![without_actor(commitment_made(&id(), "JP"))],
         "delegate:JP",
     )
     .await;
@@ -615,7 +631,7 @@ async fn a_scoped_grant_records_for_its_code_only_and_a_refusal_writes_nothing()
         reason: String::new(),
     });
     let before = secured.head();
-    let status = append_with(&mut client, &secured.admin, vec![unsigned(event(grant))]).await.expect_err("Append");
+    let status = append_with(&mut client, &secured.admin, vec![without_actor(event(grant))]).await.expect_err("Append");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("access events are recorded through AccessService"), "{}", status.message());
     assert_eq!(secured.head(), before);
@@ -695,13 +711,15 @@ async fn access_changes_and_actors_are_recorded_in_the_history_and_the_bundle_ve
     let mut client = secured.server.client().await;
 
     // An empty actor is filled in with the principal's name; its own name is accepted.
-    append_with(&mut client, &clerk, vec![unsigned(member_joined("JP"))]).await.expect("an event with no actor");
-    append_with(&mut client, &clerk, vec![signed(member_joined("KR"), "clerk")]).await.expect("its own name as actor");
+    append_with(&mut client, &clerk, vec![without_actor(member_joined("JP"))]).await.expect("an event with no actor");
+    append_with(&mut client, &clerk, vec![under_actor(member_joined("KR"), "clerk")])
+        .await
+        .expect("its own name as actor");
     // Someone else's name is refused, in any event of the request, and nothing is written.
     let before = secured.head();
     for events in [
-        vec![signed(member_joined("NL"), "secretariat")],
-        vec![unsigned(member_joined("DE")), signed(member_joined("FR"), "admin")],
+        vec![under_actor(member_joined("NL"), "secretariat")],
+        vec![without_actor(member_joined("DE")), under_actor(member_joined("FR"), "admin")],
     ] {
         let index = events.len() - 1;
         let status = append_with(&mut client, &clerk, events).await.expect_err("another actor's name");
@@ -717,7 +735,7 @@ async fn access_changes_and_actors_are_recorded_in_the_history_and_the_bundle_ve
     let revoked = pax_json(&[&["principal", "revoke", "clerk", "--reason", "left"][..], &as_admin].concat()).await;
     assert_eq!(revoked[0]["events"].as_array().unwrap().len(), 2, "{revoked:?}");
     for result in [
-        append_with(&mut client, &clerk, vec![unsigned(member_joined("NL"))]).await.map(drop),
+        append_with(&mut client, &clerk, vec![without_actor(member_joined("NL"))]).await.map(drop),
         client.read_all(authed(pb::ReadAllRequest::default(), &clerk)).await.map(drop),
     ] {
         let status = result.expect_err("a revoked token");
@@ -839,7 +857,7 @@ async fn a_bound_client_certificate_authenticates_its_principal_without_a_token(
     assert_eq!(names, ["admin", "audit-office"]);
     let before = secured.head();
     let refused = LedgerServiceClient::new(channel.clone())
-        .append(append(vec![unsigned(member_joined("JP"))]))
+        .append(append(vec![without_actor(member_joined("JP"))]))
         .await
         .expect_err("an auditor records nothing");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
@@ -993,7 +1011,7 @@ async fn a_subscription_delivers_nothing_more_once_its_credential_is_revoked() {
     let (follower_again, _) = admin.issue_token("follower").await;
     let clerk = admin.principal("clerk", &["secretariat"]).await;
     let mut client = secured.server.client().await;
-    append_with(&mut client, &clerk, vec![unsigned(member_joined("JP"))]).await.unwrap();
+    append_with(&mut client, &clerk, vec![without_actor(member_joined("JP"))]).await.unwrap();
     let mut revoked = subscribe_as(&mut client, &follower).await.expect("subscribe");
     let mut kept = subscribe_as(&mut client, &follower_again).await.expect("subscribe with the other token");
     for stream in [&mut revoked, &mut kept] {
@@ -1002,7 +1020,7 @@ async fn a_subscription_delivers_nothing_more_once_its_credential_is_revoked() {
 
     let id = Credential::of_token(&follower).id();
     admin.revoke_credential("follower", &id).await;
-    append_with(&mut client, &clerk, vec![unsigned(member_joined("KR"))]).await.unwrap();
+    append_with(&mut client, &clerk, vec![without_actor(member_joined("KR"))]).await.unwrap();
     let status = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, revoked.message())
         .await
         .expect("the revoked subscription answers")
@@ -1025,7 +1043,7 @@ async fn a_subscription_delivers_nothing_more_once_its_credential_is_revoked() {
         reason: "test".into(),
     };
     admin.access.revoke(authed(revoke, &admin.token)).await.unwrap();
-    append_with(&mut client, &secured.admin, vec![unsigned(member_joined("NL"))]).await.unwrap();
+    append_with(&mut client, &secured.admin, vec![without_actor(member_joined("NL"))]).await.unwrap();
     let status = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, reader.message())
         .await
         .expect("the clerk's subscription answers")

@@ -22,14 +22,14 @@ use crate::support::*;
 // ------------------------------------------------------------------------------------------
 // Running the binary
 
-struct Run {
-    ok: bool,
-    lines: Vec<Value>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) ok: bool,
+    pub(crate) lines: Vec<Value>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
-fn pax(args: &[&str]) -> Run {
+pub(crate) fn pax(args: &[&str]) -> Run {
     let Output { status, stdout, stderr } =
         Command::new(env!("CARGO_BIN_EXE_pax-ledger")).args(args).output().expect("run pax-ledger");
     let stdout = String::from_utf8(stdout).unwrap();
@@ -39,16 +39,16 @@ fn pax(args: &[&str]) -> Run {
 
 impl Run {
     /// The last JSON line (the verdict or summary).
-    fn last(&self) -> &Value {
+    pub(crate) fn last(&self) -> &Value {
         self.lines.last().unwrap_or_else(|| panic!("no JSON line; stdout {:?}, stderr {:?}", self.stdout, self.stderr))
     }
 
-    fn expect_ok(self) -> Self {
+    pub(crate) fn expect_ok(self) -> Self {
         assert!(self.ok, "expected success; stdout {:?}, stderr {:?}", self.stdout, self.stderr);
         self
     }
 
-    fn expect_failed(self, at: &str, reason: &str) -> Self {
+    pub(crate) fn expect_failed(self, at: &str, reason: &str) -> Self {
         assert!(!self.ok, "expected a failure; stdout {:?}", self.stdout);
         let verdict = self.last();
         assert_eq!(verdict["verdict"], "failed", "{verdict}");
@@ -58,7 +58,7 @@ impl Run {
     }
 }
 
-fn s(path: &Path) -> &str {
+pub(crate) fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
@@ -147,11 +147,11 @@ fn renamed(records: &Forged, position: u64) -> Forged {
 }
 
 /// A bundle's lines, to change them.
-fn bundle_lines(path: &Path) -> Vec<Value> {
+pub(crate) fn bundle_lines(path: &Path) -> Vec<Value> {
     fs::read_to_string(path).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect()
 }
 
-fn write_lines(path: &Path, lines: &[Value]) {
+pub(crate) fn write_lines(path: &Path, lines: &[Value]) {
     fs::write(path, lines.iter().map(|line| line.to_string() + "\n").collect::<String>()).unwrap();
 }
 

@@ -13,6 +13,9 @@ use tonic_types::StatusExt;
 
 use crate::support::*;
 
+/// An Ed25519 public key (RFC 8032 §7.1, TEST 1), in hexadecimal.
+const SIGNING_PUBLIC_KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
 type Client = LedgerServiceClient<Channel>;
 
 fn joined_with(code: &str, edit: impl FnOnce(&mut pb::MemberJoined)) -> pb::ProposedEvent {
@@ -972,6 +975,7 @@ enum Malformed {
     Revoke(pb::RevokeRequest),
     IssueToken(pb::IssueTokenRequest),
     BindCertificate(pb::BindCertificateRequest),
+    RegisterSigningKey(pb::RegisterSigningKeyRequest),
     RevokeCredential(pb::RevokeCredentialRequest),
     /// Bytes that do not decode as the request message of the method at this path.
     Undecodable(&'static str, &'static [u8]),
@@ -986,7 +990,9 @@ impl Malformed {
             GetMember(_) | ListMembers(_) | GetProject(_) | ListProjects(_) | GetExportRule(_) | ListExportRules(_)
             | ListCommitments(_) | GetSummary(_) | ListSummits(_) => "QueryService",
             GetCheckpoint(_) | GetInclusionProof(_) | GetConsistencyProof(_) => "AuditService",
-            Grant(_) | Revoke(_) | IssueToken(_) | BindCertificate(_) | RevokeCredential(_) => "AccessService",
+            Grant(_) | Revoke(_) | IssueToken(_) | BindCertificate(_) | RegisterSigningKey(_) | RevokeCredential(_) => {
+                "AccessService"
+            }
             Undecodable(path, _) => {
                 let service = path.trim_start_matches("/pax.ledger.v1.").split('/').next().unwrap();
                 ["LedgerService", "QueryService", "ProjectionService", "AuditService", "AccessService"]
@@ -1037,6 +1043,7 @@ impl Malformed {
             Revoke(r) => access().revoke(authed(r, token)).await.map(drop),
             IssueToken(r) => access().issue_token(authed(r, token)).await.map(drop),
             BindCertificate(r) => access().bind_certificate(authed(r, token)).await.map(drop),
+            RegisterSigningKey(r) => access().register_signing_key(authed(r, token)).await.map(drop),
             RevokeCredential(r) => access().revoke_credential(authed(r, token)).await.map(drop),
             Undecodable(path, bytes) => {
                 let methods = crate::access::described_methods();
@@ -1096,7 +1103,7 @@ async fn snapshot(secured: &crate::access::Secured) -> Snapshot {
 /// exactly as they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_to_every_service_change_nothing() {
-    use crate::access::{Secured, authed, unsigned};
+    use crate::access::{Secured, authed, without_actor};
     use Malformed::*;
     use pb::get_inclusion_proof_request::Target;
     let secured = Secured::start(pax_ledger::server::Options::default()).await;
@@ -1119,7 +1126,7 @@ async fn malformed_requests_to_every_service_change_nothing() {
         export_rule_changed("us-cn-h200", pb::Treatment::Allowed, None),
         summit_convened("2025-12-12", "JP", &["KR"]),
     ];
-    let seeded = ledger.append(authed(append(seed.into_iter().map(unsigned).collect()), &token)).await.unwrap();
+    let seeded = ledger.append(authed(append(seed.into_iter().map(without_actor).collect()), &token)).await.unwrap();
     let first_seeded = seeded.into_inner().events[0].clone();
     let reader_grant = pb::Grant { role: pb::Role::Reader as i32, scope: String::new() };
     let request =
@@ -1165,7 +1172,7 @@ async fn malformed_requests_to_every_service_change_nothing() {
     let revoke = |principal: &str, grants: Vec<pb::Grant>| {
         Revoke(pb::RevokeRequest { principal: principal.into(), grants, reason: "test".into() })
     };
-    let access_event = |kind: Kind| Append(append(vec![unsigned(event(kind))]));
+    let access_event = |kind: Kind| Append(append(vec![without_actor(event(kind))]));
     let as_of = |position: u64| Some(pb::Consistency { as_of_position: Some(position), ..Default::default() });
     let at_time = |seconds: i64, nanos: i32| {
         Some(pb::Consistency { as_of_time: Some(prost_types::Timestamp { seconds, nanos }), ..Default::default() })
@@ -1180,37 +1187,55 @@ async fn malformed_requests_to_every_service_change_nothing() {
         ("append of no event", Append(append(vec![])), Code::InvalidArgument, Some("events")),
         (
             "append with an event id that is no UUID",
-            Append(append(vec![unsigned(with_id(member_joined("DE"), "not-a-uuid"))])),
+            Append(append(vec![without_actor(with_id(member_joined("DE"), "not-a-uuid"))])),
             Code::InvalidArgument,
             Some("events[0].event_id"),
         ),
         (
+            "append with a signature of 63 bytes",
+            Append(append(vec![with_signature(member_joined("DE"), vec![0; 32], vec![0; 63])])),
+            Code::InvalidArgument,
+            Some("events[0].metadata.signature.signature"),
+        ),
+        (
+            "append with a signing key of 31 bytes",
+            Append(append(vec![with_signature(member_joined("DE"), vec![0; 31], vec![0; 64])])),
+            Code::InvalidArgument,
+            Some("events[0].metadata.signature.public_key"),
+        ),
+        (
+            "append with a signature that does not verify",
+            Append(append(vec![with_signature(member_joined("DE"), hex_bytes(SIGNING_PUBLIC_KEY), vec![7; 64])])),
+            Code::InvalidArgument,
+            Some("events[0].metadata.signature"),
+        ),
+        (
             "append of an unspecified member role",
-            Append(append(vec![unsigned(joined_with("DE", |m| m.role = 0))])),
+            Append(append(vec![without_actor(joined_with("DE", |m| m.role = 0))])),
             Code::InvalidArgument,
             Some("events[0].data.member_joined.role"),
         ),
         (
             "append of a lower-case member code",
-            Append(append(vec![unsigned(joined_with("DE", |m| m.code = "de".into()))])),
+            Append(append(vec![without_actor(joined_with("DE", |m| m.code = "de".into()))])),
             Code::InvalidArgument,
             Some("events[0].data.member_joined.code"),
         ),
         (
             "append of a levy on an allowed rule",
-            Append(append(vec![unsigned(rule_with(|r| r.levy_bps = Some(5)))])),
+            Append(append(vec![without_actor(rule_with(|r| r.levy_bps = Some(5)))])),
             Code::InvalidArgument,
             Some("events[0].data.export_rule_changed.levy_bps"),
         ),
         (
             "append of a commitment due on 30 February",
-            Append(append(vec![unsigned(commitment_with(|c| c.due_on = "2026-02-30".into()))])),
+            Append(append(vec![without_actor(commitment_with(|c| c.due_on = "2026-02-30".into()))])),
             Code::InvalidArgument,
             Some("events[0].data.commitment_made.due_on"),
         ),
         (
             "append of no event data",
-            Append(append(vec![pb::ProposedEvent { data: None, ..unsigned(member_joined("DE")) }])),
+            Append(append(vec![pb::ProposedEvent { data: None, ..without_actor(member_joined("DE")) }])),
             Code::InvalidArgument,
             Some("events[0].data"),
         ),
@@ -1236,8 +1261,8 @@ async fn malformed_requests_to_every_service_change_nothing() {
         (
             "append of access_revoked after a valid event",
             Append(append(vec![
-                unsigned(member_joined("DE")),
-                unsigned(event(Kind::AccessRevoked(pb::AccessRevoked {
+                without_actor(member_joined("DE")),
+                without_actor(event(Kind::AccessRevoked(pb::AccessRevoked {
                     principal: "admin".into(),
                     grants: vec![no_scope(pb::Role::Admin)],
                     reason: String::new(),
@@ -1255,19 +1280,19 @@ async fn malformed_requests_to_every_service_change_nothing() {
         ),
         (
             "append with a malformed expectation",
-            Append(append_expecting(vec![unsigned(member_joined("DE"))], vec![expect_revision("member-de", 0)])),
+            Append(append_expecting(vec![without_actor(member_joined("DE"))], vec![expect_revision("member-de", 0)])),
             Code::InvalidArgument,
             Some("expectations[0].stream"),
         ),
         (
             "append of a member already joined",
-            Append(append(vec![unsigned(member_joined("JP"))])),
+            Append(append(vec![without_actor(member_joined("JP"))])),
             Code::FailedPrecondition,
             None,
         ),
         (
             "append expecting a wrong revision",
-            Append(append_expecting(vec![unsigned(member_joined("DE"))], vec![expect_revision("member-JP", 3)])),
+            Append(append_expecting(vec![without_actor(member_joined("DE"))], vec![expect_revision("member-JP", 3)])),
             Code::Aborted,
             None,
         ),
@@ -1857,6 +1882,43 @@ async fn malformed_requests_to_every_service_change_nothing() {
             Some("principal"),
         ),
         (
+            "signing key for nobody",
+            RegisterSigningKey(pb::RegisterSigningKeyRequest {
+                principal: "nobody".into(),
+                public_key: SIGNING_PUBLIC_KEY.into(),
+            }),
+            Code::NotFound,
+            None,
+        ),
+        (
+            "signing key of 63 digits",
+            RegisterSigningKey(pb::RegisterSigningKeyRequest {
+                principal: "reader-one".into(),
+                public_key: SIGNING_PUBLIC_KEY[1..].into(),
+            }),
+            Code::InvalidArgument,
+            Some("public_key"),
+        ),
+        (
+            // The identity point: of small order, it would "verify" forged signatures.
+            "signing key of small order",
+            RegisterSigningKey(pb::RegisterSigningKeyRequest {
+                principal: "reader-one".into(),
+                public_key: format!("01{}", "0".repeat(62)),
+            }),
+            Code::InvalidArgument,
+            Some("public_key"),
+        ),
+        (
+            "signing key for a bad principal name",
+            RegisterSigningKey(pb::RegisterSigningKeyRequest {
+                principal: "Reader".into(),
+                public_key: SIGNING_PUBLIC_KEY.into(),
+            }),
+            Code::InvalidArgument,
+            Some("principal"),
+        ),
+        (
             "credential revoke by a short id",
             RevokeCredential(pb::RevokeCredentialRequest {
                 principal: "reader-one".into(),
@@ -1953,4 +2015,15 @@ async fn malformed_requests_to_every_service_change_nothing() {
     assert_eq!(after.views, before.views, "the views changed");
     assert_eq!(after.principals, before.principals, "the principals changed");
     secured.stop().await;
+}
+
+/// `event` (without an actor) carrying the signature bytes given.
+fn with_signature(event: pb::ProposedEvent, public_key: Vec<u8>, signature: Vec<u8>) -> pb::ProposedEvent {
+    let mut event = crate::access::without_actor(event);
+    event.metadata.get_or_insert_default().signature = Some(pb::EventSignature { public_key, signature });
+    event
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
 }

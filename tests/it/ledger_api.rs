@@ -374,6 +374,7 @@ async fn get_event_returns_what_read_all_returns_and_what_was_proposed() {
         correlation_id: "corr-1".into(),
         causation_id: "cause-1".into(),
         labels: [("illustrative".to_owned(), "false".to_owned()), ("a.b-c_d".to_owned(), "é ✓".to_owned())].into(),
+        signature: None,
     });
     let mut bare = member_joined("JP");
     bare.metadata = None;

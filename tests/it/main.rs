@@ -24,6 +24,7 @@ mod ledger_api;
 mod loadgen;
 mod model;
 mod query;
+mod signatures;
 mod smoke;
 mod standard;
 mod subscribe;
