@@ -174,7 +174,7 @@ fn print_signatures(checked: u64) -> anyhow::Result<()> {
         return Ok(());
     }
     print_line(&format!(
-        "signatures: {} signed by its recording principal, under a key it had registered then",
+        "signatures: {}, each signed by its recording principal under a key it had registered then",
         count(checked, "event")
     ))
 }

@@ -1206,6 +1206,12 @@ mod tests {
         assert_eq!(message, golden_signed_message());
         let signature =
             EventSignature { public_key: key.verifying_key().to_bytes(), signature: key.sign(&message).to_bytes() };
+        // Ed25519 signatures are deterministic: docs/AUDIT.md §9 gives this one.
+        assert_eq!(
+            crate::audit::hex::encode(&signature.signature),
+            "9497a90615ff6863fddf2124fced8a50d2cb427b9027985c0cfaf91a6a617531\
+             694378915541d8f27bc6e69ad981cd7c9d7f0a1cc74044b5b3d901721ec66609"
+        );
         event.event.metadata.signature = Some(signature);
         let bytes = encode_event(&event);
         assert_eq!(bytes[0], BODY_FORMAT_SIGNED);

@@ -137,7 +137,7 @@ async fn a_delegation_signs_its_events_and_an_auditor_checks_every_signature_off
     let verified = pax(&["verify", "--bundle", s(&bundle), "--output", "json"]).expect_ok();
     assert_eq!(verified.last()["signatures_checked"], 2, "{}", verified.stdout);
     let table = pax(&["verify", "--bundle", s(&bundle)]).expect_ok();
-    assert!(table.stdout.contains("signatures: 2 events signed by its recording principal"), "{}", table.stdout);
+    assert!(table.stdout.contains("signatures: 2 events, each signed by its recording principal"), "{}", table.stdout);
 
     // One signature byte changed, and the chain recomputed over it (so that only the signature
     // can tell): refused, at that record's position.
