@@ -9,6 +9,8 @@
 #   tls-token    TLS, the admin's bearer token
 #   mtls-open    mutual TLS (a client certificate is required), no principal
 #   mtls-cert    mutual TLS, the client certificate bound to the admin: no token sent
+#   plain-signed plaintext, the admin's token, and every event signed with a key registered to
+#                the admin (loadgen --sign-key): the cost of signed events, against plain-token
 # The per-principal rate limit is set far above what the runs reach
 # (PAX_LEDGER_PRINCIPAL_REQUESTS_PER_SECOND=1000000, against the default 5000 that 32 clients of
 # one principal would hit), so that it never refuses, yet its bucket is still taken on every
@@ -19,7 +21,7 @@
 #   usage: [ROUNDS=3] benches/auth.sh [seconds per run, default 10]
 secs=${1:-10}
 rounds=${ROUNDS:-3}
-setups=(${SETUPS:-plain-open plain-token tls-open tls-token mtls-open mtls-cert})
+setups=(${SETUPS:-plain-open plain-token tls-open tls-token mtls-open mtls-cert plain-signed})
 source "$(dirname "$0")/common.sh"
 export PAX_LEDGER_PRINCIPAL_REQUESTS_PER_SECOND=1000000
 unset PAX_LEDGER_TOKEN PAX_LEDGER_ADDR PAX_LEDGER_CA_CERT PAX_LEDGER_CLIENT_CERT PAX_LEDGER_CLIENT_KEY
@@ -48,7 +50,7 @@ start_setup() {
   local setup=$1 token=""
   rm -rf "$work/data"
   case $setup in
-    *-token | *-cert) token=$("$bin" principal bootstrap --data "$work/data" 2>/dev/null) ;;
+    *-token | *-cert | *-signed) token=$("$bin" principal bootstrap --data "$work/data" 2>/dev/null) ;;
   esac
   case $setup in
     plain-*) start_server ;;
@@ -61,6 +63,12 @@ start_setup() {
     tls-open) client=(--addr "$https" --ca-cert "$pki/ca.pem") ;;
     tls-token) client=(--addr "$https" --ca-cert "$pki/ca.pem" --token "$token") ;;
     mtls-open) client=(--addr "$https" --ca-cert "$pki/ca.pem" "${client_cert[@]}") ;;
+    plain-signed)
+      rm -f "$work/admin.key"
+      "$bin" key new "$work/admin.key" >/dev/null
+      "$bin" principal register-key admin --key "$work/admin.key" --addr "$addr" --token "$token" >/dev/null
+      client=(--addr "$addr" --token "$token" --sign-key "$work/admin.key")
+      ;;
     mtls-cert)
       "$bin" principal bind-cert admin --cert "$pki/client.pem" \
         --addr "$https" --ca-cert "$pki/ca.pem" "${client_cert[@]}" --token "$token" >/dev/null
@@ -138,7 +146,7 @@ def ratios(table, workload, a, b):
 # The baseline of each setup: the open ledger on the same transport for the authenticated ones
 # (the cost of authentication alone), plain-open for the open TLS ones (the cost of TLS).
 baseline = {"plain-token": "plain-open", "tls-open": "plain-open", "tls-token": "tls-open",
-            "mtls-open": "plain-open", "mtls-cert": "mtls-open"}
+            "mtls-open": "plain-open", "mtls-cert": "mtls-open", "plain-signed": "plain-token"}
 for workload in dict.fromkeys(row[1] for row in rows):
     n = len(eps[workload, setups[0]])
     print(f"\n{workload}: events/s per round and their median; medians of p99 and of CPU µs per event (server,")

@@ -14,6 +14,7 @@
 //! <root, base64>
 //! time <RFC 3339, UTC, as many fraction digits as the nanoseconds need>
 //! view-digest <base64>            (only when the checkpoint states one)
+//! view-tree <records> <base64>    (only with a view digest, and not in notes signed before it)
 //!
 //! — <origin> <base64(key id ‖ Ed25519 signature over the text above the blank line)>
 //! ```
@@ -71,6 +72,8 @@ pub const SIGNING_MESSAGE_LEN: usize = 110;
 const TIME_LINE: &str = "time ";
 /// The extension line that states the view digest.
 const VIEW_DIGEST_LINE: &str = "view-digest ";
+/// The extension line that states the view tree.
+const VIEW_TREE_LINE: &str = "view-tree ";
 
 /// What the ledger states at a point of its log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,10 +84,22 @@ pub struct Checkpoint {
     pub root: Hash,
     /// The digest of the projections at `position`, when the checkpoint states it.
     pub view_digest: Option<Hash>,
+    /// The Merkle tree of the view records at `position` (what a view proof is checked against),
+    /// when the checkpoint states it: only beside a view digest, and only in a note.
+    pub view_tree: Option<ViewTree>,
     /// When the checkpoint was made, by the server's clock.
     pub time: DateTime<Utc>,
 }
 
+/// The view records at a checkpoint as a tree (docs/AUDIT.md §6, "The view tree"): RFC 6962
+/// over SHA-256, each leaf's entry the SHA-256 of a view record's canonical bytes, in the
+/// byte order of the records' streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewTree {
+    /// How many view records (leaves).
+    pub records: u64,
+    pub root: Hash,
+}
 /// Which tree a checkpoint's root is the root of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TreeKind {
@@ -149,6 +164,9 @@ impl Checkpoint {
         );
         if let Some(digest) = &self.view_digest {
             text.push_str(&format!("{VIEW_DIGEST_LINE}{}\n", note::base64_encode(digest)));
+            if let Some(tree) = &self.view_tree {
+                text.push_str(&format!("{VIEW_TREE_LINE}{} {}\n", tree.records, note::base64_encode(&tree.root)));
+            }
         }
         text
     }
@@ -182,10 +200,23 @@ impl Checkpoint {
                     .ok_or_else(|| bad("the fifth line is not `view-digest` and a base64 digest of 32 bytes"))?,
             ),
         };
+        let view_tree = match lines.next() {
+            None => None,
+            Some(line) => Some(
+                line.strip_prefix(VIEW_TREE_LINE)
+                    .and_then(|rest| rest.split_once(' '))
+                    .and_then(|(records, root)| {
+                        Some(ViewTree { records: records.parse().ok()?, root: note::base64_decode::<32>(root)? })
+                    })
+                    .ok_or_else(|| {
+                        bad("the sixth line is not `view-tree`, a record count and a base64 root of 32 bytes")
+                    })?,
+            ),
+        };
         if lines.next().is_some() {
-            return Err(bad("the text has lines after the view digest"));
+            return Err(bad("the text has lines after the view tree"));
         }
-        let checkpoint = Self { position, root, view_digest, time };
+        let checkpoint = Self { position, root, view_digest, view_tree, time };
         if checkpoint.note_text(origin) != text {
             return Err(bad("the text is not in canonical form (number, base64 or time written otherwise)"));
         }
@@ -235,8 +266,9 @@ impl Checkpoint {
     }
 
     /// Signs the checkpoint in format 1 (over a BLAKE3 tree's root): what the ledger did before
-    /// notes, kept for tests of old ledgers and bundles.
-    pub fn sign_format_1(self, key: &SigningKey) -> SignedCheckpoint {
+    /// notes, kept for tests of old ledgers and bundles. Format 1 states no view tree.
+    pub fn sign_format_1(mut self, key: &SigningKey) -> SignedCheckpoint {
+        self.view_tree = None;
         let signature = key.sign(&self.signing_message());
         SignedCheckpoint { checkpoint: self, form: Form::Format1, public_key: key.verifying_key(), signature }
     }
@@ -380,8 +412,8 @@ struct NoteFile {
 }
 
 /// The fields a note's JSON form states besides the note and its key.
-const NOTE_STATED_FIELDS: [&str; 8] =
-    ["position", "root", "view_digest", "time", "key_id", "signature", "origin", "verifier_key"];
+const NOTE_STATED_FIELDS: [&str; 9] =
+    ["position", "root", "view_digest", "view_tree", "time", "key_id", "signature", "origin", "verifier_key"];
 
 impl From<SignedCheckpoint> for serde_json::Value {
     fn from(signed: SignedCheckpoint) -> Self {
@@ -393,6 +425,9 @@ impl From<SignedCheckpoint> for serde_json::Value {
                     "position": checkpoint.position,
                     "root": hex::encode(&checkpoint.root),
                     "view_digest": checkpoint.view_digest.map(|digest| hex::encode(&digest)),
+                    "view_tree": checkpoint.view_tree.map(|tree| serde_json::json!({
+                        "records": tree.records, "root": hex::encode(&tree.root),
+                    })),
                     "time": checkpoint.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
                     "key_id": signed.key_id(),
                     "signature": hex::encode(&signed.signature.to_bytes()),
@@ -466,7 +501,7 @@ impl TryFrom<serde_json::Value> for SignedCheckpoint {
         }
         let signature = Signature::from_bytes(&hex::decode(&file.signature).map_err(field("signature"))?);
         Ok(Self {
-            checkpoint: Checkpoint { position: file.position, root, view_digest, time },
+            checkpoint: Checkpoint { position: file.position, root, view_digest, view_tree: None, time },
             form: Form::Format1,
             public_key,
             signature,
@@ -489,6 +524,7 @@ mod tests {
             position: 1_234,
             root: [0xab; 32],
             view_digest,
+            view_tree: None,
             time: Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 0).unwrap() + chrono::Duration::nanoseconds(250_000_001),
         }
     }
@@ -515,6 +551,34 @@ mod tests {
         assert_eq!(signed.tree(), TreeKind::Sha256);
         let without = checkpoint(None).sign(ORIGIN, &key());
         assert!(!without.to_note().unwrap().contains("view-digest"));
+    }
+
+    #[test]
+    fn the_view_tree_is_a_sixth_line_after_the_view_digest_and_reads_back() {
+        let trusted = key().verifying_key();
+        let mut with_tree = checkpoint(Some([0xcd; 32]));
+        with_tree.view_tree = Some(ViewTree { records: 3, root: [0xef; 32] });
+        let signed = with_tree.clone().sign(ORIGIN, &key());
+        let note = signed.to_note().unwrap();
+        assert!(
+            note.contains("view-digest zc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc0=\nview-tree 3 7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+8=\n\n"),
+            "{note}"
+        );
+        assert_eq!(SignedCheckpoint::from_note(&note, &trusted).unwrap(), signed);
+        assert_eq!(SignedCheckpoint::from_json(&signed.to_json()).unwrap(), signed);
+        // The tree is signed: a changed count or root no longer verifies.
+        let changed = note.replace("view-tree 3 ", "view-tree 4 ");
+        assert!(SignedCheckpoint::from_note(&changed, &trusted).unwrap().verify(&trusted).is_err());
+        // Malformed or out of place: refused as text.
+        for bad in [
+            note.replace("view-tree 3 ", "view-tree three "),
+            note.replace("view-tree 3 ", "view-tree  3 "),
+            note.replace("view-tree 3 7", "view-trees 3 7"),
+        ] {
+            assert!(SignedCheckpoint::from_note(&bad, &trusted).is_err(), "{bad}");
+        }
+        // Format 1 states no view tree.
+        assert_eq!(with_tree.sign_format_1(&key()).checkpoint.view_tree, None);
     }
 
     #[test]

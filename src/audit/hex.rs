@@ -40,6 +40,25 @@ pub fn decode<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     Ok(bytes)
 }
 
+/// The bytes whose hexadecimal form is `text` (either case, two digits per byte).
+pub fn decode_vec(text: &str) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) {
+        return Err(format!("an odd number of hexadecimal digits ({})", text.len()));
+    }
+    text.as_bytes()
+        .chunks_exact(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|pair| {
+                    u8::from_str_radix(pair, 16).ok().filter(|_| pair.bytes().all(|b| b.is_ascii_hexdigit()))
+                })
+                .ok_or_else(|| format!("not hexadecimal at offset {}", 2 * i))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

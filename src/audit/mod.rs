@@ -160,6 +160,7 @@ mod tests {
             position: 7,
             root: [0xab; 32],
             view_digest: None,
+            view_tree: None,
             time: chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 0).unwrap()
                 + chrono::Duration::nanoseconds(250_000_001),
         };
@@ -189,6 +190,7 @@ mod tests {
             position: 7,
             root: frontier.root(),
             view_digest: None,
+            view_tree: None,
             time: chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 0).unwrap() + chrono::Duration::milliseconds(250),
         };
         assert_eq!(

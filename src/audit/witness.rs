@@ -263,6 +263,7 @@ mod tests {
             position: size,
             root: tree_root(size, source).unwrap(),
             view_digest: None,
+            view_tree: None,
             time: Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap(),
         };
         checkpoint.sign(ORIGIN, &log_key()).to_note().unwrap()

@@ -129,6 +129,26 @@ pub struct CheckpointArgs {
     pub public_key: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ProveArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The entity's stream, e.g. member-JP, commitment-<uuid>, export-rule-<id>.
+    pub stream: String,
+    /// The checkpoint's size (its position); default: the latest checkpoint.
+    #[arg(long, value_name = "N")]
+    pub tree_size: Option<u64>,
+    /// Write the proof to FILE (JSON, docs/AUDIT.md §6), to hand to an auditor.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Replace FILE if it exists.
+    #[arg(long, requires = "save")]
+    pub force: bool,
+    /// Refuse the proof unless this key signed its checkpoint (64 hex digits, or a file).
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<String>,
+}
+
 /// `--public-key`: 64 hexadecimal digits, or the path of a file holding them.
 fn pinned_key(arg: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
     let Some(arg) = arg else { return Ok(None) };
@@ -716,7 +736,117 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         (Some(data), None, None) => verify_data(data.clone(), &args, pinned).await,
         (None, Some(bundle), None) => verify_bundle(bundle.clone(), &args, pinned).await,
         (None, None, Some(file)) => verify_against(file, &args, pinned).await,
-        _ => bail!("give exactly one of --data, --bundle and --against"),
+        (None, None, None) if args.view_proof.is_some() => verify_view_proof(&args, pinned),
+        _ => bail!("give exactly one of --data, --bundle, --against and --view-proof"),
+    }
+}
+
+/// `prove STREAM`: asks the server for the proof of a view, checks it, prints it, saves it.
+pub async fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
+    let pinned = pinned_key(args.public_key.as_deref())?;
+    let staged = args.save.as_deref().map(|path| create_staged_file(path, args.force)).transpose()?;
+    let mut client = audit_client(&args.client).await?;
+    let request = pb::GetViewProofRequest { stream: args.stream.clone(), tree_size: args.tree_size.unwrap_or(0) };
+    let response = client.get_view_proof(request).await.map_err(status_error)?.into_inner();
+    let proof = view_proof_of(response).map_err(anyhow::Error::msg)?;
+    let proven = crate::ledger::verify_view_proof(&proof, pinned.as_ref())
+        .map_err(|reason| anyhow::anyhow!("the server's view proof does not verify: {reason}"))?;
+    if let (Some(path), Some((mut file, staged))) = (&args.save, staged) {
+        let text = format!("{}\n", serde_json::to_string_pretty(&proof.to_json())?);
+        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).context("writing the proof")?;
+        publish_file(staged, path, args.force)?;
+    }
+    print_proven(&proof, &proven, args.client.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A view proof from the wire: the checkpoint once, each event's inclusion against it.
+fn view_proof_of(response: pb::ViewProof) -> Result<crate::ledger::ViewProof, String> {
+    let checkpoint = server_checkpoint(response.checkpoint.as_ref())?;
+    let hash = |bytes: &[u8], what: &str| -> Result<Hash, String> {
+        bytes.try_into().map_err(|_| format!("the server sent a {what} of {} bytes, not 32", bytes.len()))
+    };
+    let hashes = |list: &[Vec<u8>], what: &str| list.iter().map(|h| hash(h, what)).collect::<Result<Vec<_>, _>>();
+    let events = response
+        .events
+        .iter()
+        .map(|e| {
+            Ok(crate::ledger::Inclusion {
+                position: crate::domain::Position(e.position),
+                tree_size: e.tree_size,
+                record_hash: hash(&e.record_hash, "record hash")?,
+                previous_hash: hash(&e.previous_hash, "previous hash")?,
+                record_body: e.record_body.clone(),
+                proof: hashes(&e.proof, "proof hash")?,
+                root: hash(&e.root, "root")?,
+                checkpoint: checkpoint.clone(),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(crate::ledger::ViewProof {
+        stream: crate::domain::StreamName::parse("stream", &response.stream).map_err(|e| e.to_string())?,
+        view_record: response.view_record,
+        leaf_index: response.leaf_index,
+        path: hashes(&response.path, "path hash")?,
+        events,
+        checkpoint,
+    })
+}
+
+/// What a verified view proof says, for people or as one JSON line.
+fn print_proven(
+    proof: &crate::ledger::ViewProof,
+    proven: &crate::ledger::ProvenView,
+    output: Output,
+) -> anyhow::Result<()> {
+    let record = &proven.record;
+    let tree = proof.checkpoint.checkpoint.view_tree.expect("a verified proof's checkpoint states a view tree");
+    match output {
+        Output::Json => print_line(
+            &json!({
+                "verdict": "ok", "stream": record.stream.as_str(), "checkpoint_position": proven.position,
+                "key_id": proof.checkpoint.key_id(), "revision": record.revision.0,
+                "last_position": record.last_position.0, "events": proof.events.len(),
+                "view_records": tree.records, "view_record": hex::encode(&proof.view_record),
+            })
+            .to_string(),
+        ),
+        Output::Table => print_block(&[
+            ("verdict", "ok: the view record is in the checkpoint's view tree, and its events fold to it".to_owned()),
+            ("stream", record.stream.to_string()),
+            ("checkpoint", format!("position {} (key {})", proven.position, proof.checkpoint.key_id())),
+            ("state", format!("{:?}", record.state)),
+            ("revision", format!("{} (last event at position {})", record.revision, record.last_position)),
+            ("updated_by", record.updated_by.clone()),
+            ("events", format!("{}, each proved in the log's tree of {}", proof.events.len(), proven.position)),
+            ("view_tree", format!("{} records, root {}", tree.records, hex::encode(&tree.root))),
+        ]),
+    }
+}
+
+/// `verify --view-proof FILE`: a saved view proof, offline.
+fn verify_view_proof(args: &VerifyArgs, pinned: Option<VerifyingKey>) -> anyhow::Result<ExitCode> {
+    let path = args.view_proof.as_ref().expect("checked by the caller");
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a view proof (JSON)", path.display()))?;
+    let proof = crate::ledger::ViewProof::from_json(&value)
+        .map_err(|reason| anyhow::anyhow!("{} is not a view proof: {reason}", path.display()))?;
+    match crate::ledger::verify_view_proof(&proof, pinned.as_ref()) {
+        Ok(proven) => {
+            print_proven(&proof, &proven, args.client.output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            match args.client.output {
+                Output::Json => print_line(
+                    &json!({"verdict": "failed", "at": format!("view proof of {}", proof.stream), "reason": reason})
+                        .to_string(),
+                )?,
+                Output::Table => print_line(&format!("FAILED: the view proof of {}: {reason}", proof.stream))?,
+            }
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

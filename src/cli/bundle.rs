@@ -414,7 +414,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             Ok(hash) => hash,
             Err(e) => return Ok(Err(self.failure(at, format!("hash: {e}")))),
         };
-        let body = match decode_hex(&line.body) {
+        let body = match hex::decode_vec(&line.body) {
             Ok(body) => body,
             Err(reason) => return Ok(Err(self.failure(at, format!("body: {reason}")))),
         };
@@ -550,25 +550,6 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
     }
 }
 
-/// The bytes whose hexadecimal form is `text` (either case, two digits per byte).
-fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if !text.len().is_multiple_of(2) {
-        return Err(format!("an odd number of hexadecimal digits ({})", text.len()));
-    }
-    text.as_bytes()
-        .chunks_exact(2)
-        .enumerate()
-        .map(|(i, pair)| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|pair| {
-                    u8::from_str_radix(pair, 16).ok().filter(|_| pair.bytes().all(|b| b.is_ascii_hexdigit()))
-                })
-                .ok_or_else(|| format!("not hexadecimal at offset {}", 2 * i))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -626,12 +607,18 @@ mod tests {
                 if format_1 {
                     let mut frontier = MerkleFrontier::<Blake3Tree>::default();
                     hashes[..size as usize].iter().for_each(|hash| frontier.append(hash));
-                    let checkpoint =
-                        Checkpoint { position: size, root: frontier.root(), view_digest: None, time: Utc::now() };
+                    let checkpoint = Checkpoint {
+                        position: size,
+                        root: frontier.root(),
+                        view_digest: None,
+                        view_tree: None,
+                        time: Utc::now(),
+                    };
                     return checkpoint.sign_format_1(&key(1));
                 }
                 let root = tree_root(size, &source).unwrap();
-                Checkpoint { position: size, root, view_digest: None, time: Utc::now() }.sign(ORIGIN, &key(1))
+                Checkpoint { position: size, root, view_digest: None, view_tree: None, time: Utc::now() }
+                    .sign(ORIGIN, &key(1))
             })
             .into();
         let positions: Vec<u64> = checkpoints.iter().map(|c| c.checkpoint.position).collect();
@@ -802,10 +789,10 @@ mod tests {
 
     #[test]
     fn hex_bodies_decode_in_either_case_and_nothing_else() {
-        assert_eq!(decode_hex("00ffA5"), Ok(vec![0x00, 0xff, 0xa5]));
-        assert_eq!(decode_hex(""), Ok(vec![]));
-        assert!(decode_hex("abc").unwrap_err().contains("odd"));
-        assert!(decode_hex("00+1").unwrap_err().contains("offset 2"));
-        assert!(decode_hex("0é").is_err());
+        assert_eq!(hex::decode_vec("00ffA5"), Ok(vec![0x00, 0xff, 0xa5]));
+        assert_eq!(hex::decode_vec(""), Ok(vec![]));
+        assert!(hex::decode_vec("abc").unwrap_err().contains("odd"));
+        assert!(hex::decode_vec("00+1").unwrap_err().contains("offset 2"));
+        assert!(hex::decode_vec("0é").is_err());
     }
 }

@@ -78,6 +78,10 @@ pub struct LoadgenArgs {
     /// With --query, the share of requests that are queries, in percent; the rest append.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub query_percent: u8,
+    /// Sign every event with this key file, as `append --sign-key` does (its public key must be
+    /// registered to the principal of --token): the cost of signed events, on both sides.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 /// What one run measured.
@@ -127,6 +131,8 @@ struct Workload {
     /// `loadgen`, or empty when a credential is presented (the server fills in the principal).
     actor: String,
     sequence: u64,
+    /// With --sign-key: each event is signed by the client that sends it.
+    sign_key: Option<Arc<ed25519_dalek::SigningKey>>,
 }
 
 impl Workload {
@@ -188,6 +194,14 @@ impl Workload {
     }
 
     fn event(&self, kind: pb::event_data::Kind) -> pb::ProposedEvent {
+        let mut event = self.unsigned_event(kind);
+        if let Some(key) = &self.sign_key {
+            super::append::sign(&mut event, key);
+        }
+        event
+    }
+
+    fn unsigned_event(&self, kind: pb::event_data::Kind) -> pb::ProposedEvent {
         pb::ProposedEvent {
             event_id: uuid::Uuid::now_v7().to_string(),
             data: Some(pb::EventData { kind: Some(kind) }),
@@ -224,6 +238,10 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let padding = "x".repeat(args.event_bytes.saturating_sub(120).clamp(1, 1000));
     // An authenticated principal is the only actor its events may name: leave it to the server.
     let actor = if args.client.presents_credential() { "" } else { "loadgen" };
+    let sign_key = match &args.sign_key {
+        Some(path) => Some(Arc::new(crate::audit::keys::load(path)?)),
+        None => None,
+    };
     let totals = Arc::new(Mutex::new(Totals {
         latencies_us: histogram(),
         query_latencies_us: histogram(),
@@ -255,6 +273,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
             padding: padding.clone(),
             actor: actor.to_owned(),
             sequence: 0,
+            sign_key: sign_key.clone(),
         };
         // The first event after the join is an export-rule change (odd sequence numbers are).
         let events = vec![workload.join(), workload.next(&mut 1)];

@@ -82,6 +82,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Have the server sign a checkpoint at its head now; print it, and save it with --save.
     Checkpoint(audit::CheckpointArgs),
+    /// Prove one entity's state at a checkpoint (e.g. member-JP): its view record, its place in
+    /// the checkpoint's view tree, and the events that made it, each proved in the log. Checked
+    /// here before it is printed or saved; `verify --view-proof FILE` checks it again offline.
+    Prove(audit::ProveArgs),
     /// Write a stopped server's log and checkpoints to a self-contained bundle (JSON Lines).
     Export(audit::ExportArgs),
     /// Create a data directory from a bundle, after verifying it.
@@ -235,8 +239,8 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("source").required(true).args(["data", "bundle", "against"])))]
-#[command(group(ArgGroup::new("signed").args(["checkpoint", "bundle", "against"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["data", "bundle", "against", "view_proof"])))]
+#[command(group(ArgGroup::new("signed").args(["checkpoint", "bundle", "against", "view_proof"])))]
 pub struct VerifyArgs {
     /// The data directory of a stopped server.
     #[arg(long)]
@@ -248,6 +252,10 @@ pub struct VerifyArgs {
     /// still extends it.
     #[arg(long, value_name = "FILE")]
     pub against: Option<PathBuf>,
+    /// A view proof saved by `prove --save`: check it offline, with the checkpoint it carries
+    /// (its key pinned with --public-key).
+    #[arg(long, value_name = "FILE")]
+    pub view_proof: Option<PathBuf>,
     /// With --data: a checkpoint file that the log must still extend.
     #[arg(long, value_name = "FILE", requires = "data")]
     pub checkpoint: Option<PathBuf>,
@@ -291,6 +299,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Loadgen(args) => loadgen::run(args).await,
         Command::Verify(args) => audit::verify(args).await,
         Command::Checkpoint(args) => audit::checkpoint(args).await,
+        Command::Prove(args) => audit::prove(args).await,
         Command::Export(args) => audit::export(args).await,
         Command::Import(args) => audit::import(args).await,
         Command::Key(audit::KeyCommand::Public(args)) => audit::key_public(args),

@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 
 use super::verify::Stop;
 use super::{Ledger, LedgerError, ViewsAt};
-use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint, TreeKind};
+use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint, TreeKind, ViewTree};
 use crate::audit::merkle::{self, Blake3Tree, MerkleFrontier, NodeSource, node_hash};
 use crate::audit::tower::{LeafRun, Piece, SubtreeRoot, SubtreeTower, decomposition, perfect_root};
 use crate::audit::{ChainVerifier, Hash, keys};
@@ -274,7 +274,7 @@ impl Ledger {
         let Some(keeper) = &self.keeper else {
             return Err(LedgerError::Halted("the ledger is read-only: nothing is signed".into()));
         };
-        let view_digest = self.view_digest_at(position)?;
+        let (view_digest, view_tree) = self.view_digest_at(position)?.unzip();
         let _signing = self.signing.lock().expect("signing lock");
         // Signed by another caller while this one waited for the views or the lock.
         if let Some(bytes) = self.guard(self.store.checkpoint(position))? {
@@ -295,7 +295,7 @@ impl Ledger {
             }
         }
         keeper.before_signing(position, hash, root).map_err(|e| self.equivocation(e))?;
-        let checkpoint = Checkpoint { position: position.0, root, view_digest, time: Utc::now() };
+        let checkpoint = Checkpoint { position: position.0, root, view_digest, view_tree, time: Utc::now() };
         let signed = checkpoint.sign(&self.origin, &self.signing_key);
         self.guard(self.store.put_checkpoint(CheckpointSpace::Notes, position, signed.to_json().as_bytes()))?;
         tracing::info!(position = position.0, "checkpoint signed");
@@ -391,23 +391,37 @@ impl Ledger {
         )
     }
 
-    /// The view digest at `position`, if the views get there within [`CHECKPOINT_VIEWS_WAIT`].
-    fn view_digest_at(&self, position: Position) -> Result<Option<Hash>, LedgerError> {
-        // Called off the async runtime (the checkpointer, blocking handlers): a bounded poll.
+    /// The view digest and the view tree at `position`, if the views get there within
+    /// [`CHECKPOINT_VIEWS_WAIT`].
+    fn view_digest_at(&self, position: Position) -> Result<Option<(Hash, ViewTree)>, LedgerError> {
+        let at = match self.views_at_blocking(position) {
+            Ok(at) => at,
+            Err(LedgerError::ViewsBehind { .. }) => {
+                tracing::warn!(
+                    position = position.0,
+                    "the views did not reach the checkpoint in time; signing without a view digest"
+                );
+                return Ok(None);
+            }
+            Err(other) => return Err(other),
+        };
+        Ok(Some((self.views_digest(&at)?.0, self.view_tree(&at)?)))
+    }
+
+    /// The views at `position`, once they get there (within [`CHECKPOINT_VIEWS_WAIT`], or
+    /// `ViewsBehind`). For callers off the async runtime (the checkpointer, blocking handlers):
+    /// a bounded poll.
+    pub(super) fn views_at_blocking(&self, position: Position) -> Result<ViewsAt, LedgerError> {
         let deadline = Instant::now() + CHECKPOINT_VIEWS_WAIT;
         while self.views.borrow().position < position && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        if self.views.borrow().position < position {
-            tracing::warn!(
-                position = position.0,
-                "the views did not reach the checkpoint in time; signing without a view digest"
-            );
-            return Ok(None);
+        let reached = self.views.borrow().position;
+        if reached < position {
+            return Err(LedgerError::ViewsBehind { reached, wanted: position, waited: CHECKPOINT_VIEWS_WAIT });
         }
         let generation = self.views.borrow().generation.clone();
-        let at: ViewsAt = self.views_at_position(position, generation);
-        Ok(Some(self.views_digest(&at)?.0))
+        Ok(self.views_at_position(position, generation))
     }
 
     /// The proof that the record at `position` (or with `event_id`) is in the tree of

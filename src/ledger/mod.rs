@@ -10,6 +10,7 @@ mod projector;
 mod reads;
 mod rebuild;
 mod verify;
+mod view_proof;
 mod views;
 mod writer;
 
@@ -32,6 +33,7 @@ pub use projector::{PROJECT_BATCH_EVENTS_MAX, VIEW_CACHE_MAX, ViewsSnapshot};
 pub use reads::{EventFilter, ReadAllPage, ReadStreamPage, SubscriptionItem};
 pub use rebuild::{RebuildOutcome, RebuildProgress};
 pub use verify::{Verdict, verify_store};
+pub use view_proof::{ProvenView, ViewProof, verify as verify_view_proof, view_entry};
 pub use views::{AsOf, LIST_SCAN_MAX, ProjectionStatus, ViewPage, ViewsAt};
 
 /// Most events in one append request: large enough for any real batch of facts, small enough
@@ -173,6 +175,9 @@ pub enum LedgerError {
     /// signed (refused at open).
     #[error("{0}")]
     Shortened(String),
+    /// The request needs the ledger in another state (e.g. a checkpoint stating a view tree).
+    #[error("{0}")]
+    Precondition(String),
     /// A second, different Merkle root for a size already signed: never signed.
     #[error("refusing to sign: {0}")]
     Equivocation(String),

@@ -273,7 +273,7 @@ impl Ledger {
     }
 
     /// Every view record as of `at`, in stream-name order.
-    fn for_each_view(&self, at: &ViewsAt, mut visit: impl FnMut(&ViewRecord)) -> Result<(), LedgerError> {
+    pub(super) fn for_each_view(&self, at: &ViewsAt, mut visit: impl FnMut(&ViewRecord)) -> Result<(), LedgerError> {
         for entry in self.store.views(at.generation.id, "", None) {
             let (stream, bytes) = self.guard(entry)?;
             let record = self.guard(

@@ -11,8 +11,8 @@ use tonic::{Request, Response, Status};
 use super::{convert, status};
 use crate::audit::checkpoint::SignedCheckpoint;
 use crate::audit::hex;
-use crate::domain::{EventId, FieldError, Position};
-use crate::ledger::Ledger;
+use crate::domain::{EventId, FieldError, Position, StreamName};
+use crate::ledger::{Inclusion, Ledger};
 use crate::proto::v1 as pb;
 
 /// Records between two progress messages of `VerifyLedger`.
@@ -50,6 +50,23 @@ pub fn checkpoint_pb(signed: &SignedCheckpoint) -> pb::SignedCheckpoint {
         note: signed.to_note().unwrap_or_default(),
         origin: signed.origin().unwrap_or_default().to_owned(),
         verifier_key: signed.verifier_key().unwrap_or_default(),
+        view_tree_records: checkpoint.view_tree.map_or(0, |tree| tree.records),
+        view_tree_root: checkpoint.view_tree.map(|tree| tree.root.to_vec()).unwrap_or_default(),
+    }
+}
+
+/// An inclusion proof on the wire; with its checkpoint, unless the caller sends that once.
+pub fn inclusion_pb(proof: &Inclusion, with_checkpoint: bool) -> pb::InclusionProof {
+    pb::InclusionProof {
+        position: proof.position.0,
+        leaf_index: proof.position.0 - 1,
+        tree_size: proof.tree_size,
+        record_hash: proof.record_hash.to_vec(),
+        previous_hash: proof.previous_hash.to_vec(),
+        record_body: proof.record_body.clone(),
+        proof: proof.proof.iter().map(|h| h.to_vec()).collect(),
+        root: proof.root.to_vec(),
+        checkpoint: with_checkpoint.then(|| checkpoint_pb(&proof.checkpoint)),
     }
 }
 
@@ -99,16 +116,28 @@ impl pb::audit_service_server::AuditService for AuditService {
         let tree_size = (request.tree_size > 0).then_some(request.tree_size);
         self.blocking(move |ledger| {
             let proof = ledger.inclusion_proof(target, tree_size).map_err(status::from_ledger)?;
-            Ok(Response::new(pb::InclusionProof {
-                position: proof.position.0,
-                leaf_index: proof.position.0 - 1,
-                tree_size: proof.tree_size,
-                record_hash: proof.record_hash.to_vec(),
-                previous_hash: proof.previous_hash.to_vec(),
-                record_body: proof.record_body,
-                proof: proof.proof.iter().map(|h| h.to_vec()).collect(),
-                root: proof.root.to_vec(),
+            Ok(Response::new(inclusion_pb(&proof, true)))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_view_proof(
+        &self,
+        request: Request<pb::GetViewProofRequest>,
+    ) -> Result<Response<pb::ViewProof>, Status> {
+        let request = request.into_inner();
+        let stream = StreamName::parse("stream", &request.stream).map_err(status::invalid_argument)?;
+        let tree_size = (request.tree_size > 0).then_some(request.tree_size);
+        self.blocking(move |ledger| {
+            let proof = ledger.view_proof(&stream, tree_size).map_err(status::from_ledger)?;
+            Ok(Response::new(pb::ViewProof {
                 checkpoint: Some(checkpoint_pb(&proof.checkpoint)),
+                stream: proof.stream.to_string(),
+                view_record: proof.view_record,
+                leaf_index: proof.leaf_index,
+                path: proof.path.iter().map(|h| h.to_vec()).collect(),
+                events: proof.events.iter().map(|e| inclusion_pb(e, false)).collect(),
             }))
         })
         .await

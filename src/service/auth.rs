@@ -69,6 +69,7 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
     ("/pax.ledger.v1.AuditService/GetCheckpoint", Access::Roles(CHECKPOINTS)),
     ("/pax.ledger.v1.AuditService/GetInclusionProof", Access::Roles(AUDITORS)),
     ("/pax.ledger.v1.AuditService/GetConsistencyProof", Access::Roles(AUDITORS)),
+    ("/pax.ledger.v1.AuditService/GetViewProof", Access::Roles(AUDITORS)),
     ("/pax.ledger.v1.AuditService/VerifyLedger", Access::Roles(AUDITORS)),
     ("/pax.ledger.v1.AccessService/Grant", Access::Roles(ADMINS)),
     ("/pax.ledger.v1.AccessService/Revoke", Access::Roles(ADMINS)),

@@ -173,7 +173,7 @@ pub fn from_ledger(error: LedgerError) -> Status {
             }
         },
         // The server's signing key cannot be used: an operator must fix it.
-        LedgerError::Key(_) => Status::failed_precondition(message),
+        LedgerError::Key(_) | LedgerError::Precondition(_) => Status::failed_precondition(message),
         LedgerError::Denied { principal, .. } => permission_denied("NOT_ALLOWED", message, &principal),
         LedgerError::ActorMismatch { principal, .. } => permission_denied("ACTOR_MISMATCH", message, &principal),
         LedgerError::Unauthenticated(_) => unauthenticated(message),

@@ -123,7 +123,8 @@ fn change_body(lines: &mut [String], record: &Index, mutations: &[Mutation], for
         for value in &mut values[1 + records..] {
             let position = value["checkpoint"]["position"].as_u64().expect("a checkpoint");
             let time = value["checkpoint"]["time"].as_str().expect("a time").parse().expect("RFC 3339");
-            let checkpoint = Checkpoint { position, root: roots[position as usize], view_digest: None, time };
+            let checkpoint =
+                Checkpoint { position, root: roots[position as usize], view_digest: None, view_tree: None, time };
             value["checkpoint"] =
                 serde_json::to_value(checkpoint.sign(seeds::ORIGIN, &seeds::signing_key())).expect("JSON");
         }

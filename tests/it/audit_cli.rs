@@ -103,7 +103,8 @@ fn sign_offline(dir: &Path, position: u64, file: &Path) -> SignedCheckpoint {
     let hashes: Vec<Hash> = records(dir).iter().take(position as usize).map(|r| r.hash).collect();
     let root = tree_root(position, &MemoryNodeSource::new(&hashes)).unwrap();
     let origin = format!("pax-ledger/{}", keys::key_id(&key.verifying_key()));
-    let signed = Checkpoint { position, root, view_digest: None, time: Utc::now() }.sign(&origin, &key);
+    let signed =
+        Checkpoint { position, root, view_digest: None, view_tree: None, time: Utc::now() }.sign(&origin, &key);
     fs::write(file, signed.to_json()).unwrap();
     signed
 }

@@ -336,6 +336,7 @@ fn a_production_checkpoint_verifies_from_the_documented_note() {
             position,
             root: log.roots[position as usize],
             view_digest,
+            view_tree: None,
             time: Utc.with_ymd_and_hms(2026, 6, 30, 23, 59, 59).unwrap() + chrono::Duration::nanoseconds(123_456_789),
         };
         let signed = checkpoint.sign("ledger.example/pax", &key);

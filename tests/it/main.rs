@@ -32,6 +32,7 @@ mod support;
 mod tamper;
 mod tls;
 mod verify;
+mod view_proof;
 mod views_model;
 mod wire;
 mod witness;
