@@ -117,14 +117,24 @@ pub struct ImportArgs {
 pub struct CheckpointArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Write the signed checkpoint to FILE (the C2SP signed note, which standard tools read), to
+    /// Where to save the signed checkpoint (the C2SP signed note, which standard tools read), to
     /// check later with `verify --against FILE` or `verify --data DIR --checkpoint FILE`.
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
+}
+
+/// Saving what the server signed, and whose signature to accept.
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    /// Save it to FILE, to check later: a checkpoint as its C2SP signed note (which standard
+    /// tools read; `verify --against FILE`, `verify --data DIR --checkpoint FILE`), a proof of a
+    /// view as JSON (`verify --view-proof FILE`).
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// Replace FILE if it exists (a saved checkpoint is evidence: keep the old ones).
+    /// Replace FILE if it exists (saved evidence: keep the old ones).
     #[arg(long, requires = "save")]
     pub force: bool,
-    /// Refuse the checkpoint unless this key signed it (64 hex digits, or a file holding them).
+    /// Refuse it unless this key signed its checkpoint (64 hex digits, or a file holding them).
     #[arg(long, value_name = "KEY")]
     pub public_key: Option<String>,
 }
@@ -138,15 +148,9 @@ pub struct ProveArgs {
     /// The checkpoint's size (its position); default: the latest checkpoint.
     #[arg(long, value_name = "N")]
     pub tree_size: Option<u64>,
-    /// Write the proof to FILE (JSON, docs/AUDIT.md §6), to hand to an auditor.
-    #[arg(long, value_name = "FILE")]
-    pub save: Option<PathBuf>,
-    /// Replace FILE if it exists.
-    #[arg(long, requires = "save")]
-    pub force: bool,
-    /// Refuse the proof unless this key signed its checkpoint (64 hex digits, or a file).
-    #[arg(long, value_name = "KEY")]
-    pub public_key: Option<String>,
+    /// Where to save the proof (JSON, docs/AUDIT.md §6), to hand to an auditor.
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
 }
 
 /// `--public-key`: 64 hexadecimal digits, or the path of a file holding them.
@@ -688,18 +692,18 @@ fn server_checkpoint(checkpoint: Option<&pb::SignedCheckpoint>) -> Result<Signed
 /// `checkpoint [--save FILE]`: has the server sign a checkpoint at its head now, checks it,
 /// prints it and saves it.
 pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
-    let pinned = pinned_key(args.public_key.as_deref())?;
-    let staged = args.save.as_deref().map(|path| create_staged_file(path, args.force)).transpose()?;
+    let pinned = pinned_key(args.evidence.public_key.as_deref())?;
+    let staged = args.evidence.save.as_deref().map(|path| create_staged_file(path, args.evidence.force)).transpose()?;
     let mut client = audit_client(&args.client).await?;
     let request = pb::GetCheckpointRequest { position: None, fresh: true };
     let response = client.get_checkpoint(request).await.map_err(status_error)?.into_inner();
     let signed = server_checkpoint(Some(&response)).map_err(anyhow::Error::msg)?;
     bundle::check_signature(&signed, pinned.as_ref())
         .map_err(|reason| anyhow::anyhow!("the server's checkpoint does not verify: {reason}"))?;
-    if let (Some(path), Some((mut file, staged))) = (&args.save, staged) {
+    if let (Some(path), Some((mut file, staged))) = (&args.evidence.save, staged) {
         let text = signed.file_text();
         file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).context("writing the checkpoint")?;
-        publish_file(staged, path, args.force)?;
+        publish_file(staged, path, args.evidence.force)?;
     }
     let checkpoint = &signed.checkpoint;
     match args.client.output {
@@ -710,6 +714,13 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
                 ("position", checkpoint.position.to_string()),
                 ("root", hex::encode(&checkpoint.root)),
                 ("view_digest", checkpoint.view_digest.map_or_else(|| "none".to_owned(), |d| hex::encode(&d))),
+                (
+                    "view_tree",
+                    checkpoint.view_tree.map_or_else(
+                        || "none".to_owned(),
+                        |tree| format!("{} records, root {}", tree.records, hex::encode(&tree.root)),
+                    ),
+                ),
                 ("time", checkpoint.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
                 ("key_id", signed.key_id()),
             ];
@@ -717,7 +728,7 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
                 block.push(("origin", origin.to_owned()));
                 block.push(("verifier_key", verifier_key));
             }
-            if let Some(path) = &args.save {
+            if let Some(path) = &args.evidence.save {
                 block.push(("saved_to", path.display().to_string()));
             }
             print_block(&block)?;
@@ -743,18 +754,18 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 
 /// `prove STREAM`: asks the server for the proof of a view, checks it, prints it, saves it.
 pub async fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
-    let pinned = pinned_key(args.public_key.as_deref())?;
-    let staged = args.save.as_deref().map(|path| create_staged_file(path, args.force)).transpose()?;
+    let pinned = pinned_key(args.evidence.public_key.as_deref())?;
+    let staged = args.evidence.save.as_deref().map(|path| create_staged_file(path, args.evidence.force)).transpose()?;
     let mut client = audit_client(&args.client).await?;
     let request = pb::GetViewProofRequest { stream: args.stream.clone(), tree_size: args.tree_size.unwrap_or(0) };
     let response = client.get_view_proof(request).await.map_err(status_error)?.into_inner();
     let proof = view_proof_of(response).map_err(anyhow::Error::msg)?;
     let proven = crate::ledger::verify_view_proof(&proof, pinned.as_ref())
         .map_err(|reason| anyhow::anyhow!("the server's view proof does not verify: {reason}"))?;
-    if let (Some(path), Some((mut file, staged))) = (&args.save, staged) {
+    if let (Some(path), Some((mut file, staged))) = (&args.evidence.save, staged) {
         let text = format!("{}\n", serde_json::to_string_pretty(&proof.to_json())?);
         file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).context("writing the proof")?;
-        publish_file(staged, path, args.force)?;
+        publish_file(staged, path, args.evidence.force)?;
     }
     print_proven(&proof, &proven, args.client.output)?;
     Ok(ExitCode::SUCCESS)
@@ -815,12 +826,43 @@ fn print_proven(
             ("verdict", "ok: the view record is in the checkpoint's view tree, and its events fold to it".to_owned()),
             ("stream", record.stream.to_string()),
             ("checkpoint", format!("position {} (key {})", proven.position, proof.checkpoint.key_id())),
-            ("state", format!("{:?}", record.state)),
+            ("state", state_text(&record.state)),
             ("revision", format!("{} (last event at position {})", record.revision, record.last_position)),
             ("updated_by", record.updated_by.clone()),
             ("events", format!("{}, each proved in the log's tree of {}", proof.events.len(), proven.position)),
             ("view_tree", format!("{} records, root {}", tree.records, hex::encode(&tree.root))),
         ]),
+    }
+}
+
+/// A view's state in one line, for people.
+fn state_text(state: &crate::domain::EntityState) -> String {
+    use crate::domain::EntityState;
+    let name = |value: &dyn std::fmt::Debug| format!("{value:?}").to_lowercase();
+    match state {
+        EntityState::Member(m) => format!(
+            "member {} ({}), {}, role {}{}",
+            m.code.as_str(),
+            m.name,
+            name(&m.kind),
+            name(&m.role),
+            if m.withdrawn { ", withdrawn" } else { "" }
+        ),
+        EntityState::Project(p) => format!("project {:?}, hosted by {}, {}", p.title, p.host.as_str(), name(&p.status)),
+        EntityState::ExportRule(r) => format!(
+            "export rule {}: {} from {} to {}, {} from {}",
+            r.rule_id.as_str(),
+            r.item,
+            r.origin.as_str(),
+            r.destination.as_str(),
+            name(&r.treatment),
+            r.effective_from
+        ),
+        EntityState::Commitment(c) => {
+            format!("commitment of {}, {}, due {}: {:?}", c.member.as_str(), name(&c.status), c.due_on, c.description)
+        }
+        EntityState::Summit(s) => format!("summit of {} in {}, hosted by {}", s.date, s.location, s.host.as_str()),
+        other => format!("{other:?}"),
     }
 }
 
