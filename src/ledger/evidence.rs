@@ -225,6 +225,8 @@ pub struct LiveVerdict {
     pub checkpoints_verified: u64,
     /// Of those, checkpoints signed by another key than the server's (e.g. imported).
     pub checkpoints_by_other_keys: u64,
+    /// Signed events whose signature verified over their signed bytes.
+    pub signatures_checked: u64,
     pub seconds: f64,
 }
 
@@ -506,8 +508,13 @@ impl Ledger {
         let mut chain = ChainVerifier::default();
         // Each record is checked in place, then its chain hash; that hash is a Merkle leaf.
         let mut leaves = LeafRun::new(SUBTREE_LEVEL_MIN, 0);
+        let mut signatures = 0;
         let checked = self.store.check_log(Position(1), Position(head), |position, hash, body| {
             chain.check(position.0, hash, body).map_err(|e| Stop::Chain(position, e))?;
+            if body.first() == Some(&crate::store::record::BODY_FORMAT_SIGNED) {
+                super::verify::check_signature(position, body)?;
+                signatures += 1;
+            }
             leaves.push(merkle::leaf_hash(hash));
             if position.0 % step == 0 {
                 progress(position.0, head);
@@ -525,6 +532,7 @@ impl Ledger {
         let (position, hash) = chain.head();
         verdict.position = position;
         verdict.head_hash = hash;
+        verdict.signatures_checked = signatures;
         if verdict.failure.is_none() && position != head {
             verdict.failure = Some((position + 1, format!("the log ends at {position}, its head says {head}")));
         }

@@ -219,7 +219,7 @@ fn verify_range(store: &Store, mut chain: ChainVerifier, last: u64) -> Result<Ra
 
 /// The signature of a signed event's record verifies (whose key it is, the replay of access
 /// checks after the chain).
-fn check_signature(position: Position, body: &[u8]) -> Result<(), Stop> {
+pub(super) fn check_signature(position: Position, body: &[u8]) -> Result<(), Stop> {
     let corrupt = |reason: String| Stop::Store(StoreError::corrupt(format!("position {position}"), reason));
     let event = record::decode_event(body).map_err(|e| corrupt(e.to_string()))?;
     record::check_event_signature(&event.event).map_err(corrupt)

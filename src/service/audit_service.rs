@@ -191,6 +191,7 @@ impl pb::audit_service_server::AuditService for AuditService {
                     checkpoints_verified: v.checkpoints_verified,
                     seconds: v.seconds,
                     checkpoints_by_other_keys: v.checkpoints_by_other_keys,
+                    signatures_checked: v.signatures_checked,
                 };
                 pb::VerifyLedgerResponse { update: Some(Update::Verdict(verdict)) }
             });

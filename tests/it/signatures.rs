@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use pax_ledger::audit::{Hash, chain_hash, hex};
+use pax_ledger::proto::v1 as pb;
 use pax_ledger::server::Options;
 use serde_json::{Value, json};
 
@@ -128,6 +129,19 @@ async fn a_delegation_signs_its_events_and_an_auditor_checks_every_signature_off
     admin_args(&["token", "revoke", "jp-delegation", &credential_id, "--reason", "key rotated"]);
     let retired = append_lines(&url, &jp, &[commitment_line(&id())], Some(&key), tmp.path());
     assert!(retired.stderr.contains("not a signing key of principal jp-delegation"), "{}", retired.stderr);
+
+    // Online: the server's own verification checks the signatures' bytes too.
+    let mut audit = pb::audit_service_client::AuditServiceClient::new(secured.server.channel().await);
+    let mut updates =
+        audit.verify_ledger(authed(pb::VerifyLedgerRequest {}, &secured.admin)).await.unwrap().into_inner();
+    let mut verdict = None;
+    while let Some(update) = updates.message().await.unwrap() {
+        if let Some(pb::verify_ledger_response::Update::Verdict(v)) = update.update {
+            verdict = Some(v);
+        }
+    }
+    let verdict = verdict.expect("a verdict");
+    assert!(verdict.ok && verdict.signatures_checked == 2, "{verdict:?}");
 
     // Offline, from a bundle: every signature checks.
     let dir = secured.stop().await;
