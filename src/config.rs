@@ -21,6 +21,9 @@ pub struct ServeConfig {
     pub data: PathBuf,
     /// The address to listen on.
     pub listen: SocketAddr,
+    /// Serve Prometheus metrics at `http://<this address>/metrics` [default: not served].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Allow listening on a non-loopback address in plaintext, or while no principal exists.
     pub insecure: bool,
     /// sled's page cache, in MiB.
@@ -75,6 +78,7 @@ impl Default for ServeConfig {
         Self {
             data: PathBuf::from("data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: None,
             insecure: false,
             cache_capacity_mib: ledger.store.cache_capacity_bytes / (1024 * 1024),
             append_queue_max: ledger.append_queue_max,
@@ -103,6 +107,8 @@ pub struct FlagOverrides {
     pub data: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod ledger;
+pub mod metrics;
 pub mod projection;
 pub mod server;
 pub mod service;

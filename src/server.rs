@@ -75,6 +75,9 @@ pub struct Options {
     pub limits: AccessLimits,
     /// The witnesses asked to cosign each checkpoint the ledger signs.
     pub witnesses: Vec<crate::witness::WitnessEndpoint>,
+    /// Where requests are counted (`serve --metrics-listen`; the ledger's observer is set with
+    /// the same metrics when it is opened).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +181,7 @@ pub async fn run_with(
         builder = builder.tls_config(tls.config())?;
     }
     let serve = builder
+        .layer(crate::metrics::MetricsLayer::new(options.metrics.clone()))
         .layer(RequestSizeLayer::new(REQUEST_BYTES_MAX))
         .layer(AuthLayer::new(ledger.clone(), options.limits))
         .add_service(health_service.max_decoding_message_size(REQUEST_BYTES_MAX))

@@ -147,6 +147,11 @@ pub struct ServeArgs {
     /// --tls-cert. [config: tls_client_ca, PAX_LEDGER_TLS_CLIENT_CA]
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics, on a port of their
+    /// own, unauthenticated: positions, counts and latencies, no event data.
+    /// [config: metrics_listen, PAX_LEDGER_METRICS_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Ask this witness to cosign every checkpoint: `<witness verifier key>@<URL>`, as
     /// `pax-ledger witness serve` prints its key (repeatable). [config: witnesses]
     #[arg(long = "witness", value_name = "KEY@URL")]
@@ -326,6 +331,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let flags = FlagOverrides {
         data: args.data,
         listen: args.listen,
+        metrics_listen: args.metrics_listen,
         insecure: args.insecure.then_some(true),
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
@@ -347,7 +353,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let data = config.data.clone();
-    let ledger_config = LedgerConfig { read_only: args.read_only, ..config.ledger() };
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {}", bind_error(&e)))?;
+            Some((listener, crate::metrics::Metrics::new(&config.data)))
+        }
+        None => None,
+    };
+    let observer = crate::ledger::ObserverHandle(
+        metrics.as_ref().map(|(_, m)| m.clone() as std::sync::Arc<dyn crate::ledger::GroupObserver>),
+    );
+    let ledger_config = LedgerConfig { read_only: args.read_only, observer, ..config.ledger() };
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&data, ledger_config))
         .await?
         .with_context(|| format!("opening the ledger in {}", config.data.display()))?;
@@ -392,7 +410,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for witness in &witnesses {
         tracing::info!(witness = %witness.name, url = %witness.url, "each checkpoint is sent to this witness to cosign");
     }
-    let options = crate::server::Options { tls, limits: config.access_limits(), witnesses };
+    let metrics = match metrics {
+        Some((listener, metrics)) => {
+            let addr = listener.local_addr()?;
+            // Stops with the process; a scrape during the stop may find it gone.
+            tokio::spawn(crate::metrics::serve(listener, metrics.clone(), ledger.clone(), std::future::pending()));
+            println!("pax-ledger metrics on http://{addr}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
+    let options = crate::server::Options { tls, limits: config.access_limits(), witnesses, metrics };
     crate::server::run_with(listener, ledger, options, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -368,12 +368,20 @@ impl Ledger {
 
     /// The latest stored checkpoint, or one signed at the durable head if there is none.
     pub fn latest_checkpoint(&self) -> Result<SignedCheckpoint, LedgerError> {
+        match self.latest_stored_checkpoint()? {
+            Some(checkpoint) => Ok(checkpoint),
+            None => self.checkpoint_at(self.durable_head().position),
+        }
+    }
+
+    /// The latest stored note checkpoint, if any; nothing is signed.
+    pub fn latest_stored_checkpoint(&self) -> Result<Option<SignedCheckpoint>, LedgerError> {
         match self.guard(self.store.latest_checkpoint(CheckpointSpace::Notes))? {
             Some((position, bytes)) => {
                 let root = self.merkle_root(position.0)?;
-                self.stored_checkpoint(position, &bytes, &root)
+                Ok(Some(self.stored_checkpoint(position, &bytes, &root)?))
             }
-            None => self.checkpoint_at(self.durable_head().position),
+            None => Ok(None),
         }
     }
 

@@ -29,6 +29,23 @@ impl GroupSample {
     }
 }
 
+/// Told of every durable commit group, on the writer's thread, after its sync: how an exporter
+/// of metrics (outside the ledger) learns of groups without the ledger knowing of it. It must
+/// return at once (no I/O, no lock held long).
+pub trait GroupObserver: Send + Sync {
+    fn group_committed(&self, sample: &GroupSample);
+}
+
+/// The observer a ledger is opened with, if any (`LedgerConfig::observer`).
+#[derive(Clone, Default)]
+pub struct ObserverHandle(pub Option<std::sync::Arc<dyn GroupObserver>>);
+
+impl fmt::Debug for ObserverHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "ObserverHandle(Some(..))" } else { "ObserverHandle(None)" })
+    }
+}
+
 /// The histograms of every group written since the writer started.
 pub struct GroupStats {
     pub requests: Histogram<u64>,

@@ -29,6 +29,7 @@ use crate::store::{Head, Recovery, Store, StoreConfig, StoreError, StoreErrorKin
 pub use access::{AccessTable, Caller, PrincipalEntry};
 pub use continuity::check_offline as check_journal;
 pub use evidence::{AuditConfig, Consistency, Inclusion, LiveVerdict};
+pub use group_stats::{GroupObserver, GroupSample, ObserverHandle};
 pub use projector::{PROJECT_BATCH_EVENTS_MAX, VIEW_CACHE_MAX, ViewsSnapshot};
 pub use reads::{EventFilter, ReadAllPage, ReadStreamPage, SubscriptionItem};
 pub use rebuild::{RebuildOutcome, RebuildProgress};
@@ -70,6 +71,8 @@ pub struct LedgerConfig {
     /// views wait: the storage engine never meets a full disk in normal operation, so writes
     /// resume by themselves once space is freed. 0: no check.
     pub disk_free_min_bytes: u64,
+    /// Told of each durable commit group (the metrics endpoint's).
+    pub observer: group_stats::ObserverHandle,
 }
 
 /// The default of [`LedgerConfig::disk_free_min_bytes`]: room for the storage engine's own
@@ -90,6 +93,7 @@ impl Default for LedgerConfig {
             id_snapshot_every_events: 250_000,
             read_only: false,
             disk_free_min_bytes: DISK_FREE_MIN_BYTES,
+            observer: group_stats::ObserverHandle::default(),
         }
     }
 }

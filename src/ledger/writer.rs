@@ -79,6 +79,8 @@ pub(super) struct Writer {
     /// What the last refused group needed free.
     disk_needed: Arc<std::sync::atomic::AtomicU64>,
     disk_free_min_bytes: u64,
+    /// Told of each durable group (metrics).
+    observer: super::group_stats::ObserverHandle,
 }
 
 impl Writer {
@@ -113,6 +115,7 @@ impl Writer {
             low_disk,
             disk_needed,
             disk_free_min_bytes: config.disk_free_min_bytes,
+            observer: config.observer.clone(),
         })
     }
 
@@ -281,6 +284,9 @@ impl Writer {
 
     fn observe(&mut self, sample: &GroupSample) {
         self.stats.record(sample);
+        if let Some(observer) = &self.observer.0 {
+            observer.group_committed(sample);
+        }
         let total = sample.total();
         if total > SLOW_GROUP {
             tracing::info!(

@@ -22,6 +22,7 @@ mod interop;
 mod kill_loop;
 mod ledger_api;
 mod loadgen;
+mod metrics;
 mod model;
 mod query;
 mod signatures;
