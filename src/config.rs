@@ -100,6 +100,23 @@ impl Default for ServeConfig {
     }
 }
 
+/// `PAX_LEDGER_*` variables that are not keys of the server: the client commands' (`addr`,
+/// `token`, `output`, the TLS files, `append`'s `sign_key`, `witness serve`'s) and every
+/// command's `log_format`.
+/// A test keeps this list equal to the `env` names the command line declares.
+pub const NOT_SERVER_KEYS: &[&str] = &[
+    "addr",
+    "token",
+    "output",
+    "ca_cert",
+    "client_cert",
+    "client_key",
+    "sign_key",
+    "log_format",
+    "witness_data",
+    "witness_listen",
+];
+
 /// Values given as command-line flags; `None` leaves the lower layers' value.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FlagOverrides {
@@ -406,9 +423,7 @@ impl ServeConfig {
             std::fs::read_to_string(file).map_err(|e| ConfigError::File(file.to_owned(), e))?;
             figment = figment.merge(Toml::file_exact(file));
         }
-        // The client commands' variables, not keys of the server.
-        let env =
-            Env::prefixed("PAX_LEDGER_").ignore(&["addr", "token", "output", "ca_cert", "client_cert", "client_key"]);
+        let env = Env::prefixed("PAX_LEDGER_").ignore(NOT_SERVER_KEYS);
         let names = (env.metadata().name, Serialized::defaults(flags).metadata().name);
         let figment = figment.merge(env).merge(Serialized::defaults(flags));
         let config: Self = figment.extract().map_err(|e| ConfigError::Figment(Box::new(e)))?;

@@ -5,7 +5,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = pax_ledger::cli::Cli::parse();
-    pax_ledger::telemetry::init("info");
+    pax_ledger::telemetry::init_with("info", cli.log_format);
     match pax_ledger::cli::run(cli).await {
         Ok(code) => code,
         Err(error) => {

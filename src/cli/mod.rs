@@ -32,6 +32,10 @@ use crate::ledger::{Ledger, LedgerConfig};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written on stderr: text for people, json for one JSON object per line
+    /// (timestamp, level, target, fields, spans) for a log collector. `RUST_LOG` filters them.
+    #[arg(long, global = true, value_enum, env = "PAX_LEDGER_LOG_FORMAT", default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -481,4 +485,36 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = terminate.recv() => {}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+    use crate::config::{NOT_SERVER_KEYS, ServeConfig};
+
+    /// Every `PAX_LEDGER_*` variable a command declares is either a key of `serve` or one that
+    /// `serve` ignores: a client's variable in the environment never stops the server.
+    #[test]
+    fn every_declared_variable_is_a_server_key_or_ignored_by_the_server() {
+        fn walk(command: &clap::Command, found: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    found.push(env.to_string_lossy().into_owned());
+                }
+            }
+            command.get_subcommands().for_each(|sub| walk(sub, found));
+        }
+        let mut found = Vec::new();
+        walk(&Cli::command(), &mut found);
+        let keys = serde_json::to_value(ServeConfig::default()).unwrap();
+        for env in found {
+            let key = env.strip_prefix("PAX_LEDGER_").expect("the prefix").to_ascii_lowercase();
+            assert!(
+                keys.get(&key).is_some() || NOT_SERVER_KEYS.contains(&key.as_str()),
+                "{env}: neither a key of serve nor in NOT_SERVER_KEYS"
+            );
+        }
+    }
 }

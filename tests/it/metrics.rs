@@ -84,3 +84,21 @@ async fn appends_move_the_counters_by_exactly_their_number() {
     assert!(!after.contains("method=\"Nope\""));
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stderr = tmp.path().join("stderr");
+    let command = ServerProcess::serve_command(
+        &tmp.path().join("data"),
+        &[("PAX_LEDGER_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+    );
+    let server = ServerProcess::start_command(command, &stderr).await;
+    drop(server);
+    let text = std::fs::read_to_string(&stderr).unwrap();
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect();
+    let opened = lines.iter().find(|l| l["fields"]["message"] == "ledger opened").expect("the open is logged");
+    assert_eq!(opened["level"], "INFO");
+    assert!(opened["timestamp"].is_string() && opened["target"].is_string(), "{opened}");
+}
