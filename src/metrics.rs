@@ -3,7 +3,9 @@
 //! port need not be the clients'), in the OpenMetrics text format of `prometheus-client`.
 //!
 //! What is counted where: every gRPC request by service, method and code, and its latency, in
-//! a tower layer around the services ([`MetricsLayer`]; the code is the `grpc-status` the
+//! a tower layer around the services ([`RequestLayer`], which also opens each request's
+//! tracing span: `rpc` with `method`, `principal`, `stream`, `events`, `code` and
+//! `latency_ms`, and logs its end at debug level; the code is the `grpc-status` the
 //! response's headers carry, OK when they carry none — a unary success — and the latency is to
 //! the response's headers, so for `Subscribe` it is the time to open the stream); each durable
 //! commit group, its size and its phases, told by the writer through the ledger's
@@ -247,19 +249,20 @@ pub async fn serve(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
-/// Counts every gRPC request in `metrics` (nothing when there are none).
+/// Opens a span for every gRPC request, logs its end (debug), and counts it in `metrics` when
+/// there are metrics.
 #[derive(Clone, Default)]
-pub struct MetricsLayer {
+pub struct RequestLayer {
     metrics: Option<Arc<Metrics>>,
 }
 
-impl MetricsLayer {
+impl RequestLayer {
     pub fn new(metrics: Option<Arc<Metrics>>) -> Self {
         Self { metrics }
     }
 }
 
-impl<S> tower_layer::Layer<S> for MetricsLayer {
+impl<S> tower_layer::Layer<S> for RequestLayer {
     type Service = Measured<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -267,7 +270,7 @@ impl<S> tower_layer::Layer<S> for MetricsLayer {
     }
 }
 
-/// The service of [`MetricsLayer`].
+/// The service of [`RequestLayer`].
 #[derive(Clone)]
 pub struct Measured<S> {
     inner: S,
@@ -290,11 +293,22 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let Some(metrics) = self.metrics.clone() else { return Box::pin(self.inner.call(request)) };
+        let metrics = self.metrics.clone();
         let path = request.uri().path().to_owned();
+        let span = tracing::info_span!(
+            "rpc",
+            method = %path,
+            principal = tracing::field::Empty,
+            stream = tracing::field::Empty,
+            events = tracing::field::Empty,
+            code = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
         let started = Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
+        // The layers inside (authentication) run now, in the span; the handler in its future.
+        let response = span.in_scope(|| self.inner.call(request));
+        let done = span.clone();
+        let future = async move {
             let result = response.await;
             let code = match &result {
                 Ok(response) => response
@@ -307,8 +321,15 @@ where
                     ),
                 Err(_) => tonic::Code::Unavailable,
             };
-            metrics.request(&path, code, started.elapsed());
+            let elapsed = started.elapsed();
+            done.record("code", code_name(code));
+            done.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+            tracing::debug!("request answered");
+            if let Some(metrics) = metrics {
+                metrics.request(&path, code, elapsed);
+            }
             result
-        })
+        };
+        Box::pin(tracing::Instrument::instrument(future, span))
     }
 }

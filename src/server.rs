@@ -181,7 +181,7 @@ pub async fn run_with(
         builder = builder.tls_config(tls.config())?;
     }
     let serve = builder
-        .layer(crate::metrics::MetricsLayer::new(options.metrics.clone()))
+        .layer(crate::metrics::RequestLayer::new(options.metrics.clone()))
         .layer(RequestSizeLayer::new(REQUEST_BYTES_MAX))
         .layer(AuthLayer::new(ledger.clone(), options.limits))
         .add_service(health_service.max_decoding_message_size(REQUEST_BYTES_MAX))

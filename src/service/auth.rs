@@ -279,6 +279,7 @@ impl Shared {
                 wait,
             ));
         }
+        tracing::Span::current().record("principal", name.as_str());
         Ok((Caller::Principal(name), Some(credential)))
     }
 }

@@ -85,7 +85,6 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 
 #[tonic::async_trait]
 impl pb::ledger_service_server::LedgerService for LedgerService {
-    #[tracing::instrument(skip_all, fields(events = request.get_ref().events.len()))]
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
         // Its size, as received, was checked before it was decoded (`RequestSizeLayer`); its
         // caller was authenticated (`AuthLayer`).
@@ -107,6 +106,14 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
             .map(|(i, e)| convert::proposed_event(&format!("events[{i}]"), e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(status::invalid_argument)?;
+        // The request's span (opened by `metrics::RequestLayer`) says what it appends.
+        let span = tracing::Span::current();
+        span.record("events", events.len());
+        if let Some(first) = events.first() {
+            let stream = first.data.stream();
+            let one_stream = events.iter().all(|e| e.data.stream_key() == first.data.stream_key());
+            span.record("stream", if one_stream { stream.as_str() } else { "(several)" });
+        }
         if request.expectations.len() > APPEND_EVENTS_MAX {
             return Err(status::too_large(format!(
                 "expectations: {} in one request, more than the {APPEND_EVENTS_MAX} allowed",

@@ -86,19 +86,34 @@ async fn appends_move_the_counters_by_exactly_their_number() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_logs_are_one_object_per_line() {
+async fn json_logs_are_one_object_per_line_and_each_request_has_its_span() {
     let tmp = tempfile::tempdir().unwrap();
     let stderr = tmp.path().join("stderr");
     let command = ServerProcess::serve_command(
         &tmp.path().join("data"),
-        &[("PAX_LEDGER_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+        &[("PAX_LEDGER_LOG_FORMAT", "json"), ("RUST_LOG", "info,pax_ledger::metrics=debug")],
     );
     let server = ServerProcess::start_command(command, &stderr).await;
-    drop(server);
+    let mut client = LedgerServiceClient::connect(server.url.clone()).await.unwrap();
+    client.append(append(vec![member_joined("JP"), member_joined("KR")])).await.unwrap();
+    drop(client);
+    let pid = server.pid();
+    assert!(server.terminate(pid).await.success());
     let text = std::fs::read_to_string(&stderr).unwrap();
     let lines: Vec<serde_json::Value> =
         text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect();
     let opened = lines.iter().find(|l| l["fields"]["message"] == "ledger opened").expect("the open is logged");
     assert_eq!(opened["level"], "INFO");
     assert!(opened["timestamp"].is_string() && opened["target"].is_string(), "{opened}");
+    let answered = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"] == "request answered" && l["span"]["method"] == "/pax.ledger.v1.LedgerService/Append"
+        })
+        .unwrap_or_else(|| panic!("the append's end is logged in its span: {text}"));
+    let span = &answered["span"];
+    assert_eq!((span["name"].as_str(), span["code"].as_str()), (Some("rpc"), Some("OK")), "{answered}");
+    assert_eq!(span["events"], 2, "{answered}");
+    assert_eq!(span["stream"], "(several)", "{answered}");
+    assert!(span["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{answered}");
 }
