@@ -1,5 +1,6 @@
 //! Server configuration: flags > environment (`PAX_LEDGER_*`) > optional TOML file > defaults.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -117,6 +118,30 @@ pub const NOT_SERVER_KEYS: &[&str] = &[
     "witness_listen",
 ];
 
+/// Every key of [`ServeConfig`], in the order of its fields (a test keeps them equal).
+pub const KEYS: &[&str] = &[
+    "data",
+    "listen",
+    "metrics_listen",
+    "insecure",
+    "cache_capacity_mib",
+    "append_queue_max",
+    "group_events_max",
+    "stream_cache_max",
+    "signing_key",
+    "checkpoint_every_events",
+    "checkpoint_every_secs",
+    "checkpoint_origin",
+    "witnesses",
+    "id_snapshot_every_events",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "principal_requests_per_second",
+    "principal_subscriptions_max",
+    "disk_free_min_mib",
+];
+
 /// Values given as command-line flags; `None` leaves the lower layers' value.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FlagOverrides {
@@ -189,10 +214,36 @@ pub enum Origin {
     Flag,
 }
 
-/// Where the keys that messages name came from.
+/// Where the keys came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origins {
     pub data: Origin,
+    /// Every key of the configuration, in the order of [`ServeConfig`]'s fields, with the layer
+    /// that gave its value.
+    pub keys: Vec<(String, Origin)>,
+}
+
+impl Origin {
+    /// Where `key`'s value came from, in words: `default`, `file ledger.toml`,
+    /// `environment PAX_LEDGER_LISTEN`, `flag --listen`.
+    pub fn source(&self, key: &str) -> String {
+        match self {
+            Self::Environment => format!("environment {}", env_var(key)),
+            Self::Flag => format!("flag --{}", key.replace('_', "-")),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::File(path) => write!(f, "file {}", path.display()),
+            Self::Environment => f.write_str("environment"),
+            Self::Flag => f.write_str("flag"),
+        }
+    }
 }
 
 impl Origin {
@@ -437,8 +488,16 @@ impl ServeConfig {
             },
             None => Origin::Default,
         };
-        let origins = Origins { data: origin("data") };
+        let keys = config.entries().into_iter().map(|(key, _)| (key.clone(), origin(&key))).collect();
+        let origins = Origins { data: origin("data"), keys };
         Ok((config, origins))
+    }
+
+    /// Every key and its value, in the order of [`KEYS`] (a key without a value, such as an
+    /// unset `signing_key`, is `null`).
+    pub fn entries(&self) -> Vec<(String, serde_json::Value)> {
+        let values = serde_json::to_value(self).expect("the configuration serialises");
+        KEYS.iter().map(|key| (key.to_string(), values.get(*key).cloned().unwrap_or(serde_json::Value::Null))).collect()
     }
 
     /// Checks every key against its range ([`RANGES`]), that paths are not empty, that a
@@ -558,6 +617,25 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_lists_every_key_of_the_configuration() {
+        let every = ServeConfig {
+            metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
+            signing_key: Some("k".into()),
+            checkpoint_origin: Some("o".into()),
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            tls_client_ca: Some("a".into()),
+            ..ServeConfig::default()
+        };
+        let serialised: std::collections::BTreeSet<String> =
+            serde_json::to_value(&every).unwrap().as_object().unwrap().keys().cloned().collect();
+        let listed: std::collections::BTreeSet<String> = KEYS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(serialised, listed);
+        assert_eq!(every.entries().len(), KEYS.len());
+        assert_eq!(ServeConfig::default().entries()[2], ("metrics_listen".to_owned(), serde_json::Value::Null));
+    }
 
     #[test]
     fn flags_beat_the_file_and_the_file_beats_defaults() {

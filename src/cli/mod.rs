@@ -97,6 +97,9 @@ pub enum Command {
     /// Ed25519 keys: the ledger's checkpoint key, and new keys for signing events.
     #[command(subcommand)]
     Key(audit::KeyCommand),
+    /// The server's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// A witness that cosigns a ledger's checkpoints only while its log grows consistently.
     #[command(subcommand)]
     Witness(witness::WitnessCommand),
@@ -172,6 +175,26 @@ pub enum Output {
     #[default]
     Table,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the configuration `serve` would run with — defaults, then --config FILE, then the
+    /// PAX_LEDGER_* environment — each key with its value and where it came from (serve's own
+    /// flags override these). It is checked as `serve` checks it: an unknown key or a value
+    /// out of range is an error naming it. The configuration holds no secret (key files are
+    /// named by path), so nothing is redacted.
+    Print(ConfigPrintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigPrintArgs {
+    /// The configuration file (TOML), as given to `serve --config`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// table for people, json for one JSON line per key: {"key", "value", "source"}.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +332,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => audit::verify(args).await,
         Command::Checkpoint(args) => audit::checkpoint(args).await,
         Command::Prove(args) => audit::prove(args).await,
+        Command::Config(ConfigCommand::Print(args)) => config_print(&args),
         Command::Export(args) => audit::export(args).await,
         Command::Import(args) => audit::import(args).await,
         Command::Key(audit::KeyCommand::Public(args)) => audit::key_public(args),
@@ -426,6 +450,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let options = crate::server::Options { tls, limits: config.access_limits(), witnesses, metrics };
     crate::server::run_with(listener, ledger, options, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `config print`: every key, its value and its source.
+fn config_print(args: &ConfigPrintArgs) -> anyhow::Result<ExitCode> {
+    let (config, origins) = ServeConfig::load_with_origins(args.config.as_deref(), &FlagOverrides::default())?;
+    let values = config.entries();
+    let width = values.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+    for ((key, value), (_, origin)) in values.iter().zip(&origins.keys) {
+        match args.output {
+            Output::Json => {
+                println!("{}", serde_json::json!({"key": key, "value": value, "source": origin.source(key)}))
+            }
+            Output::Table => {
+                let shown = match value {
+                    serde_json::Value::Null => "(none)".to_owned(),
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                println!("{key:<width$}  {shown}  ({})", origin.source(key));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -65,3 +65,40 @@ async fn an_address_in_use_is_said_so_and_no_data_directory_is_created() {
     assert!(!data.exists(), "the data directory was created before the bind failed");
     drop(taken);
 }
+
+/// `config print` shows each key's value and where it came from, and refuses what `serve`
+/// would refuse, naming it.
+#[test]
+fn config_print_names_each_key_s_value_and_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ledger.toml");
+    std::fs::write(&file, "append_queue_max = 77\n").unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pax-ledger"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PAX_LEDGER_") {
+                command.env_remove(key);
+            }
+        }
+        command.args(["config", "print", "--output", "json", "--config"]).arg(&file).envs(envs.iter().copied());
+        command.output().unwrap()
+    };
+    let output = run(&[("PAX_LEDGER_GROUP_EVENTS_MAX", "500")]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let line = |key: &str| lines.iter().find(|l| l["key"] == key).unwrap_or_else(|| panic!("no {key}")).clone();
+    assert_eq!(line("append_queue_max")["value"], 77);
+    assert_eq!(line("append_queue_max")["source"], format!("file {}", file.display()));
+    assert_eq!(line("group_events_max")["value"], 500);
+    assert_eq!(line("group_events_max")["source"], "environment PAX_LEDGER_GROUP_EVENTS_MAX");
+    assert_eq!(line("listen")["source"], "default");
+    assert_eq!(line("metrics_listen")["value"], serde_json::Value::Null);
+    assert_eq!(lines.len(), pax_ledger::config::KEYS.len());
+    let refused = run(&[("PAX_LEDGER_APPEND_QUEUE_MAXX", "1")]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("append_queue_maxx (PAX_LEDGER_APPEND_QUEUE_MAXX): unknown key")
+    );
+}
