@@ -62,6 +62,7 @@ pub struct Metrics {
     checkpoint_age_seconds: Gauge<f64, AtomicU64>,
     data_bytes: Gauge,
     principals: Gauge,
+    subscriptions: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,6 +120,7 @@ impl Metrics {
         );
         let data_bytes = gauge(&mut registry, "data_bytes", "Bytes of the files in the data directory");
         let principals = gauge(&mut registry, "principals", "Principals (0 while the ledger is open)");
+        let subscriptions = gauge(&mut registry, "subscriptions", "Subscriptions open now (Subscribe streams)");
         Arc::new(Self {
             registry,
             data: data.to_owned(),
@@ -138,6 +140,7 @@ impl Metrics {
             checkpoint_age_seconds,
             data_bytes,
             principals,
+            subscriptions,
         })
     }
 
@@ -277,12 +280,11 @@ pub struct Measured<S> {
     metrics: Option<Arc<Metrics>>,
 }
 
-impl<S, B, R> tower_service::Service<http::Request<B>> for Measured<S>
+impl<S, B> tower_service::Service<http::Request<B>> for Measured<S>
 where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+    S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    R: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -325,11 +327,62 @@ where
             done.record("code", code_name(code));
             done.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
             tracing::debug!("request answered");
-            if let Some(metrics) = metrics {
-                metrics.request(&path, code, elapsed);
+            match metrics {
+                Some(metrics) => {
+                    metrics.request(&path, code, elapsed);
+                    // An open subscription is its response's body: counted until it is dropped.
+                    if path == SUBSCRIBE_PATH && code == tonic::Code::Ok {
+                        return result.map(|response| {
+                            response
+                                .map(|body| tonic::body::Body::new(Counted::new(body, metrics.subscriptions.clone())))
+                        });
+                    }
+                    result
+                }
+                None => result,
             }
-            result
         };
         Box::pin(tracing::Instrument::instrument(future, span))
+    }
+}
+
+const SUBSCRIBE_PATH: &str = "/pax.ledger.v1.LedgerService/Subscribe";
+
+/// A response body counted in `gauge` while it exists.
+struct Counted {
+    inner: tonic::body::Body,
+    gauge: Gauge,
+}
+
+impl Counted {
+    fn new(inner: tonic::body::Body, gauge: Gauge) -> Self {
+        gauge.inc();
+        Self { inner, gauge }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -100,6 +100,11 @@ pub enum Command {
     /// The server's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a completion script for a shell (e.g. `pax-ledger completions bash >
+    /// /etc/bash_completion.d/pax-ledger`).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff; e.g. `pax-ledger man | man -l -`).
+    Man,
     /// A witness that cosigns a ledger's checkpoints only while its log grows consistently.
     #[command(subcommand)]
     Witness(witness::WitnessCommand),
@@ -333,6 +338,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Checkpoint(args) => audit::checkpoint(args).await,
         Command::Prove(args) => audit::prove(args).await,
         Command::Config(ConfigCommand::Print(args)) => config_print(&args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "pax-ledger", &mut text);
+            print_all(&text)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut text)?;
+            print_all(&text)
+        }
         Command::Export(args) => audit::export(args).await,
         Command::Import(args) => audit::import(args).await,
         Command::Key(audit::KeyCommand::Public(args)) => audit::key_public(args),
@@ -451,6 +468,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let options = crate::server::Options { tls, limits: config.access_limits(), witnesses, metrics };
     crate::server::run_with(listener, ledger, options, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
+fn print_all(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// `config print`: every key, its value and its source.

@@ -102,3 +102,32 @@ fn config_print_names_each_key_s_value_and_source() {
             .contains("append_queue_maxx (PAX_LEDGER_APPEND_QUEUE_MAXX): unknown key")
     );
 }
+
+/// The completion scripts name the commands and parse in their shell (bash, checked with
+/// `bash -n`); the manual page is roff with the commands in it.
+#[test]
+fn completions_and_the_manual_page_cover_the_commands() {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_pax-ledger")).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(&["completions", shell]);
+        for command in ["serve", "append", "prove", "register-key", "verify"] {
+            assert!(script.contains(command), "{shell}: no {command}");
+        }
+        if shell == "bash" {
+            let file = dir.path().join("pax-ledger.bash");
+            std::fs::write(&file, &script).unwrap();
+            let checked = std::process::Command::new("bash").arg("-n").arg(&file).output().unwrap();
+            assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+        }
+    }
+    let man = run(&["man"]);
+    assert!(man.contains(".TH pax-ledger 1"), "{}", &man[..man.len().min(300)]);
+    for command in ["serve", "verify", "prove"] {
+        assert!(man.contains(command), "the manual page names {command}");
+    }
+}

@@ -82,6 +82,19 @@ async fn appends_move_the_counters_by_exactly_their_number() {
     assert!(value(&after, "pax_ledger_data_bytes") > 0.0);
     // A made-up path gets no labels of its own.
     assert!(!after.contains("method=\"Nope\""));
+
+    // An open subscription is counted until it is closed.
+    assert_eq!(value(&after, "pax_ledger_subscriptions"), 0.0);
+    let mut subscription =
+        client.subscribe(pb::SubscribeRequest { from_position: 1, ..Default::default() }).await.unwrap().into_inner();
+    subscription.message().await.unwrap().expect("a first event");
+    assert_eq!(value(&scrape(port).await.1, "pax_ledger_subscriptions"), 1.0);
+    drop(subscription);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while value(&scrape(port).await.1, "pax_ledger_subscriptions") != 0.0 {
+        assert!(std::time::Instant::now() < deadline, "the closed subscription is still counted");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     drop(server);
 }
 
