@@ -24,6 +24,7 @@ mod ledger_api;
 mod loadgen;
 mod metrics;
 mod model;
+mod python_client;
 mod query;
 mod signatures;
 mod smoke;
