@@ -234,6 +234,13 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
     anyhow::ensure!(args.duration > 0.0, "--duration must be positive");
     let run = run_tag();
+    // The ledger is append-only: what a load test writes stays in it for good.
+    eprintln!(
+        "warning: loadgen appends load-test participants, commitments and export rules (labelled illustrative, \
+         codes starting with {run}) to the ledger at {}: they stay in its append-only log for good; point it at \
+         a ledger kept for load tests",
+        args.client.addr
+    );
     // The event's fixed fields take about 120 bytes; the source pads it to the requested size.
     let padding = "x".repeat(args.event_bytes.saturating_sub(120).clamp(1, 1000));
     // An authenticated principal is the only actor its events may name: leave it to the server.
