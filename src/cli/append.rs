@@ -10,10 +10,11 @@ use serde::Serialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tonic::{Code, Status};
 
-use super::client::{Client, Printer, STREAM_COLUMN_WIDTH, Table, code_name, connect, status_message};
+use super::client::{Client, Printer, STREAM_COLUMN_WIDTH, Table, connect, status_message};
 use super::event_line::{self, EventLine, LineError};
 use super::{AppendArgs, Output};
 use crate::proto::v1 as pb;
+use crate::service::status::code_name;
 
 /// One acknowledged event, as `append` prints it.
 #[derive(Serialize)]

@@ -21,7 +21,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::bundle::{self, BundleWriter, Failure, Header, Verified};
-use super::client::{BearerToken, code_name, connect_channel};
+use super::client::{BearerToken, connect_channel};
 use super::{ClientArgs, Output, VerifyArgs};
 use crate::audit::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, TreeKind};
 use crate::audit::keys::{self, KeyError};
@@ -31,6 +31,7 @@ use crate::audit::{Hash, hex};
 use crate::domain::Position;
 use crate::proto::v1 as pb;
 use crate::proto::v1::audit_service_client::AuditServiceClient;
+use crate::service::status::code_name;
 use crate::store::{CheckpointSpace, CommitBatch, Head, Store, StoreConfig};
 
 /// Records per commit when importing: the ledger's own largest group of the usual kind, so

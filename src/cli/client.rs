@@ -20,6 +20,7 @@ use super::{ClientArgs, HistoryArgs, Output};
 use crate::domain::EVENT_TYPE_NAMES;
 use crate::proto::v1 as pb;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
+use crate::service::status::code_name;
 
 /// Events asked for per read: the server's largest page.
 const READ_PAGE_MAX: u32 = 1000;
@@ -70,29 +71,6 @@ pub(super) async fn connect_channel(args: &ClientArgs) -> anyhow::Result<Interce
         ),
     };
     Ok(InterceptedService::new(channel, BearerToken(token)))
-}
-
-/// The canonical name of a gRPC status code, as the gRPC specification spells it.
-pub(super) fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// A status's message followed by its causes, each once: a transport failure's message alone
