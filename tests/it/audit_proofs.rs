@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{TimeZone, Utc};
 use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
 use pax_ledger::audit::checkpoint::Checkpoint;
+use pax_ledger::audit::hex;
 use pax_ledger::audit::merkle::{MemoryNodeSource, consistency_proof, inclusion_proof};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
@@ -344,7 +345,7 @@ fn a_production_checkpoint_verifies_from_the_documented_note() {
         let note = file["note"].as_str().unwrap();
         let public_key = unhex::<32>(file["public_key"].as_str().unwrap());
         assert_eq!(public_key, trusted.to_bytes(), "the file names the trusted key");
-        assert_eq!(file["key_id"], hex_of(&blake3::hash(&public_key).as_bytes()[..8]));
+        assert_eq!(file["key_id"], hex::encode(&blake3::hash(&public_key).as_bytes()[..8]));
         let opened = open_note(note, &trusted).expect("the note verifies as documented");
         assert_eq!(opened.0, "ledger.example/pax");
         assert_eq!((opened.1, opened.2), (position, log.roots[position as usize]));
@@ -363,8 +364,4 @@ fn a_production_checkpoint_verifies_from_the_documented_note() {
         let stranger = SigningKey::from_bytes(&[0x43; 32]).verifying_key();
         assert!(open_note(note, &stranger).is_none(), "another key");
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
+use pax_ledger::audit::hex;
 use pax_ledger::proto::v1 as pb;
 use pax_ledger::proto::v1::ledger_service_client::LedgerServiceClient;
 use pb::event_data::Kind;
@@ -1205,7 +1206,11 @@ async fn malformed_requests_to_every_service_change_nothing() {
         ),
         (
             "append with a signature that does not verify",
-            Append(append(vec![with_signature(member_joined("DE"), hex_bytes(SIGNING_PUBLIC_KEY), vec![7; 64])])),
+            Append(append(vec![with_signature(
+                member_joined("DE"),
+                hex::decode_vec(SIGNING_PUBLIC_KEY).unwrap(),
+                vec![7; 64],
+            )])),
             Code::InvalidArgument,
             Some("events[0].metadata.signature"),
         ),
@@ -2022,8 +2027,4 @@ fn with_signature(event: pb::ProposedEvent, public_key: Vec<u8>, signature: Vec<
     let mut event = crate::access::without_actor(event);
     event.metadata.get_or_insert_default().signature = Some(pb::EventSignature { public_key, signature });
     event
-}
-
-fn hex_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
 }

@@ -47,15 +47,11 @@ fn append_lines(url: &str, token: &str, lines: &[String], key: Option<&Path>, di
 fn rechain(lines: &mut [Value]) {
     let mut previous: Hash = [0; 32];
     for line in lines.iter_mut().skip(1).filter(|line| line.get("body").is_some()) {
-        let body: Vec<u8> = hex_bytes(line["body"].as_str().unwrap());
+        let body: Vec<u8> = hex::decode_vec(line["body"].as_str().unwrap()).unwrap();
         previous = chain_hash(&previous, &body);
         line["hash"] = Value::from(hex::encode(&previous));
     }
     lines[0]["head_hash"] = Value::from(hex::encode(&previous));
-}
-
-fn hex_bytes(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +154,7 @@ async fn a_delegation_signs_its_events_and_an_auditor_checks_every_signature_off
     let mut lines = bundle_lines(&bundle);
     let at = lines.iter().position(|l| l["event"].get("signature").is_some()).unwrap();
     let position = lines[at]["position"].as_u64().unwrap();
-    let mut body = hex_bytes(lines[at]["body"].as_str().unwrap());
+    let mut body = hex::decode_vec(lines[at]["body"].as_str().unwrap()).unwrap();
     *body.last_mut().unwrap() ^= 0x01;
     lines[at]["body"] = Value::from(hex::encode(&body));
     let signature = lines[at]["event"]["signature"]["signature"].as_str().unwrap().to_owned();

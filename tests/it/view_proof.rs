@@ -8,7 +8,7 @@ use std::fs;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use pax_ledger::audit::keys;
+use pax_ledger::audit::{hex, keys};
 use pax_ledger::proto::v1 as pb;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -86,9 +86,10 @@ async fn a_member_s_view_is_proved_at_a_checkpoint_and_one_changed_byte_is_refus
     };
     // One byte of the view record changed (in the member's name): no longer under the root.
     let record = proof["view_record"].as_str().unwrap();
-    let name_at = record.find(&hex_of(b"Participant JP")).expect("the name is in the record");
+    let name_at = record.find(&hex::encode(b"Participant JP")).expect("the name is in the record");
     let mut changed = proof.clone();
-    changed["view_record"] = Value::from(format!("{}{}{}", &record[..name_at], hex_of(b"Q"), &record[name_at + 2..]));
+    changed["view_record"] =
+        Value::from(format!("{}{}{}", &record[..name_at], hex::encode(b"Q"), &record[name_at + 2..]));
     let path = write("changed.proof", &changed);
     pax(&["verify", "--view-proof", s(&path), "--output", "json"])
         .expect_failed("view proof of member-JP", "not in the checkpoint's view tree");
@@ -104,8 +105,8 @@ async fn a_member_s_view_is_proved_at_a_checkpoint_and_one_changed_byte_is_refus
     let note_text = proof["checkpoint"]["note"].as_str().unwrap();
     let verifier_key = proof["checkpoint"]["verifier_key"].as_str().unwrap();
     let tree = &proof["checkpoint"]["view_tree"];
-    let entry = Sha256::digest(hex_bytes(record));
-    let b64_hex = |h: &Value| BASE64.encode(hex_bytes(h.as_str().unwrap()));
+    let entry = Sha256::digest(hex::decode_vec(record).unwrap());
+    let b64_hex = |h: &Value| BASE64.encode(hex::decode_vec(h.as_str().unwrap()).unwrap());
     let input = json!({
         "verifier_key": verifier_key,
         "note": note_text,
@@ -118,12 +119,4 @@ async fn a_member_s_view_is_proved_at_a_checkpoint_and_one_changed_byte_is_refus
     let (verdict, ok) = crate::interop::go_check(&input).await;
     assert!(ok, "{verdict}");
     server.stop().await;
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_bytes(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
 }
