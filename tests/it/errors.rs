@@ -972,6 +972,7 @@ enum Malformed {
     GetCheckpoint(pb::GetCheckpointRequest),
     GetInclusionProof(pb::GetInclusionProofRequest),
     GetConsistencyProof(pb::GetConsistencyProofRequest),
+    GetViewProof(pb::GetViewProofRequest),
     Grant(pb::GrantRequest),
     Revoke(pb::RevokeRequest),
     IssueToken(pb::IssueTokenRequest),
@@ -990,7 +991,7 @@ impl Malformed {
             Append(_) | ReadStream(_) | ReadAll(_) | GetEvent(_) | Subscribe(_) => "LedgerService",
             GetMember(_) | ListMembers(_) | GetProject(_) | ListProjects(_) | GetExportRule(_) | ListExportRules(_)
             | ListCommitments(_) | GetSummary(_) | ListSummits(_) => "QueryService",
-            GetCheckpoint(_) | GetInclusionProof(_) | GetConsistencyProof(_) => "AuditService",
+            GetCheckpoint(_) | GetInclusionProof(_) | GetConsistencyProof(_) | GetViewProof(_) => "AuditService",
             Grant(_) | Revoke(_) | IssueToken(_) | BindCertificate(_) | RegisterSigningKey(_) | RevokeCredential(_) => {
                 "AccessService"
             }
@@ -1040,6 +1041,7 @@ impl Malformed {
             GetCheckpoint(r) => audit().get_checkpoint(authed(r, token)).await.map(drop),
             GetInclusionProof(r) => audit().get_inclusion_proof(authed(r, token)).await.map(drop),
             GetConsistencyProof(r) => audit().get_consistency_proof(authed(r, token)).await.map(drop),
+            GetViewProof(r) => audit().get_view_proof(authed(r, token)).await.map(drop),
             Grant(r) => access().grant(authed(r, token)).await.map(drop),
             Revoke(r) => access().revoke(authed(r, token)).await.map(drop),
             IssueToken(r) => access().issue_token(authed(r, token)).await.map(drop),
@@ -1738,6 +1740,24 @@ async fn malformed_requests_to_every_service_change_nothing() {
         (
             "consistency proof to past the head",
             GetConsistencyProof(pb::GetConsistencyProofRequest { old_size: 1, new_size: head + 5 }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "view proof of a stream name that is no stream",
+            GetViewProof(pb::GetViewProofRequest { stream: "member-jp".into(), tree_size: 0 }),
+            Code::InvalidArgument,
+            Some("stream"),
+        ),
+        (
+            "view proof of a member that never joined",
+            GetViewProof(pb::GetViewProofRequest { stream: "member-ZQ".into(), tree_size: 0 }),
+            Code::NotFound,
+            None,
+        ),
+        (
+            "view proof at a size past the head",
+            GetViewProof(pb::GetViewProofRequest { stream: "member-JP".into(), tree_size: head + 5 }),
             Code::OutOfRange,
             None,
         ),
