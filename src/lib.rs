@@ -2,6 +2,7 @@
 //! initiative. See `ARCHITECTURE.md` for the map and the invariants.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod audit;
 pub mod cli;
 pub mod codec;

@@ -7,8 +7,8 @@
 //! that fails prints its verdict (`FAILED at PLACE: reason`, or `"verdict": "failed"`) and exits
 //! with status 1; a command that cannot run at all prints `error: …` on stderr, also status 1.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::fs::{self, File};
+use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,28 +20,22 @@ use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use super::bundle::{self, BundleWriter, Failure, Header, Verified};
+use crate::archive::bundle::{self, Failure};
+use crate::archive::files::{create_staged_file, publish_file};
+use crate::archive::offline::log_extends;
+use crate::archive::transfer::{export_bundle, import_bundle};
+use crate::archive::BUNDLE_BUFFER_BYTES;
 use super::client::{BearerToken, connect_channel};
 use super::{ClientArgs, Output, VerifyArgs};
 use crate::audit::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, TreeKind};
 use crate::audit::keys::{self, KeyError};
-use crate::audit::merkle::{self, Blake3Tree, MerkleFrontier, Sha256Tree, TreeHash};
+use crate::audit::merkle;
 use crate::audit::note::Note;
 use crate::audit::{Hash, hex};
-use crate::domain::Position;
 use crate::proto::v1 as pb;
 use crate::proto::v1::audit_service_client::AuditServiceClient;
 use crate::service::status::code_name;
-use crate::store::{CheckpointSpace, CommitBatch, Head, Store, StoreConfig};
 
-/// Records per commit when importing: the ledger's own largest group of the usual kind, so
-/// that the chunks of an imported store look like the ones the ledger writes.
-pub const IMPORT_BATCH_RECORDS_MAX: usize = 1000;
-/// Chain hashes read from the store per step when a Merkle root is recomputed offline: memory
-/// stays at 2 MiB whatever the log's size.
-const ROOT_STEP_RECORDS: u64 = 1 << 16;
-/// Buffer of bundle reads and writes.
-const BUNDLE_BUFFER_BYTES: usize = 1 << 20;
 /// The signing key file in a data directory, unless the server's configuration names another.
 const SIGNING_KEY_FILE: &str = "signing.key";
 
@@ -311,105 +305,6 @@ fn count(n: u64, noun: &str) -> String {
 }
 
 // ------------------------------------------------------------------------------------------
-// Files
-
-/// Removes a file or directory on drop unless disarmed: what a failed command leaves behind.
-struct Staged {
-    path: PathBuf,
-    is_dir: bool,
-    armed: bool,
-}
-
-impl Staged {
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = if self.is_dir { fs::remove_dir_all(&self.path) } else { fs::remove_file(&self.path) };
-        }
-    }
-}
-
-/// The directory a path lives in (`.` for a bare name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    }
-}
-
-/// A hidden sibling of `path` for writing before publishing: same directory, so same file
-/// system, so the final rename is atomic.
-fn sibling(path: &Path, suffix: &str) -> anyhow::Result<PathBuf> {
-    let name = path.file_name().with_context(|| format!("{} does not name a file", path.display()))?;
-    Ok(parent_dir(path).join(format!(".{}.{suffix}", name.to_string_lossy())))
-}
-
-/// Creates `path`'s sibling to write to, refusing early when `path` exists and `force` is off.
-fn create_staged_file(path: &Path, force: bool) -> anyhow::Result<(File, Staged)> {
-    if !force && fs::symlink_metadata(path).is_ok() {
-        bail!("{} already exists: pass --force to replace it", path.display());
-    }
-    let staging = sibling(path, "partial")?;
-    match fs::remove_file(&staging) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("removing {}", staging.display()));
-        }
-        _ => {}
-    }
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&staging)
-        .with_context(|| format!("creating {}", staging.display()))?;
-    Ok((file, Staged { path: staging, is_dir: false, armed: true }))
-}
-
-/// Makes a fully written and synced staged file appear at `path` in one step: a rename when
-/// `force`, else a hard link that fails if `path` appeared meanwhile (never clobbering it).
-/// The directory is synced so that the name is durable too.
-fn publish_file(staged: Staged, path: &Path, force: bool) -> anyhow::Result<()> {
-    if force {
-        fs::rename(&staged.path, path).with_context(|| format!("renaming into {}", path.display()))?;
-        staged.disarm();
-    } else {
-        match fs::hard_link(&staged.path, path) {
-            // `staged` removes the other name on drop.
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                bail!("{} already exists: pass --force to replace it", path.display());
-            }
-            // A file system without hard links: a rename, checked just before.
-            Err(_) if fs::symlink_metadata(path).is_err() => {
-                fs::rename(&staged.path, path).with_context(|| format!("renaming into {}", path.display()))?;
-                staged.disarm();
-            }
-            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-        }
-    }
-    sync_dir(parent_dir(path))
-}
-
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir).and_then(|dir| dir.sync_all()).with_context(|| format!("syncing {}", dir.display()))
-}
-
-/// Opens a stopped ledger's store without creating one where there is none.
-fn open_store(data: &Path) -> anyhow::Result<Store> {
-    if !data.join("db").is_file() {
-        bail!("no ledger in {}", data.display());
-    }
-    let (store, _) = Store::open(data, &StoreConfig::default()).with_context(|| {
-        format!("opening the ledger in {} (this needs a stopped server: is one running on it?)", data.display())
-    })?;
-    Ok(store)
-}
-
-// ------------------------------------------------------------------------------------------
 // key public
 
 /// `key public`: the public half of the signing key, and its id.
@@ -455,12 +350,6 @@ pub fn key_new(args: KeyNewArgs) -> anyhow::Result<ExitCode> {
 // ------------------------------------------------------------------------------------------
 // export
 
-struct Exported {
-    records: u64,
-    checkpoints: u64,
-    head: Head,
-    bytes: u64,
-}
 
 /// `export --data DIR --to FILE`: the whole log and the stored checkpoints as a bundle, streamed
 /// to a hidden file beside FILE, synced, then published under its name.
@@ -489,69 +378,6 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn export_bundle(data: &Path, to: &Path, force: bool) -> anyhow::Result<Exported> {
-    let (file, staged) = create_staged_file(to, force)?;
-    let store = open_store(data)?;
-    // What is left of a damaged directory can still be exported (that is how evidence gets
-    // out), but never passed off as the whole log.
-    if let Err(error) = crate::ledger::check_journal(&store, data) {
-        eprintln!("warning: exporting less than this ledger acknowledged: {error}");
-    }
-    let head = store.head()?;
-    let mut checkpoints = Vec::new();
-    let spaces = [CheckpointSpace::Format1, CheckpointSpace::Notes];
-    for entry in spaces.into_iter().flat_map(|space| store.checkpoints(space)) {
-        let (position, bytes) = entry?;
-        let checkpoint = std::str::from_utf8(&bytes)
-            .map_err(anyhow::Error::from)
-            .and_then(|text| Ok(SignedCheckpoint::from_json(text)?))
-            .with_context(|| format!("the stored checkpoint at position {position}"))?;
-        if checkpoint.checkpoint.position != position.0 {
-            bail!("the checkpoint stored at position {position} says position {}", checkpoint.checkpoint.position);
-        }
-        checkpoints.push(checkpoint);
-    }
-    let mut writer = BundleWriter::new(BufWriter::with_capacity(BUNDLE_BUFFER_BYTES, file));
-    let positions = |tree| checkpoints.iter().filter(|c| c.tree() == tree).map(|c| c.checkpoint.position).collect();
-    writer.header(&Header::new(
-        head.position.0,
-        &head.hash,
-        positions(TreeKind::Sha256),
-        positions(TreeKind::Blake3),
-    ))?;
-    let mut records = 0;
-    for record in store.scan_log(Position(1), true) {
-        let record = record?;
-        if record.event.position > head.position {
-            break;
-        }
-        if record.event.position.0 != records + 1 {
-            bail!(
-                "the log has no record at position {} below its head {}: run `verify --data {}`",
-                records + 1,
-                head.position,
-                data.display()
-            );
-        }
-        writer.record(&record.event, &record.hash, &record.body)?;
-        records += 1;
-    }
-    if records != head.position.0 {
-        bail!(
-            "the log ends at position {records} but its head says {}: run `verify --data {}`",
-            head.position,
-            data.display()
-        );
-    }
-    for checkpoint in &checkpoints {
-        writer.checkpoint(checkpoint)?;
-    }
-    let file = writer.into_inner().into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    let bytes = file.metadata()?.len();
-    publish_file(staged, to, force)?;
-    Ok(Exported { records, checkpoints: checkpoints.len() as u64, head, bytes })
-}
 
 // ------------------------------------------------------------------------------------------
 // import
@@ -606,72 +432,6 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn import_bundle(
-    bundle_path: &Path,
-    data: &Path,
-    pinned: Option<&VerifyingKey>,
-) -> anyhow::Result<Result<bundle::BundleSummary, Failure>> {
-    match fs::read_dir(data) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                bail!("{} is not empty: import writes only into an empty or absent directory", data.display());
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", data.display())),
-    }
-    let input = File::open(bundle_path).with_context(|| format!("opening {}", bundle_path.display()))?;
-    let input = BufReader::with_capacity(BUNDLE_BUFFER_BYTES, input);
-    fs::create_dir_all(parent_dir(data)).with_context(|| format!("creating {}", parent_dir(data).display()))?;
-    let staging = sibling(data, "importing")?;
-    fs::create_dir(&staging)
-        .with_context(|| format!("creating {} (if an interrupted import left it, remove it)", staging.display()))?;
-    let staged = Staged { path: staging.clone(), is_dir: true, armed: true };
-    let (store, _) = Store::open(&staging, &StoreConfig::default())?;
-    let mut batch = CommitBatch::default();
-    let mut head = Head::EMPTY;
-    let commit = |batch: &mut CommitBatch, head: &Head| -> anyhow::Result<()> {
-        if batch.records() > 0 {
-            batch.set_head(head);
-            store.commit(std::mem::take(batch))?;
-        }
-        Ok(())
-    };
-    let verdict = bundle::verify(input, pinned, |item| {
-        match item {
-            Verified::Record { event, body, hash } => {
-                head = Head { position: event.position, hash };
-                batch.put_record(&event, body, &hash);
-                if batch.records() == IMPORT_BATCH_RECORDS_MAX {
-                    commit(&mut batch, &head)?;
-                }
-            }
-            Verified::Checkpoint(checkpoint) => {
-                commit(&mut batch, &head)?;
-                let position = Position(checkpoint.checkpoint.position);
-                let space = match checkpoint.tree() {
-                    TreeKind::Sha256 => CheckpointSpace::Notes,
-                    TreeKind::Blake3 => CheckpointSpace::Format1,
-                };
-                store.put_checkpoint(space, position, checkpoint.to_json().as_bytes())?;
-            }
-        }
-        Ok(())
-    })?;
-    let summary = match verdict {
-        Ok(summary) => summary,
-        Err(failure) => return Ok(Err(failure)),
-    };
-    commit(&mut batch, &head)?;
-    store.save_id_snapshot()?;
-    drop(store);
-    // Opening checks what the chain does not: each event id once in the whole log.
-    drop(Store::open(&staging, &StoreConfig::default()).context("the imported store does not open")?);
-    fs::rename(&staging, data).with_context(|| format!("renaming {} to {}", staging.display(), data.display()))?;
-    staged.disarm();
-    sync_dir(parent_dir(data))?;
-    Ok(Ok(summary))
-}
 
 // ------------------------------------------------------------------------------------------
 // checkpoint
@@ -909,7 +669,7 @@ async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingK
     let output = args.client.output;
     let dir = data.clone();
     let verdict = tokio::task::spawn_blocking(move || {
-        crate::ledger::verify_store(&dir, &crate::store::StoreConfig::default(), None)
+        crate::archive::offline::verify_data(&dir)
     })
     .await?
     .with_context(|| format!("verifying {}", data.display()))?;
@@ -979,59 +739,7 @@ async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingK
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether the stopped ledger in `data` still extends `saved`: its signature holds, the log
-/// holds at least its records, and their Merkle root is the one it signed.
-fn log_extends(
-    data: &Path,
-    saved: &SignedCheckpoint,
-    pinned: Option<&VerifyingKey>,
-) -> anyhow::Result<Result<(), Failure>> {
-    let position = saved.checkpoint.position;
-    let at = format!("checkpoint at position {position}");
-    if let Err(reason) = bundle::check_signature(saved, pinned) {
-        let reason = format!("the checkpoint file does not verify: {reason}");
-        return Ok(Err(Failure { at, reason, verified_up_to: None }));
-    }
-    let failure = |reason: String| Failure {
-        at: at.clone(),
-        reason: format!("the log no longer extends the checkpoint at position {position}: {reason}"),
-        verified_up_to: None,
-    };
-    let store = open_store(data)?;
-    let head = store.head()?.position.0;
-    if head < position {
-        return Ok(Err(failure(format!(
-            "records were removed: the checkpoint covers {position} records, the log now holds only {head}"
-        ))));
-    }
-    let root = match saved.tree() {
-        TreeKind::Sha256 => merkle_root::<Sha256Tree>(&store, position)?,
-        TreeKind::Blake3 => merkle_root::<Blake3Tree>(&store, position)?,
-    };
-    if root != saved.checkpoint.root {
-        return Ok(Err(failure(format!(
-            "the history up to position {position} was rewritten: the Merkle root of the log's first \
-                 {position} records is {}, the checkpoint signed {}",
-            hex::encode(&root),
-            hex::encode(&saved.checkpoint.root)
-        ))));
-    }
-    Ok(Ok(()))
-}
 
-/// The Merkle root of the first `size` records of a store, in constant memory.
-fn merkle_root<T: TreeHash>(store: &Store, size: u64) -> anyhow::Result<Hash> {
-    let mut frontier = MerkleFrontier::<T>::default();
-    let mut from = 1;
-    while from <= size {
-        let to = (from + ROOT_STEP_RECORDS - 1).min(size);
-        for hash in store.chain_hashes(Position(from), Position(to))? {
-            frontier.append(&hash);
-        }
-        from = to + 1;
-    }
-    Ok(frontier.root())
-}
 
 /// `verify --bundle FILE`: the records, their chain, the head, and each checkpoint's root and
 /// signature.

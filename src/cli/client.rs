@@ -15,7 +15,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use super::event_line;
+use crate::archive::event_line;
 use super::{ClientArgs, HistoryArgs, Output};
 use crate::domain::EVENT_TYPE_NAMES;
 use crate::proto::v1 as pb;

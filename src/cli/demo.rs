@@ -16,7 +16,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::client::{self, Client};
-use super::event_line::{self, EventLine};
+use crate::archive::event_line::{self, EventLine};
 use super::{ClientArgs, Output, query};
 use crate::proto::v1 as pb;
 

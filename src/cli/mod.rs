@@ -3,11 +3,9 @@
 
 mod append;
 mod audit;
-pub mod bundle;
 mod client;
 mod demo;
 mod endpoint;
-pub mod event_line;
 mod loadgen;
 mod principal;
 mod query;
@@ -20,6 +18,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use crate::archive::event_line;
 use crate::config::{FlagOverrides, ServeConfig};
 use crate::ledger::{Ledger, LedgerConfig};
 

@@ -298,11 +298,11 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn print_principal(principal: &pb::Principal, output: Output) {
-    let grants: Vec<String> = principal.grants.iter().map(super::event_line::grant_text).collect();
+    let grants: Vec<String> = principal.grants.iter().map(crate::archive::event_line::grant_text).collect();
     let credentials: Vec<String> = principal
         .credentials
         .iter()
-        .map(|c| format!("{} {}", super::event_line::credential_kind_name(c.kind), c.id))
+        .map(|c| format!("{} {}", crate::archive::event_line::credential_kind_name(c.kind), c.id))
         .collect();
     match output {
         Output::Json => println!(

@@ -21,7 +21,7 @@ use serde_json::Value;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use super::event_line::format_time;
+use crate::archive::event_line::format_time;
 use super::{ClientArgs, Output};
 use crate::proto::v1 as pb;
 use crate::proto::v1::projection_service_client::ProjectionServiceClient;

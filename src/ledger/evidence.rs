@@ -138,6 +138,13 @@ struct StoreNodes<'s> {
     recomputed: Option<&'s [Hash]>,
 }
 
+/// The Merkle root (RFC 6962, SHA-256) of the first `size` records of a store, from its stored
+/// roots of large subtrees and the chain hashes of the rest: what a stopped ledger's checks use
+/// once `verify_store` has checked those roots against the records.
+pub fn stored_merkle_root(store: &Store, size: u64) -> Result<Hash, StoreError> {
+    merkle::tree_root(size, &StoreNodes::new(store, size))
+}
+
 impl<'s> StoreNodes<'s> {
     fn new(store: &'s Store, size: u64) -> Self {
         let stored = store.tree_format().is_ok_and(|format| format == TREE_FORMAT);

@@ -28,7 +28,7 @@ use crate::store::{Head, Recovery, Store, StoreConfig, StoreError, StoreErrorKin
 
 pub use access::{AccessTable, Caller, PrincipalEntry};
 pub use continuity::check_offline as check_journal;
-pub use evidence::{AuditConfig, Consistency, Inclusion, LiveVerdict};
+pub use evidence::{AuditConfig, Consistency, Inclusion, LiveVerdict, stored_merkle_root};
 pub use group_stats::{GroupObserver, GroupSample, ObserverHandle};
 pub use projector::{PROJECT_BATCH_EVENTS_MAX, VIEW_CACHE_MAX, ViewsSnapshot};
 pub use reads::{EventFilter, ReadAllPage, ReadStreamPage, SubscriptionItem};

@@ -1,4 +1,4 @@
-//! Bundle verification and import (`cli::bundle::verify`, which `verify --bundle` and `import`
+//! Bundle verification and import (`archive::bundle::verify`, which `verify --bundle` and `import`
 //! run) on mutated valid bundles: bytes changed anywhere; lines removed, repeated and swapped;
 //! JSON values replaced; and record bodies changed, alone or by a forger who then makes
 //! everything else agree again (the event objects, the hash chain, the header's head, the
@@ -11,7 +11,7 @@ use serde_json::Value;
 use pax_ledger::audit::checkpoint::Checkpoint;
 use pax_ledger::audit::merkle::MerkleFrontier;
 use pax_ledger::audit::{GENESIS_HASH, hex};
-use pax_ledger::cli::bundle::{self, Verified};
+use pax_ledger::archive::bundle::{self, Verified};
 use pax_ledger::store::record;
 
 use crate::alloc::{check_bounded, measure};

@@ -1,4 +1,4 @@
-//! The JSON Lines event parser of `append` (`cli::event_line::parse`), on mutated seed lines
+//! The JSON Lines event parser of `append` (`archive::event_line::parse`), on mutated seed lines
 //! (values replaced by wrong types, extreme texts and numbers, deep and long arrays; keys
 //! removed and added; bytes changed) and on random text.
 
@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
 
-use pax_ledger::cli::event_line;
+use pax_ledger::archive::event_line;
 use pax_ledger::domain::{Position, RecordedEvent, Revision};
 use pax_ledger::service::convert;
 

@@ -1,0 +1,1 @@
+//! Online backups (placeholder while being written).
