@@ -180,6 +180,10 @@ impl<W: Write> BundleWriter<W> {
         Ok(())
     }
 
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }

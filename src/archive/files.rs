@@ -92,3 +92,14 @@ pub fn publish_file(staged: Staged, path: &Path, force: bool) -> anyhow::Result<
 pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     File::open(dir).and_then(|dir| dir.sync_all()).with_context(|| format!("syncing {}", dir.display()))
 }
+
+/// Writes `bytes` to `path` whole or not at all: a hidden sibling, synced, renamed over `path`,
+/// and the directory synced.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (mut file, staged) = create_staged_file(path, true)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", staged.path.display()))?;
+    publish_file(staged, path, true)
+}

@@ -11,8 +11,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tonic::{Code, Status};
 
 use super::client::{Client, Printer, STREAM_COLUMN_WIDTH, Table, connect, status_message};
-use crate::archive::event_line::{self, EventLine, LineError};
 use super::{AppendArgs, Output};
+use crate::archive::event_line::{self, EventLine, LineError};
 use crate::proto::v1 as pb;
 use crate::service::status::code_name;
 

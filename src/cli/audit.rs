@@ -20,13 +20,13 @@ use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use super::client::{BearerToken, connect_channel};
+use super::{ClientArgs, Output, VerifyArgs};
+use crate::archive::BUNDLE_BUFFER_BYTES;
 use crate::archive::bundle::{self, Failure};
 use crate::archive::files::{create_staged_file, publish_file};
 use crate::archive::offline::log_extends;
 use crate::archive::transfer::{export_bundle, import_bundle};
-use crate::archive::BUNDLE_BUFFER_BYTES;
-use super::client::{BearerToken, connect_channel};
-use super::{ClientArgs, Output, VerifyArgs};
 use crate::audit::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, TreeKind};
 use crate::audit::keys::{self, KeyError};
 use crate::audit::merkle;
@@ -149,7 +149,7 @@ pub struct ProveArgs {
 }
 
 /// `--public-key`: 64 hexadecimal digits, or the path of a file holding them.
-fn pinned_key(arg: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
+pub(super) fn pinned_key(arg: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
     let Some(arg) = arg else { return Ok(None) };
     let trimmed = arg.trim();
     let key = if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -178,7 +178,7 @@ fn is_note_file(path: &Path) -> anyhow::Result<bool> {
 // Printing
 
 /// Writes one line to stdout and flushes it; a reader that went away is not an error.
-fn print_line(text: &str) -> anyhow::Result<()> {
+pub(super) fn print_line(text: &str) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -188,7 +188,7 @@ fn print_line(text: &str) -> anyhow::Result<()> {
 
 /// `key  value` lines with the values aligned.
 /// The line saying how many signed events were checked, if any were.
-fn print_signatures(checked: u64) -> anyhow::Result<()> {
+pub(super) fn print_signatures(checked: u64) -> anyhow::Result<()> {
     if checked == 0 {
         return Ok(());
     }
@@ -206,13 +206,13 @@ fn print_block(pairs: &[(&str, String)]) -> anyhow::Result<()> {
 /// How a failure reads in a table: where it was found, or (for the comparison with a saved
 /// checkpoint, whose reason is a whole sentence) the reason alone.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Headline {
+pub(super) enum Headline {
     AtPlace,
     Reason,
 }
 
 /// Prints a failed check and returns the exit status for it.
-fn print_failure(
+pub(super) fn print_failure(
     output: Output,
     failure: &Failure,
     headline: Headline,
@@ -237,7 +237,7 @@ fn print_failure(
 
 /// Whose key a checkpoint was checked against when none was pinned.
 #[derive(Clone, Copy)]
-enum Unpinned {
+pub(super) enum Unpinned {
     /// Each checkpoint's own.
     Carried,
     /// The saved checkpoint's, for the ledger's newer one.
@@ -247,7 +247,7 @@ enum Unpinned {
     Ledger,
 }
 
-fn signer_text(key_ids: &[String], pinned: bool, unpinned: Unpinned) -> String {
+pub(super) fn signer_text(key_ids: &[String], pinned: bool, unpinned: Unpinned) -> String {
     let keys = match key_ids {
         [] => return String::new(),
         [one] => format!("signed by key {one}"),
@@ -300,7 +300,7 @@ fn check_quorum(
 }
 
 /// `1 record`, `2 records`.
-fn count(n: u64, noun: &str) -> String {
+pub(super) fn count(n: u64, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
@@ -350,7 +350,6 @@ pub fn key_new(args: KeyNewArgs) -> anyhow::Result<ExitCode> {
 // ------------------------------------------------------------------------------------------
 // export
 
-
 /// `export --data DIR --to FILE`: the whole log and the stored checkpoints as a bundle, streamed
 /// to a hidden file beside FILE, synced, then published under its name.
 pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -378,7 +377,6 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-
 // ------------------------------------------------------------------------------------------
 // import
 
@@ -402,23 +400,35 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             return Ok(code);
         }
     };
-    let pinned = args.public_key.is_some();
+    print_imported("imported", args.output, &summary, &args.data, args.public_key.is_some())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `import` and `restore` print once a copy verified into `data` ("imported",
+/// "restored").
+pub(super) fn print_imported(
+    verb: &str,
+    output: Output,
+    summary: &bundle::BundleSummary,
+    data: &Path,
+    pinned: bool,
+) -> anyhow::Result<()> {
     let head_hash = hex::encode(&summary.head_hash);
-    match args.output {
+    match output {
         Output::Json => print_line(
             &json!({
                 "records": summary.records, "checkpoints": summary.checkpoints, "position": summary.records,
-                "head_hash": head_hash, "data": args.data, "key_ids": summary.key_ids, "signer_pinned": pinned,
+                "head_hash": head_hash, "data": data, "key_ids": summary.key_ids, "signer_pinned": pinned,
             })
             .to_string(),
         )?,
         Output::Table => {
             print_line(&format!(
-                "imported {} and {} up to position {} (head hash {head_hash}) into {}",
+                "{verb} {} and {} up to position {} (head hash {head_hash}) into {}",
                 count(summary.records, "record"),
                 count(summary.checkpoints, "checkpoint"),
                 summary.records,
-                args.data.display()
+                data.display()
             ))?;
             if !summary.key_ids.is_empty() {
                 print_line(&format!("checkpoints {}", signer_text(&summary.key_ids, pinned, Unpinned::Carried)))?;
@@ -429,9 +439,8 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
-
 
 // ------------------------------------------------------------------------------------------
 // checkpoint
@@ -504,12 +513,25 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
 /// `verify`: one of `--data`, `--bundle`, `--against`.
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let pinned = pinned_key(args.public_key.as_deref())?;
-    match (&args.data, &args.bundle, &args.against) {
-        (Some(data), None, None) => verify_data(data.clone(), &args, pinned).await,
-        (None, Some(bundle), None) => verify_bundle(bundle.clone(), &args, pinned).await,
-        (None, None, Some(file)) => verify_against(file, &args, pinned).await,
-        (None, None, None) if args.view_proof.is_some() => verify_view_proof(&args, pinned),
-        _ => bail!("give exactly one of --data, --bundle, --against and --view-proof"),
+    match (&args.data, &args.bundle, &args.against, &args.backup) {
+        (Some(data), None, None, None) => verify_data(data.clone(), &args, pinned).await,
+        (None, Some(bundle), None, None) => {
+            let file = File::open(bundle).with_context(|| format!("opening {}", bundle.display()))?;
+            let input = BufReader::with_capacity(BUNDLE_BUFFER_BYTES, file);
+            verify_bundle(input, ("bundle", bundle.clone()), &args, pinned).await
+        }
+        (None, None, None, Some(dir)) => {
+            let dir = dir.clone();
+            let input = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || crate::archive::backup::Backup::open(&dir, false).and_then(|backup| backup.reader())
+            })
+            .await??;
+            verify_bundle(input, ("backup", dir), &args, pinned).await
+        }
+        (None, None, Some(file), None) => verify_against(file, &args, pinned).await,
+        (None, None, None, None) if args.view_proof.is_some() => verify_view_proof(&args, pinned),
+        _ => bail!("give exactly one of --data, --bundle, --backup, --against and --view-proof"),
     }
 }
 
@@ -668,11 +690,9 @@ async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingK
     let saved = args.checkpoint.as_deref().map(|file| read_checkpoint_file(file, note_key.as_ref())).transpose()?;
     let output = args.client.output;
     let dir = data.clone();
-    let verdict = tokio::task::spawn_blocking(move || {
-        crate::archive::offline::verify_data(&dir)
-    })
-    .await?
-    .with_context(|| format!("verifying {}", data.display()))?;
+    let verdict = tokio::task::spawn_blocking(move || crate::archive::offline::verify_data(&dir))
+        .await?
+        .with_context(|| format!("verifying {}", data.display()))?;
     let hash = hex::encode(&verdict.head.1);
     let rate = verdict.verified as f64 / verdict.seconds.max(1e-9);
     match (&verdict.failure, output) {
@@ -739,22 +759,25 @@ async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingK
     Ok(ExitCode::SUCCESS)
 }
 
-
-
 /// `verify --bundle FILE`: the records, their chain, the head, and each checkpoint's root and
 /// signature.
-async fn verify_bundle(path: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingKey>) -> anyhow::Result<ExitCode> {
+/// The same for a backup (`--backup DIR`), whose segments read in order are one bundle.
+/// `source`: what was verified, named in JSON output (`"bundle": FILE` or `"backup": DIR`).
+async fn verify_bundle(
+    input: impl io::BufRead + Send + 'static,
+    source: (&str, PathBuf),
+    args: &VerifyArgs,
+    pinned: Option<VerifyingKey>,
+) -> anyhow::Result<ExitCode> {
     let output = args.client.output;
     let witnesses = witness_keys(&args.witnesses)?;
-    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let is_pinned = pinned.is_some();
-    let verdict = tokio::task::spawn_blocking(move || {
-        bundle::verify(BufReader::with_capacity(BUNDLE_BUFFER_BYTES, file), pinned.as_ref(), |_| Ok(()))
-    })
-    .await??;
+    let verdict = tokio::task::spawn_blocking(move || bundle::verify(input, pinned.as_ref(), |_| Ok(()))).await??;
+    let (source_key, path) = source;
+    let source = json!({ (source_key): path });
     let summary = match verdict {
         Ok(summary) => summary,
-        Err(failure) => return print_failure(output, &failure, Headline::AtPlace, json!({"bundle": path})),
+        Err(failure) => return print_failure(output, &failure, Headline::AtPlace, source.clone()),
     };
     let mut cosigned = None;
     if let Some(quorum) = args.quorum {
@@ -769,7 +792,7 @@ async fn verify_bundle(path: PathBuf, args: &VerifyArgs, pinned: Option<Verifyin
             Err((position, reason)) => {
                 let failure =
                     Failure { at: format!("checkpoint at position {position}"), reason, verified_up_to: None };
-                return print_failure(output, &failure, Headline::Reason, json!({"bundle": path}));
+                return print_failure(output, &failure, Headline::Reason, source.clone());
             }
         }
     }
@@ -777,7 +800,7 @@ async fn verify_bundle(path: PathBuf, args: &VerifyArgs, pinned: Option<Verifyin
     match output {
         Output::Json => print_line(
             &json!({
-                "verdict": "ok", "bundle": path, "position": summary.records, "head_hash": head_hash,
+                "verdict": "ok", (source_key): path, "position": summary.records, "head_hash": head_hash,
                 "records": summary.records, "checkpoints": summary.checkpoints, "key_ids": summary.key_ids,
                 "signer_pinned": is_pinned, "exported_at": summary.exported_at,
                 "authorship_checked": summary.authorship_checked, "witnesses_cosigned": cosigned,

@@ -15,8 +15,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use crate::archive::event_line;
 use super::{ClientArgs, HistoryArgs, Output};
+use crate::archive::event_line;
 use crate::domain::EVENT_TYPE_NAMES;
 use crate::proto::v1 as pb;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;

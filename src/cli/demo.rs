@@ -16,8 +16,8 @@ use clap::Args;
 use serde::Serialize;
 
 use super::client::{self, Client};
-use crate::archive::event_line::{self, EventLine};
 use super::{ClientArgs, Output, query};
+use crate::archive::event_line::{self, EventLine};
 use crate::proto::v1 as pb;
 
 /// The facts of the article, one event per line.

@@ -3,6 +3,7 @@
 
 mod append;
 mod audit;
+mod backup;
 mod client;
 mod demo;
 mod endpoint;
@@ -93,6 +94,22 @@ pub enum Command {
     Export(audit::ExportArgs),
     /// Create a data directory from a bundle, after verifying it.
     Import(audit::ImportArgs),
+    /// Back up a running server into DIR: a consistent copy of its log and signed checkpoints
+    /// up to its head, taken while appends go on; later runs add only what is new.
+    ///
+    /// The first run writes every record; each later run into the same DIR adds a segment with
+    /// the records after the backup's last position (the server must still hold the same
+    /// history there, else FAILED_PRECONDITION). A run's segment is synced and the whole backup
+    /// verified with it (the chain from the first record, every checkpoint's Merkle root and
+    /// signature, authorship, event signatures) before it is published: a failed or
+    /// interrupted run leaves DIR as it was. Needs the operator, auditor or admin role.
+    Backup(backup::BackupArgs),
+    /// Restore a backup (as `backup` writes it) into a new data directory, verified first.
+    ///
+    /// A server started on the directory serves the same log, Merkle roots and views as the
+    /// original did at the backup's last position (the views are rebuilt from the log when it
+    /// starts). No signing key is copied: the new server signs with its own.
+    Restore(backup::RestoreArgs),
     /// Ed25519 keys: the ledger's checkpoint key, and new keys for signing events.
     #[command(subcommand)]
     Key(audit::KeyCommand),
@@ -275,8 +292,8 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("source").required(true).args(["data", "bundle", "against", "view_proof"])))]
-#[command(group(ArgGroup::new("signed").args(["checkpoint", "bundle", "against", "view_proof"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["data", "bundle", "backup", "against", "view_proof"])))]
+#[command(group(ArgGroup::new("signed").args(["checkpoint", "bundle", "backup", "against", "view_proof"])))]
 pub struct VerifyArgs {
     /// The data directory of a stopped server.
     #[arg(long)]
@@ -284,6 +301,10 @@ pub struct VerifyArgs {
     /// A bundle written by `export`.
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
+    /// A backup directory written by `backup`: its segments, read in order, verified as one
+    /// bundle (with --quorum: its latest note).
+    #[arg(long, value_name = "DIR")]
+    pub backup: Option<PathBuf>,
     /// A checkpoint file saved by `checkpoint --save`: prove that the running server at --addr
     /// still extends it.
     #[arg(long, value_name = "FILE")]
@@ -351,6 +372,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export(args) => audit::export(args).await,
         Command::Import(args) => audit::import(args).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
         Command::Key(audit::KeyCommand::Public(args)) => audit::key_public(args),
         Command::Key(audit::KeyCommand::New(args)) => audit::key_new(args),
         Command::Witness(witness::WitnessCommand::Serve(args)) => witness::serve(args).await,

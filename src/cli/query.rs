@@ -21,8 +21,8 @@ use serde_json::Value;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::archive::event_line::format_time;
 use super::{ClientArgs, Output};
+use crate::archive::event_line::format_time;
 use crate::proto::v1 as pb;
 use crate::proto::v1::projection_service_client::ProjectionServiceClient;
 use crate::proto::v1::query_service_client::QueryServiceClient;

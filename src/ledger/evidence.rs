@@ -392,6 +392,35 @@ impl Ledger {
         }
     }
 
+    /// The stored checkpoints with positions in `(after, up_to]`: those of format 1, then the
+    /// notes, each in position order (what a bundle or a backup holds). A note is checked as
+    /// [`Ledger::latest_stored_checkpoint`] checks it; one of format 1 signed the BLAKE3 tree,
+    /// whose root is not kept, so only its position and signature are checked here (a copy's
+    /// verifier recomputes that tree).
+    pub fn stored_checkpoints(&self, after: Position, up_to: Position) -> Result<Vec<SignedCheckpoint>, LedgerError> {
+        let mut checkpoints = Vec::new();
+        for space in [CheckpointSpace::Format1, CheckpointSpace::Notes] {
+            for entry in self.store.checkpoints(space) {
+                let (position, bytes) = self.guard(entry)?;
+                if position <= after || position > up_to {
+                    continue;
+                }
+                let signed = match space {
+                    CheckpointSpace::Notes => {
+                        let root = self.merkle_root(position.0)?;
+                        self.stored_checkpoint(position, &bytes, &root)?
+                    }
+                    CheckpointSpace::Format1 => self.guard(
+                        format_1_checkpoint(position, &bytes)
+                            .map_err(|reason| StoreError::corrupt("checkpoints", reason)),
+                    )?,
+                };
+                checkpoints.push(signed);
+            }
+        }
+        Ok(checkpoints)
+    }
+
     /// A stored checkpoint, served only if it still holds for the log: its root must be the
     /// root of the first `position` records as they are now (else the log, or the checkpoint,
     /// was rewritten on disk: DATA_LOSS, and writes halt) and its signature must verify with
@@ -690,6 +719,18 @@ fn check_checkpoint(position: Position, bytes: &[u8], tree: TreeKind, root: &Has
         return Err(format!(
             "{place} signed another Merkle root than the log's: the log or the checkpoint was rewritten"
         ));
+    }
+    signed.verify(&signed.public_key).map_err(|e| format!("{place}: {e}"))?;
+    Ok(signed)
+}
+
+/// A stored checkpoint of format 1: its JSON form, at its place, signed by the key it names.
+fn format_1_checkpoint(position: Position, bytes: &[u8]) -> Result<SignedCheckpoint, String> {
+    let place = format!("the format-1 checkpoint at {position}");
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("{place}: {e}"))?;
+    let signed = SignedCheckpoint::from_json(text).map_err(|e| format!("{place}: {e}"))?;
+    if signed.tree() != TreeKind::Blake3 || signed.checkpoint.position != position.0 {
+        return Err(format!("{place} is not of the form or at the place its key says"));
     }
     signed.verify(&signed.public_key).map_err(|e| format!("{place}: {e}"))?;
     Ok(signed)

@@ -157,6 +157,50 @@ impl Ledger {
         Ok(ReadAllPage { events, next_position, head_position: head })
     }
 
+    /// The records from `from` to `to` (inclusive; `to` is capped at the durable head), at most
+    /// `limit`, as stored: body bytes and chain hash, what bundles and backups copy. Each is
+    /// checked against the chain, and a position the engine's scan skips is DATA_LOSS, as in
+    /// [`Ledger::read_all`].
+    pub fn read_records(&self, from: Position, to: Position, limit: usize) -> Result<Vec<StoredRecord>, LedgerError> {
+        let from = from.max(Position(1));
+        let to = to.min(self.durable_head().position);
+        if from > to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let end = Position(to.0.min(from.0.saturating_add(limit as u64 - 1)));
+        let mut records: Vec<StoredRecord> = Vec::new();
+        for record in self.store.scan_log(from, true) {
+            let record = self.guard(record)?;
+            let position = record.event.position;
+            if position > end || position.0 != from.0 + records.len() as u64 {
+                break;
+            }
+            records.push(record);
+            if position == end {
+                break;
+            }
+        }
+        let reached = from.0 + records.len() as u64;
+        if reached != end.0 + 1 {
+            return self.guard(Err(StoreError::corrupt(
+                format!("position {reached}"),
+                "record missing below the log head: the storage engine's scan skipped or stopped short",
+            )));
+        }
+        self.check_chain(&records)?;
+        Ok(records)
+    }
+
+    /// The chain hash of the record at `position` (the genesis hash at 0), at most the durable
+    /// head (else OutOfRange).
+    pub fn chain_hash_at(&self, position: Position) -> Result<audit::Hash, LedgerError> {
+        let head = self.durable_head().position;
+        if position > head {
+            return Err(LedgerError::OutOfRange(format!("position {position} is past the log's last position {head}")));
+        }
+        self.guard(super::hash_at(&self.store, position))
+    }
+
     /// One committed event by id.
     pub fn get_event(&self, id: &EventId) -> Result<RecordedEvent, LedgerError> {
         let head = self.durable_head().position;

@@ -17,6 +17,11 @@ use crate::proto::v1 as pb;
 
 /// Records between two progress messages of `VerifyLedger`.
 pub const VERIFY_PROGRESS_STEP: u64 = 100_000;
+/// Records read from the store per step of `ExportLog`.
+pub const EXPORT_READ_RECORDS: usize = 1000;
+/// Most record bytes (bodies and hashes) in one `ExportLog` message, far under the 4 MiB that
+/// gRPC clients accept by default; a single record larger than this goes alone.
+pub const EXPORT_MESSAGE_BYTES_MAX: usize = 1 << 20;
 
 pub struct AuditService {
     ledger: Arc<Ledger>,
@@ -71,6 +76,85 @@ pub fn inclusion_pb(proof: &Inclusion, with_checkpoint: bool) -> pb::InclusionPr
 }
 
 type VerifyStream = Pin<Box<dyn Stream<Item = Result<pb::VerifyLedgerResponse, Status>> + Send>>;
+type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportLogResponse, Status>> + Send>>;
+
+/// The checks of an `ExportLog` request: where it starts, and that the caller's copy is of this
+/// history. Returns the durable head the export ends at.
+fn export_start(ledger: &Ledger, request: &pb::ExportLogRequest) -> Result<crate::store::Head, Status> {
+    let head = ledger.durable_head();
+    let after = Position(request.after_position);
+    if after > head.position {
+        return Err(Status::out_of_range(format!(
+            "after_position {after} is past the log's last position {}",
+            head.position
+        )));
+    }
+    if request.after_hash.is_empty() {
+        return Ok(head);
+    }
+    let Ok(expected) = <[u8; 32]>::try_from(request.after_hash.as_slice()) else {
+        return Err(status::invalid_argument(FieldError::new(
+            "after_hash",
+            format!("must be 32 bytes, not {}", request.after_hash.len()),
+        )));
+    };
+    let actual = ledger.chain_hash_at(after).map_err(status::from_ledger)?;
+    if actual != expected {
+        return Err(Status::failed_precondition(format!(
+            "the record at position {after} has chain hash {}, not {}: the caller's copy is of another history",
+            hex::encode(&actual),
+            hex::encode(&expected)
+        )));
+    }
+    Ok(head)
+}
+
+/// Streams an export: the head, the records after `after` up to it in messages of at most
+/// [`EXPORT_MESSAGE_BYTES_MAX`], then the stored checkpoints. Stops when the caller goes away.
+fn export_log(
+    ledger: &Ledger,
+    after: Position,
+    head: crate::store::Head,
+    tx: &tokio::sync::mpsc::Sender<Result<pb::ExportLogResponse, Status>>,
+) -> Result<(), Status> {
+    use pb::export_log_response::Item;
+    let send = |item: Item| tx.blocking_send(Ok(pb::ExportLogResponse { item: Some(item) })).is_ok();
+    let head_item = pb::ExportLogHead { position: head.position.0, head_hash: head.hash.to_vec() };
+    if !send(Item::Head(head_item)) {
+        return Ok(());
+    }
+    let mut next = Position(after.0 + 1);
+    while next <= head.position {
+        let records = ledger.read_records(next, head.position, EXPORT_READ_RECORDS).map_err(status::from_ledger)?;
+        let Some(last) = records.last() else { break };
+        next = Position(last.event.position.0 + 1);
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        for record in records {
+            if !chunk.is_empty() && bytes + record.body.len() + 32 > EXPORT_MESSAGE_BYTES_MAX {
+                if !send(Item::Records(pb::LogRecords { records: std::mem::take(&mut chunk) })) {
+                    return Ok(());
+                }
+                bytes = 0;
+            }
+            bytes += record.body.len() + 32;
+            chunk.push(pb::LogRecord {
+                position: record.event.position.0,
+                hash: record.hash.to_vec(),
+                body: record.body,
+            });
+        }
+        if !send(Item::Records(pb::LogRecords { records: chunk })) {
+            return Ok(());
+        }
+    }
+    for checkpoint in ledger.stored_checkpoints(after, head.position).map_err(status::from_ledger)? {
+        if !send(Item::Checkpoint(checkpoint_pb(&checkpoint))) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
 
 #[tonic::async_trait]
 impl pb::audit_service_server::AuditService for AuditService {
@@ -196,6 +280,26 @@ impl pb::audit_service_server::AuditService for AuditService {
                 pb::VerifyLedgerResponse { update: Some(Update::Verdict(verdict)) }
             });
             let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(ReceiverStream::new(rx).boxed()))
+    }
+
+    type ExportLogStream = ExportStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn export_log(
+        &self,
+        request: Request<pb::ExportLogRequest>,
+    ) -> Result<Response<Self::ExportLogStream>, Status> {
+        let request = request.into_inner();
+        let after = Position(request.after_position);
+        let head = self.blocking(move |ledger| export_start(ledger, &request)).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(status) = export_log(&ledger, after, head, &tx) {
+                let _ = tx.blocking_send(Err(status));
+            }
         });
         Ok(Response::new(ReceiverStream::new(rx).boxed()))
     }

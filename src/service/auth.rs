@@ -71,6 +71,8 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
     ("/pax.ledger.v1.AuditService/GetConsistencyProof", Access::Roles(AUDITORS)),
     ("/pax.ledger.v1.AuditService/GetViewProof", Access::Roles(AUDITORS)),
     ("/pax.ledger.v1.AuditService/VerifyLedger", Access::Roles(AUDITORS)),
+    // Backups (operators) and bundles (auditors) copy the whole log with its checkpoints.
+    ("/pax.ledger.v1.AuditService/ExportLog", Access::Roles(CHECKPOINTS)),
     ("/pax.ledger.v1.AccessService/Grant", Access::Roles(ADMINS)),
     ("/pax.ledger.v1.AccessService/Revoke", Access::Roles(ADMINS)),
     ("/pax.ledger.v1.AccessService/IssueToken", Access::Roles(ADMINS)),

@@ -8,10 +8,10 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
 
+use pax_ledger::archive::bundle::{self, Verified};
 use pax_ledger::audit::checkpoint::Checkpoint;
 use pax_ledger::audit::merkle::MerkleFrontier;
 use pax_ledger::audit::{GENESIS_HASH, hex};
-use pax_ledger::archive::bundle::{self, Verified};
 use pax_ledger::store::record;
 
 use crate::alloc::{check_bounded, measure};

@@ -9,11 +9,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ed25519_dalek::SigningKey;
 use prost::Message;
 
+use pax_ledger::archive::bundle::{BundleWriter, Header};
+use pax_ledger::archive::event_line;
 use pax_ledger::audit::checkpoint::{Checkpoint, SignedCheckpoint};
 use pax_ledger::audit::merkle::MerkleFrontier;
 use pax_ledger::audit::{GENESIS_HASH, Hash, chain_hash};
-use pax_ledger::archive::bundle::{BundleWriter, Header};
-use pax_ledger::archive::event_line;
 use pax_ledger::domain::{
     Credential, EventData, EventId, Grant, Metadata, Position, PrincipalName, ProposedEvent, RecordedEvent, Revision,
 };
