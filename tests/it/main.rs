@@ -17,6 +17,7 @@ mod disk_full;
 mod durability;
 mod errors;
 mod fake_server;
+mod go_client;
 mod idempotency;
 mod interop;
 mod kill_loop;
