@@ -13,7 +13,9 @@
 //! end of that output are not part of it. `pax-ledger` is the binary of this build, and
 //! `PAX_LEDGER_ADDR` points at the test's server. Blocks without a `$ ` line (a command to copy,
 //! an error message quoted) are not run. Transcripts are played in the README's order, as one
-//! session: files they write stay for the next ones, and `$?` is the previous command's status.
+//! session: files they write stay for the next ones, `$?` is the previous command's status, and
+//! a `PAX_LEDGER_*` variable a command exports (`export PAX_LEDGER_TOKEN=…`) is set for the
+//! commands after it.
 //!
 //! A transcript that cannot run here (a second terminal following the log until Ctrl-C, a
 //! server stopped in the middle of a command, files made with openssl, a server with other
@@ -27,7 +29,8 @@
 //! the same directory when it talks to it next; the test does the same: before a command that
 //! opens the data directory itself ([`NEEDS_STOPPED`]) it stops the server with SIGINT (which
 //! must exit 0), and before any other `pax-ledger` command, except those that work without a
-//! server ([`OFFLINE`]), it starts it if it is stopped.
+//! server ([`OFFLINE`]), it starts it if it is stopped. A transcript's `$ pax-ledger serve &`
+//! ([`START_SERVER`]) starts it too; any other `serve` must be in a transcript that is not run.
 //!
 //! # Comparing
 //!
@@ -57,7 +60,11 @@ const NOT_RUN: &str = "not-run";
 const NOT_RUN_WHY: &str = "<!-- not run by tests/it/readme.rs: ";
 
 /// Commands that open the data directory themselves: the server must be stopped first.
-const NEEDS_STOPPED: &[&str] = &["pax-ledger verify --data", "pax-ledger export"];
+const NEEDS_STOPPED: &[&str] = &["pax-ledger verify --data", "pax-ledger export", "pax-ledger principal bootstrap"];
+
+/// The one `serve` a transcript may hold (a trailing `# remark` aside): "start the server
+/// again", which the test does its own way (on `data`, at 127.0.0.1:0), printing nothing.
+const START_SERVER: &str = "pax-ledger serve &";
 
 /// Commands that need no server (they read files only): they neither stop nor start it.
 const OFFLINE: &[&str] = &[
@@ -409,9 +416,15 @@ impl Session {
     /// Runs `step` as the README's reader would, and returns what it printed.
     async fn play(&mut self, step: &Step) -> String {
         let command = step.command.as_str();
+        if command.split('#').next().unwrap_or_default().trim() == START_SERVER {
+            self.start().await;
+            self.status = 0;
+            return String::new();
+        }
         assert!(
-            !command.contains("pax-ledger serve"),
-            "README.md:{}: a transcript cannot run `serve` (the test runs the server): mark it {NOT_RUN}",
+            !invokes(command, "pax-ledger serve"),
+            "README.md:{}: a transcript cannot run `serve` other than as `{START_SERVER}` (the test runs the \
+             server): mark it {NOT_RUN}",
             step.line
         );
         if NEEDS_STOPPED.iter().any(|c| invokes(command, c)) {
@@ -420,7 +433,17 @@ impl Session {
             self.start().await;
         }
         let path = format!("{}:{}", self.bin.path().display(), std::env::var("PATH").unwrap_or_default());
-        let script = format!("exec 2>&1\n(exit {})\n{command}", self.status);
+        // The README's `export PAX_LEDGER_…=…` (but the address, which is the test's) outlives
+        // the command: kept in a file, read by the next one.
+        let exported = self.bin.path().join("exported.sh");
+        let script = format!(
+            "exec 2>&1\n\
+             touch {exported:?}; . {exported:?}; export PAX_LEDGER_ADDR={url:?}\n\
+             trap 'export -p | grep \"^declare -x PAX_LEDGER_\" | grep -v \"^declare -x PAX_LEDGER_ADDR=\" > {exported:?}' EXIT\n\
+             (exit {status})\n{command}",
+            url = self.url,
+            status = self.status
+        );
         let mut bash = tokio::process::Command::new("bash");
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy();
@@ -432,7 +455,6 @@ impl Session {
             .arg(script)
             .current_dir(self.dir.path())
             .env("PATH", path)
-            .env("PAX_LEDGER_ADDR", &self.url)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
