@@ -31,6 +31,8 @@
 //! must exit 0), and before any other `pax-ledger` command, except those that work without a
 //! server ([`OFFLINE`]), it starts it if it is stopped. A transcript's `$ pax-ledger serve &`
 //! ([`START_SERVER`]) starts it too; any other `serve` must be in a transcript that is not run.
+//! After each command, the test waits for the views to catch up with the log, as they have by
+//! the time a reader types the next one.
 //!
 //! # Comparing
 //!
@@ -46,7 +48,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::crash::{ServerProcess, send_signal};
 use crate::support::BINARY_TIMEOUT;
@@ -81,9 +83,11 @@ const OFFLINE: &[&str] = &[
 type Rule = (&'static str, fn(&str) -> String);
 
 /// What legitimately differs between two runs, replaced by a placeholder on both sides before
-/// they are compared, in this order. Anything else is compared as written.
+/// they are compared, in this order (after trailing spaces are dropped and the scratch
+/// directory's path is made `<dir>`). Anything else is compared as written: a number that is
+/// not one of these (a count, a position, a revision, an exit status), a word, a column's width.
 const RULES: &[Rule] = &[
-    ("timestamps (RFC 3339, UTC, any fraction) -> <time>", normalise_timestamps),
+    ("timestamps (RFC 3339, UTC, any fraction; recorded and effective times alike) -> <time>", normalise_timestamps),
     (
         "runs of 40 or more base64 characters, `=` padding included (hashes, roots, public keys, signatures) -> <digest>",
         normalise_digests,
@@ -432,6 +436,17 @@ impl Session {
         } else if invokes(command, "pax-ledger") && !OFFLINE.iter().any(|c| invokes(command, c)) {
             self.start().await;
         }
+        let output = self.bash(command, step.line).await;
+        self.status = output.status.code().unwrap_or(128);
+        if self.server.is_some() && invokes(command, "pax-ledger") {
+            self.settle(step.line).await;
+        }
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+    }
+
+    /// Runs `command` (from README.md's line `line`) with bash as the reader's shell would, stderr
+    /// into stdout, after the previous command's status.
+    async fn bash(&self, command: &str, line: usize) -> std::process::Output {
         let path = format!("{}:{}", self.bin.path().display(), std::env::var("PATH").unwrap_or_default());
         // The README's `export PAX_LEDGER_…=…` (but the address, which is the test's) outlives
         // the command: kept in a file, read by the next one.
@@ -459,12 +474,29 @@ impl Session {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let output = tokio::time::timeout(BINARY_TIMEOUT, bash.output())
+        tokio::time::timeout(BINARY_TIMEOUT, bash.output())
             .await
-            .unwrap_or_else(|_| panic!("README.md:{}: `{command}` did not end within {BINARY_TIMEOUT:?}", step.line))
-            .expect("run bash");
-        self.status = output.status.code().unwrap_or(128);
-        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+            .unwrap_or_else(|_| panic!("README.md:{line}: `{command}` did not end within {BINARY_TIMEOUT:?}"))
+            .expect("run bash")
+    }
+
+    /// Waits until the views have caught up with the log (`status`: lag 0, no rebuild), as they
+    /// have by the time a reader types the next command: a query answers from the live views,
+    /// which follow the log by a few milliseconds.
+    async fn settle(&self, line: usize) {
+        let started = Instant::now();
+        loop {
+            let output = self.bash("pax-ledger status --output json", line).await;
+            let status: Option<serde_json::Value> = serde_json::from_slice(&output.stdout).ok();
+            match status {
+                Some(status) if status["lag"] == 0 && status["rebuilding"] == false => return,
+                _ if started.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(20)).await,
+                other => panic!(
+                    "README.md:{line}: the views did not catch up with the log within 10 s after the command: {other:?} ({})",
+                    String::from_utf8_lossy(&output.stdout)
+                ),
+            }
+        }
     }
 }
 
