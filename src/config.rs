@@ -118,29 +118,193 @@ pub const NOT_SERVER_KEYS: &[&str] = &[
     "witness_listen",
 ];
 
-/// Every key of [`ServeConfig`], in the order of its fields (a test keeps them equal).
-pub const KEYS: &[&str] = &[
-    "data",
-    "listen",
-    "metrics_listen",
-    "insecure",
-    "cache_capacity_mib",
-    "append_queue_max",
-    "group_events_max",
-    "stream_cache_max",
-    "signing_key",
-    "checkpoint_every_events",
-    "checkpoint_every_secs",
-    "checkpoint_origin",
-    "witnesses",
-    "id_snapshot_every_events",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "principal_requests_per_second",
-    "principal_subscriptions_max",
-    "disk_free_min_mib",
+/// One key of [`ServeConfig`], as its reference (README.md's configuration table, rendered by
+/// [`reference_table`]) describes it. Its default is [`ServeConfig::default`]'s, and the range of
+/// a numeric key is its [`RANGES`] entry's.
+#[derive(Clone, Copy, Debug)]
+pub struct Key {
+    /// The TOML key; upper-cased with the `PAX_LEDGER_` prefix, its environment variable.
+    pub name: &'static str,
+    /// The default in words, for a key whose default is no value (`none (plaintext)`) or one
+    /// derived from another key; empty: the value of [`ServeConfig::default`].
+    pub default: &'static str,
+    /// What a value may be, for a key without a range in [`RANGES`] (`a path`).
+    pub values: &'static str,
+    /// What the key sets.
+    pub description: &'static str,
+}
+
+/// Every key of [`ServeConfig`], in the order of its fields (a test keeps them equal), with
+/// what the configuration reference says of it.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "data",
+        default: "",
+        values: "a path",
+        description: "the data directory (the sled database, `signing.key`, `ids.snapshot`, `head.journal`); also `serve --data`",
+    },
+    Key {
+        name: "listen",
+        default: "",
+        values: "an address",
+        description: "the address to serve gRPC on; a non-loopback one needs TLS and a principal, or `insecure = true` (see [Principals](#principals-roles-and-tokens)); also `serve --listen`",
+    },
+    Key {
+        name: "metrics_listen",
+        default: "none (not served)",
+        values: "an address",
+        description: "serve Prometheus metrics at `http://ADDR/metrics`, unauthenticated, on a port of their own (see Metrics below); also `serve --metrics-listen`",
+    },
+    Key {
+        name: "insecure",
+        default: "",
+        values: "true or false",
+        description: "allow a non-loopback `listen` address in plaintext, or while no principal exists; also `serve --insecure`",
+    },
+    Key {
+        name: "cache_capacity_mib",
+        default: "",
+        values: "",
+        description: "sled's page cache, in MiB (sled's own default is 1 GiB)",
+    },
+    Key {
+        name: "append_queue_max",
+        default: "",
+        values: "",
+        description: "append requests waiting for the writer before RESOURCE_EXHAUSTED",
+    },
+    Key {
+        name: "group_events_max",
+        default: "",
+        values: "",
+        description: "most events in one commit group (one sled batch, one fsync)",
+    },
+    Key {
+        name: "stream_cache_max",
+        default: "",
+        values: "",
+        description: "streams whose folded state the writer keeps in memory",
+    },
+    Key {
+        name: "signing_key",
+        default: "`<data>/signing.key`",
+        values: "a path",
+        description: "the Ed25519 key of checkpoints (created with mode 0600 on first start)",
+    },
+    Key {
+        name: "checkpoint_every_events",
+        default: "",
+        values: "",
+        description: "a signed checkpoint is issued after this many events, or after `checkpoint_every_secs`, whichever comes first",
+    },
+    Key {
+        name: "checkpoint_every_secs",
+        default: "",
+        values: "",
+        description: "a signed checkpoint is issued after this many seconds if the log grew, or after `checkpoint_every_events`, whichever comes first",
+    },
+    Key {
+        name: "checkpoint_origin",
+        default: "`pax-ledger/<key id>`",
+        values: "no spaces or `+`",
+        description: "the log's name: the first line of its checkpoint notes and its key's name (witnesses and auditors know the log by it: keep it once chosen)",
+    },
+    Key {
+        name: "witnesses",
+        default: "none",
+        values: "`<witness verifier key>@http://HOST:PORT`, a list",
+        description: "witnesses asked to cosign every checkpoint (also `serve --witness`, repeatable)",
+    },
+    Key {
+        name: "id_snapshot_every_events",
+        default: "",
+        values: "",
+        description: "how often the event-id index is snapshotted while serving (and at every clean stop): a start after a crash scans at most about this many records",
+    },
+    Key {
+        name: "tls_cert",
+        default: "none (plaintext)",
+        values: "a PEM file",
+        description: "serve TLS with this certificate chain, leaf first (with `tls_key`: both or neither); see [TLS](#tls); also `serve --tls-cert`",
+    },
+    Key {
+        name: "tls_key",
+        default: "none (plaintext)",
+        values: "a PEM file",
+        description: "the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1); also `serve --tls-key`",
+    },
+    Key {
+        name: "tls_client_ca",
+        default: "none",
+        values: "a PEM file",
+        description: "mutual TLS: clients must present a certificate signed by one of these CAs (needs `tls_cert`); also `serve --tls-client-ca`",
+    },
+    Key {
+        name: "principal_requests_per_second",
+        default: "",
+        values: "",
+        description: "requests one principal may make per second, sustained, with a one-second burst (0: no limit); beyond, RESOURCE_EXHAUSTED with `RetryInfo`",
+    },
+    Key {
+        name: "principal_subscriptions_max",
+        default: "",
+        values: "",
+        description: "subscriptions one principal may hold open (0: no limit)",
+    },
+    Key {
+        name: "disk_free_min_mib",
+        default: "",
+        values: "",
+        description: "appends are refused (RESOURCE_EXHAUSTED, reason DISK_FULL; health NOT_SERVING) while the data's file system has less free than this plus twice the commit group, and resume by themselves once space is freed (0: no check)",
+    },
 ];
+
+/// The configuration reference, as README.md shows it between its `config-reference` markers:
+/// a Markdown table with one row per key of [`KEYS`] — its name, its environment variable, its
+/// default, the values it takes (a numeric key's range, as `serve` checks it) and what it sets.
+pub fn reference_table() -> String {
+    let defaults: std::collections::HashMap<String, serde_json::Value> =
+        ServeConfig::default().entries().into_iter().collect();
+    let mut table = String::from("| key | environment | default | values | what it sets |\n|---|---|---|---|---|\n");
+    for key in KEYS {
+        let default = match (key.default, &defaults[key.name]) {
+            ("", serde_json::Value::String(text)) => format!("`{text}`"),
+            ("", serde_json::Value::Null) => "none".to_owned(),
+            ("", value) => spell_number(value),
+            (words, _) => words.to_owned(),
+        };
+        let values = match RANGES.iter().find(|range| range.key == key.name) {
+            Some(range) => format!("{}..={}", spell_u64(range.min), spell_u64(range.max)),
+            None => key.values.to_owned(),
+        };
+        table.push_str(&format!(
+            "| `{}` | `{}` | {default} | {values} | {} |\n",
+            key.name,
+            env_var(key.name),
+            key.description
+        ));
+    }
+    table
+}
+
+/// A JSON value of a default, as the reference shows it (a number as [`spell_u64`] does).
+fn spell_number(value: &serde_json::Value) -> String {
+    value.as_u64().map(spell_u64).unwrap_or_else(|| value.to_string())
+}
+
+/// `n`, with a power of ten of a million or more written as one (10⁶, 10¹²), so that a range
+/// reads at a glance.
+fn spell_u64(n: u64) -> String {
+    const SUPERSCRIPTS: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+    let text = n.to_string();
+    let zeros = text.len() - 1;
+    if n >= 1_000_000 && text.starts_with('1') && text[1..].bytes().all(|b| b == b'0') {
+        let exponent: String = zeros.to_string().bytes().map(|d| SUPERSCRIPTS[usize::from(d - b'0')]).collect();
+        format!("10{exponent}")
+    } else {
+        text
+    }
+}
 
 /// Values given as command-line flags; `None` leaves the lower layers' value.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -497,7 +661,9 @@ impl ServeConfig {
     /// unset `signing_key`, is `null`).
     pub fn entries(&self) -> Vec<(String, serde_json::Value)> {
         let values = serde_json::to_value(self).expect("the configuration serialises");
-        KEYS.iter().map(|key| (key.to_string(), values.get(*key).cloned().unwrap_or(serde_json::Value::Null))).collect()
+        KEYS.iter()
+            .map(|key| (key.name.to_owned(), values.get(key.name).cloned().unwrap_or(serde_json::Value::Null)))
+            .collect()
     }
 
     /// Checks every key against its range ([`RANGES`]), that paths are not empty, that a
@@ -631,10 +797,26 @@ mod tests {
         };
         let serialised: std::collections::BTreeSet<String> =
             serde_json::to_value(&every).unwrap().as_object().unwrap().keys().cloned().collect();
-        let listed: std::collections::BTreeSet<String> = KEYS.iter().map(|k| k.to_string()).collect();
+        let listed: std::collections::BTreeSet<String> = KEYS.iter().map(|k| k.name.to_owned()).collect();
         assert_eq!(serialised, listed);
         assert_eq!(every.entries().len(), KEYS.len());
         assert_eq!(ServeConfig::default().entries()[2], ("metrics_listen".to_owned(), serde_json::Value::Null));
+    }
+
+    /// Every key says what it sets and what values it takes (a range in [`RANGES`], or words),
+    /// and a key with a range gives no words that the range would hide.
+    #[test]
+    fn every_key_is_described_for_the_reference() {
+        for key in KEYS {
+            assert!(!key.description.is_empty(), "{}: no description", key.name);
+            let ranged = RANGES.iter().any(|range| range.key == key.name);
+            assert!(ranged == key.values.is_empty(), "{}: a range and words, or neither", key.name);
+        }
+        assert_eq!(spell_u64(1_000_000_000_000), "10¹²");
+        assert_eq!(spell_u64(1_048_576), "1048576");
+        let table = reference_table();
+        assert_eq!(table.lines().count(), 2 + KEYS.len());
+        assert!(table.contains("| `append_queue_max` | `PAX_LEDGER_APPEND_QUEUE_MAX` | 4096 | 1..=10⁶ |"), "{table}");
     }
 
     #[test]

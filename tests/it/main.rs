@@ -27,6 +27,7 @@ mod metrics;
 mod model;
 mod python_client;
 mod query;
+mod readme;
 mod signatures;
 mod smoke;
 mod standard;
