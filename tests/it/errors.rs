@@ -973,6 +973,7 @@ enum Malformed {
     GetInclusionProof(pb::GetInclusionProofRequest),
     GetConsistencyProof(pb::GetConsistencyProofRequest),
     GetViewProof(pb::GetViewProofRequest),
+    ExportLog(pb::ExportLogRequest),
     Grant(pb::GrantRequest),
     Revoke(pb::RevokeRequest),
     IssueToken(pb::IssueTokenRequest),
@@ -991,7 +992,9 @@ impl Malformed {
             Append(_) | ReadStream(_) | ReadAll(_) | GetEvent(_) | Subscribe(_) => "LedgerService",
             GetMember(_) | ListMembers(_) | GetProject(_) | ListProjects(_) | GetExportRule(_) | ListExportRules(_)
             | ListCommitments(_) | GetSummary(_) | ListSummits(_) => "QueryService",
-            GetCheckpoint(_) | GetInclusionProof(_) | GetConsistencyProof(_) | GetViewProof(_) => "AuditService",
+            GetCheckpoint(_) | GetInclusionProof(_) | GetConsistencyProof(_) | GetViewProof(_) | ExportLog(_) => {
+                "AuditService"
+            }
             Grant(_) | Revoke(_) | IssueToken(_) | BindCertificate(_) | RegisterSigningKey(_) | RevokeCredential(_) => {
                 "AccessService"
             }
@@ -1042,6 +1045,13 @@ impl Malformed {
             GetInclusionProof(r) => audit().get_inclusion_proof(authed(r, token)).await.map(drop),
             GetConsistencyProof(r) => audit().get_consistency_proof(authed(r, token)).await.map(drop),
             GetViewProof(r) => audit().get_view_proof(authed(r, token)).await.map(drop),
+            ExportLog(r) => {
+                let mut stream = audit().export_log(authed(r, token)).await?.into_inner();
+                tokio::time::timeout(Duration::from_secs(10), stream.message())
+                    .await
+                    .expect("a first message")
+                    .map(drop)
+            }
             Grant(r) => access().grant(authed(r, token)).await.map(drop),
             Revoke(r) => access().revoke(authed(r, token)).await.map(drop),
             IssueToken(r) => access().issue_token(authed(r, token)).await.map(drop),
@@ -1760,6 +1770,30 @@ async fn malformed_requests_to_every_service_change_nothing() {
             GetViewProof(pb::GetViewProofRequest { stream: "member-JP".into(), tree_size: head + 5 }),
             Code::OutOfRange,
             None,
+        ),
+        (
+            "export after a position past the head",
+            ExportLog(pb::ExportLogRequest { after_position: head + 1, after_hash: vec![] }),
+            Code::OutOfRange,
+            None,
+        ),
+        (
+            "export after a hash of 31 bytes",
+            ExportLog(pb::ExportLogRequest { after_position: 1, after_hash: vec![0; 31] }),
+            Code::InvalidArgument,
+            Some("after_hash"),
+        ),
+        (
+            "export after a hash of another history",
+            ExportLog(pb::ExportLogRequest { after_position: 1, after_hash: vec![0; 32] }),
+            Code::FailedPrecondition,
+            None,
+        ),
+        (
+            "export request cut short",
+            Undecodable("/pax.ledger.v1.AuditService/ExportLog", &[0x08]),
+            Code::InvalidArgument,
+            Some("after_position"),
         ),
         (
             "verification request cut short",

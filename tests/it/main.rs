@@ -5,6 +5,7 @@ mod access;
 mod audit_cli;
 mod audit_proofs;
 mod audit_server;
+mod backup;
 mod cli_append;
 mod cli_serve;
 mod cli_tail;
