@@ -706,6 +706,18 @@ pub fn to_json(event: &pb::RecordedEvent) -> String {
     serde_json::to_string(&line).expect("a history line always serializes")
 }
 
+/// Signs `event` with `key` (see `store::record::signed_message`). An event this client cannot
+/// read as the server will is sent unsigned: the server names what is wrong with it.
+pub fn sign(event: &mut pb::ProposedEvent, key: &ed25519_dalek::SigningKey) {
+    use ed25519_dalek::Signer;
+    let Ok(proposed) = crate::service::convert::proposed_event("event", event) else { return };
+    let signature = key.sign(&crate::store::record::signed_message(&proposed));
+    event.metadata.get_or_insert_default().signature = Some(pb::EventSignature {
+        public_key: key.verifying_key().to_bytes().to_vec(),
+        signature: signature.to_bytes().to_vec(),
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

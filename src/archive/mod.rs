@@ -2,7 +2,7 @@
 //! copy of it. Bundles (the portable, verifiable copy of a log: `bundle.rs`, docs/AUDIT.md §10),
 //! export from and import into a stopped ledger's directory (`transfer.rs`), online backups
 //! taken from a running server and their restore (`backup.rs`), the offline checks of a stopped
-//! ledger (`offline.rs`), the JSON Lines event format of `append` and `history`
+//! ledger (`offline.rs`), proofs of a view checked offline (`proofs.rs`), the JSON Lines event format of `append` and `history`
 //! (`event_line.rs`), and files written whole or not at all (`files.rs`).
 //!
 //! It sits beside `service`, above `ledger`: the command line parses arguments, calls this and
@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod event_line;
 pub mod files;
 pub mod offline;
+pub mod proofs;
 pub mod transfer;
 
 /// Records per commit when importing: the ledger's own largest group of the usual kind, so

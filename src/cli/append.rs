@@ -180,7 +180,7 @@ async fn append_counting(args: &AppendArgs, tally: &mut Tally) -> anyhow::Result
             let event = text.and_then(|text| event_line::parse(number, &text)).and_then(|mut event| {
                 event_line::require_event_id(&mut event, number, args.allow_new_ids)?;
                 if let Some(key) = &sign_key {
-                    sign(&mut event.event, key);
+                    event_line::sign(&mut event.event, key);
                 }
                 Ok(event)
             });
@@ -197,18 +197,6 @@ async fn append_counting(args: &AppendArgs, tally: &mut Tally) -> anyhow::Result
             return Ok(());
         }
     }
-}
-
-/// Signs `event` with `key` (see `store::record::signed_message`). An event this client cannot
-/// read as the server will is sent unsigned: the server names what is wrong with it.
-pub fn sign(event: &mut pb::ProposedEvent, key: &ed25519_dalek::SigningKey) {
-    use ed25519_dalek::Signer;
-    let Ok(proposed) = crate::service::convert::proposed_event("event", event) else { return };
-    let signature = key.sign(&crate::store::record::signed_message(&proposed));
-    event.metadata.get_or_insert_default().signature = Some(pb::EventSignature {
-        public_key: key.verifying_key().to_bytes().to_vec(),
-        signature: signature.to_bytes().to_vec(),
-    });
 }
 
 /// Counts the event lines left in a file as not sent. The rest of stdin is left unread: it may

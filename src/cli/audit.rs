@@ -22,11 +22,11 @@ use tonic::transport::Channel;
 
 use super::client::{BearerToken, connect_channel};
 use super::{ClientArgs, Output, VerifyArgs};
-use crate::archive::BUNDLE_BUFFER_BYTES;
 use crate::archive::bundle::{self, Failure};
 use crate::archive::files::{create_staged_file, publish_file};
 use crate::archive::offline::log_extends;
 use crate::archive::transfer::{export_bundle, import_bundle};
+use crate::archive::{BUNDLE_BUFFER_BYTES, proofs};
 use crate::audit::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, TreeKind};
 use crate::audit::keys::{self, KeyError};
 use crate::audit::merkle;
@@ -542,8 +542,8 @@ pub async fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
     let mut client = audit_client(&args.client).await?;
     let request = pb::GetViewProofRequest { stream: args.stream.clone(), tree_size: args.tree_size.unwrap_or(0) };
     let response = client.get_view_proof(request).await.map_err(status_error)?.into_inner();
-    let proof = view_proof_of(response).map_err(anyhow::Error::msg)?;
-    let proven = crate::ledger::verify_view_proof(&proof, pinned.as_ref())
+    let proof = proofs::view_proof_from_wire(response).map_err(anyhow::Error::msg)?;
+    let proven = proofs::verify_view_proof(&proof, pinned.as_ref())
         .map_err(|reason| anyhow::anyhow!("the server's view proof does not verify: {reason}"))?;
     if let (Some(path), Some((mut file, staged))) = (&args.evidence.save, staged) {
         let text = format!("{}\n", serde_json::to_string_pretty(&proof.to_json())?);
@@ -554,45 +554,8 @@ pub async fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A view proof from the wire: the checkpoint once, each event's inclusion against it.
-fn view_proof_of(response: pb::ViewProof) -> Result<crate::ledger::ViewProof, String> {
-    let checkpoint = server_checkpoint(response.checkpoint.as_ref())?;
-    let hash = |bytes: &[u8], what: &str| -> Result<Hash, String> {
-        bytes.try_into().map_err(|_| format!("the server sent a {what} of {} bytes, not 32", bytes.len()))
-    };
-    let hashes = |list: &[Vec<u8>], what: &str| list.iter().map(|h| hash(h, what)).collect::<Result<Vec<_>, _>>();
-    let events = response
-        .events
-        .iter()
-        .map(|e| {
-            Ok(crate::ledger::Inclusion {
-                position: crate::domain::Position(e.position),
-                tree_size: e.tree_size,
-                record_hash: hash(&e.record_hash, "record hash")?,
-                previous_hash: hash(&e.previous_hash, "previous hash")?,
-                record_body: e.record_body.clone(),
-                proof: hashes(&e.proof, "proof hash")?,
-                root: hash(&e.root, "root")?,
-                checkpoint: checkpoint.clone(),
-            })
-        })
-        .collect::<Result<_, String>>()?;
-    Ok(crate::ledger::ViewProof {
-        stream: crate::domain::StreamName::parse("stream", &response.stream).map_err(|e| e.to_string())?,
-        view_record: response.view_record,
-        leaf_index: response.leaf_index,
-        path: hashes(&response.path, "path hash")?,
-        events,
-        checkpoint,
-    })
-}
-
 /// What a verified view proof says, for people or as one JSON line.
-fn print_proven(
-    proof: &crate::ledger::ViewProof,
-    proven: &crate::ledger::ProvenView,
-    output: Output,
-) -> anyhow::Result<()> {
+fn print_proven(proof: &proofs::ViewProof, proven: &proofs::ProvenView, output: Output) -> anyhow::Result<()> {
     let record = &proven.record;
     let tree = proof.checkpoint.checkpoint.view_tree.expect("a verified proof's checkpoint states a view tree");
     match output {
@@ -655,9 +618,9 @@ fn verify_view_proof(args: &VerifyArgs, pinned: Option<VerifyingKey>) -> anyhow:
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not a view proof (JSON)", path.display()))?;
-    let proof = crate::ledger::ViewProof::from_json(&value)
+    let proof = proofs::ViewProof::from_json(&value)
         .map_err(|reason| anyhow::anyhow!("{} is not a view proof: {reason}", path.display()))?;
-    match crate::ledger::verify_view_proof(&proof, pinned.as_ref()) {
+    match proofs::verify_view_proof(&proof, pinned.as_ref()) {
         Ok(proven) => {
             print_proven(&proof, &proven, args.client.output)?;
             Ok(ExitCode::SUCCESS)

@@ -196,7 +196,7 @@ impl Workload {
     fn event(&self, kind: pb::event_data::Kind) -> pb::ProposedEvent {
         let mut event = self.unsigned_event(kind);
         if let Some(key) = &self.sign_key {
-            super::append::sign(&mut event, key);
+            crate::archive::event_line::sign(&mut event, key);
         }
         event
     }

@@ -586,6 +586,49 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 mod tests {
     use clap::CommandFactory;
 
+    /// The command line parses, calls and prints: it reaches stored data only through
+    /// `archive` (offline work) and a running server (gRPC). Of the ledger it may name only what
+    /// opens and serves one (`serve`, and `principal bootstrap` on a stopped ledger); of the store
+    /// nothing. Read from the source, so that a new import fails here rather than in review.
+    #[test]
+    fn the_command_line_imports_neither_the_store_nor_the_ledger_internals() {
+        const LEDGER_ALLOWED: [&str; 4] = ["Ledger", "LedgerConfig", "ObserverHandle", "GroupObserver"];
+        // Spelled in pieces, so that this test's own source does not match.
+        let (store, outer_store, ledger) =
+            (concat!("crate", "::store"), concat!("pax_ledger", "::store"), concat!("crate", "::ledger::"));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+        let mut offending = Vec::new();
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let source = std::fs::read_to_string(&path).unwrap();
+            files += 1;
+            for (number, line) in source.lines().enumerate() {
+                let code = line.split("//").next().unwrap();
+                let place = format!("{}:{}: {}", path.display(), number + 1, line.trim());
+                if code.contains(store) || code.contains(outer_store) {
+                    offending.push(place.clone());
+                }
+                for (at, _) in code.match_indices(ledger) {
+                    let rest = &code[at + ledger.len()..];
+                    let names: Vec<&str> = match rest.strip_prefix('{') {
+                        Some(list) => list.split('}').next().unwrap().split(',').map(str::trim).collect(),
+                        None => vec![rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap()],
+                    };
+                    if names.iter().any(|name| !name.is_empty() && !LEDGER_ALLOWED.contains(name)) {
+                        offending.push(place.clone());
+                    }
+                }
+            }
+        }
+        assert!(files > 10, "read {files} files of {}", dir.display());
+        assert!(
+            offending.is_empty(),
+            "the command line reaches past archive and the ledger's front:\n{}",
+            offending.join("\n")
+        );
+    }
+
     use super::Cli;
     use crate::config::{NOT_SERVER_KEYS, ServeConfig};
 
