@@ -8,6 +8,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod domain;
+pub mod durable;
 pub mod ledger;
 pub mod metrics;
 pub mod projection;

@@ -75,19 +75,11 @@ impl StateFile {
         }
     }
 
-    /// Replaces the state durably: written beside, synced, renamed over, directory synced.
+    /// Replaces the state durably (`durable::replace`).
     pub fn save(&self, state: &WitnessState) -> Result<(), WitnessServerError> {
-        use std::io::Write;
         let path = self.path();
-        let temporary = self.dir.join(format!("{STATE_FILE}.new"));
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temporary)?;
-            file.write_all(&serde_json::to_vec_pretty(state).expect("a state serialises"))?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| WitnessServerError::State { path, reason: e.to_string() })
+        crate::durable::replace(&path, &serde_json::to_vec_pretty(state).expect("a state serialises"))
+            .map_err(|e| WitnessServerError::State { path, reason: e.to_string() })
     }
 }
 

@@ -1,8 +1,9 @@
 //! Files written whole or not at all: a command writes to a hidden sibling, syncs it, then
 //! publishes it under its name in one step (and syncs the directory), so that a crash or an
-//! error never leaves a partial file where a complete one is expected.
+//! error never leaves a partial file where a complete one is expected (`crate::durable`, with
+//! the no-clobber publishing and the clean-up on failure that commands need).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -29,19 +30,11 @@ impl Drop for Staged {
     }
 }
 
-/// The directory a path lives in (`.` for a bare name).
-pub fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    }
-}
+pub use crate::durable::parent_dir;
 
-/// A hidden sibling of `path` for writing before publishing: same directory, so same file
-/// system, so the final rename is atomic.
+/// A hidden sibling of `path` for writing before publishing (`durable::sibling`).
 pub fn sibling(path: &Path, suffix: &str) -> anyhow::Result<PathBuf> {
-    let name = path.file_name().with_context(|| format!("{} does not name a file", path.display()))?;
-    Ok(parent_dir(path).join(format!(".{}.{suffix}", name.to_string_lossy())))
+    Ok(crate::durable::sibling(path, suffix)?)
 }
 
 /// Creates `path`'s sibling to write to, refusing early when `path` exists and `force` is off.
@@ -49,18 +42,8 @@ pub fn create_staged_file(path: &Path, force: bool) -> anyhow::Result<(File, Sta
     if !force && fs::symlink_metadata(path).is_ok() {
         bail!("{} already exists: pass --force to replace it", path.display());
     }
-    let staging = sibling(path, "partial")?;
-    match fs::remove_file(&staging) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("removing {}", staging.display()));
-        }
-        _ => {}
-    }
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&staging)
-        .with_context(|| format!("creating {}", staging.display()))?;
+    let (file, staging) = crate::durable::create_sibling(path, "partial", 0o644)
+        .with_context(|| format!("creating a file beside {}", path.display()))?;
     Ok((file, Staged { path: staging, is_dir: false, armed: true }))
 }
 
@@ -90,16 +73,11 @@ pub fn publish_file(staged: Staged, path: &Path, force: bool) -> anyhow::Result<
 }
 
 pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir).and_then(|dir| dir.sync_all()).with_context(|| format!("syncing {}", dir.display()))
+    crate::durable::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Writes `bytes` to `path` whole or not at all: a hidden sibling, synced, renamed over `path`,
 /// and the directory synced.
 pub fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let (mut file, staged) = create_staged_file(path, true)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", staged.path.display()))?;
-    publish_file(staged, path, true)
+    crate::durable::replace(path, bytes).with_context(|| format!("writing {}", path.display()))
 }

@@ -6,9 +6,9 @@
 //! digits of its 32-byte encoding; its key id is the first 8 bytes of BLAKE3 of those 32 bytes,
 //! in hexadecimal.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -100,25 +100,9 @@ fn read_secret_key(path: &Path, mut file: File) -> Result<SigningKey, KeyError> 
 }
 
 fn write_secret_key(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
-    let write_error = |source| KeyError::Write { path: path.to_owned(), source };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| write_error(io::ErrorKind::InvalidInput.into()))?;
-    let temporary = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    // A temporary file left by a crash is removed rather than reused: it is created afresh with
-    // mode 0600, whatever the old one had.
-    match fs::remove_file(&temporary) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(write_error(error)),
-        _ => {}
-    }
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary).map_err(write_error)?;
     let text = format!("{SECRET_KEY_LABEL}\n{}\n", hex::encode(&key.to_bytes()));
-    file.write_all(text.as_bytes()).map_err(write_error)?;
-    file.sync_all().map_err(write_error)?;
-    fs::rename(&temporary, path).map_err(write_error)?;
-    File::open(dir).and_then(|dir| dir.sync_all()).map_err(write_error)
+    crate::durable::replace_with(path, 0o600, |file| file.write_all(text.as_bytes()))
+        .map_err(|source| KeyError::Write { path: path.to_owned(), source })
 }
 
 /// The public key as 64 lowercase hexadecimal digits: what auditors are given.

@@ -102,8 +102,7 @@ pub fn publish(dir: &Path, mut file: fs::File) -> Result<(), StoreError> {
     file.seek(std::io::SeekFrom::End(0))?;
     file.write_all(hasher.finalize().as_bytes())?;
     file.sync_all()?;
-    fs::rename(temporary(dir), path(dir))?;
-    fs::File::open(dir)?.sync_all()?;
+    crate::durable::rename_into_place(&temporary(dir), &path(dir))?;
     Ok(())
 }
 

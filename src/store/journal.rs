@@ -276,14 +276,8 @@ impl Journal {
     /// Rewrites the journal with what [`Evidence::compacted`] keeps, atomically.
     fn compact(&mut self) -> Result<(), StoreError> {
         let marks = self.evidence.compacted();
-        let temporary = self.dir.join(format!("{FILE_NAME}.tmp"));
-        let mut out = OpenOptions::new().write(true).create(true).truncate(true).open(&temporary)?;
-        for mark in &marks {
-            out.write_all(&mark.encode())?;
-        }
-        out.sync_all()?;
-        fs::rename(&temporary, path(&self.dir))?;
-        fs::File::open(&self.dir)?.sync_all()?;
+        let bytes: Vec<u8> = marks.iter().flat_map(|mark| mark.encode()).collect();
+        crate::durable::replace(&path(&self.dir), &bytes)?;
         self.file = OpenOptions::new().append(true).open(path(&self.dir))?;
         self.entries = marks.len();
         Ok(())
