@@ -168,10 +168,17 @@ fn print_added(args: &BackupArgs, backup: &Backup, added: &Added, pinned: bool) 
                 count(segments as u64, "segment"),
                 count(summary.checkpoints, "checkpoint"),
             ))?;
+            if summary.authorship_checked > 0 {
+                print_line(&format!(
+                    "authorship: {} recorded by a principal allowed to, as the access events before each say",
+                    count(summary.authorship_checked, "record")
+                ))?;
+            }
+            print_signatures(summary.signatures_checked)?;
             if summary.checkpoints > 0 {
                 print_line(&format!("checkpoints {}", signer_text(&summary.key_ids, pinned, Unpinned::Carried)))?;
             }
-            print_signatures(summary.signatures_checked)
+            Ok(())
         }
     }
 }

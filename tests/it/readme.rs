@@ -72,6 +72,8 @@ const START_SERVER: &str = "pax-ledger serve &";
 const OFFLINE: &[&str] = &[
     "pax-ledger verify --bundle",
     "pax-ledger verify --view-proof",
+    "pax-ledger verify --backup",
+    "pax-ledger restore",
     "pax-ledger import",
     "pax-ledger key",
     "pax-ledger config",
