@@ -192,11 +192,43 @@ impl<W: Write> BundleWriter<W> {
 // ------------------------------------------------------------------------------------------
 // Reading and verifying
 
+/// Where a check failed: what a program matches on (the position of a record or checkpoint),
+/// and what people read (its `Display`: `header`, `line N`, `position N`, `log head`,
+/// `checkpoint at position N`, the `at` of the JSON verdicts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// The bundle's first line.
+    Header,
+    /// A line of the bundle that is not yet a record or checkpoint (not JSON, not UTF-8, …).
+    Line(u64),
+    /// The record at this position.
+    Position(u64),
+    /// The end of the records, against the head the header states.
+    LogHead,
+    /// The checkpoint at this position (a checkpoint file's, or one inside the bundle).
+    Checkpoint(u64),
+    /// A saved checkpoint whose position could not be read.
+    UnreadableCheckpoint,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Header => f.write_str("header"),
+            Place::Line(n) => write!(f, "line {n}"),
+            Place::Position(n) => write!(f, "position {n}"),
+            Place::LogHead => f.write_str("log head"),
+            Place::Checkpoint(n) => write!(f, "checkpoint at position {n}"),
+            Place::UnreadableCheckpoint => f.write_str("checkpoint at position ?"),
+        }
+    }
+}
+
 /// Where and why a bundle (or a log against a checkpoint) failed verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
-    /// `header`, `line N`, `position N`, `log head` or `checkpoint at position N`.
-    pub at: String,
+    /// Where it failed.
+    pub at: Place,
     pub reason: String,
     /// The records that passed before it, when records were checked one by one.
     pub verified_up_to: Option<u64>,
@@ -290,8 +322,8 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         }
     }
 
-    fn failure(&self, at: impl Into<String>, reason: impl Into<String>) -> Failure {
-        Failure { at: at.into(), reason: reason.into(), verified_up_to: Some(self.chain.head().0) }
+    fn failure(&self, at: Place, reason: impl Into<String>) -> Failure {
+        Failure { at, reason: reason.into(), verified_up_to: Some(self.chain.head().0) }
     }
 
     fn run<R: BufRead>(mut self, mut input: R) -> anyhow::Result<Verdict<BundleSummary>> {
@@ -303,7 +335,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             let read = match input.read_line(&mut line) {
                 Ok(read) => read,
                 Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
-                    return Ok(Err(self.failure(format!("line {}", number + 1), "not UTF-8 text")));
+                    return Ok(Err(self.failure(Place::Line(number + 1), "not UTF-8 text")));
                 }
                 Err(error) => return Err(error).context(format!("reading line {}", number + 1)),
             };
@@ -321,14 +353,14 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             }
         }
         let Some((header, head_hash)) = header else {
-            return Ok(Err(self.failure("header", "the file is empty: not a pax-ledger bundle")));
+            return Ok(Err(self.failure(Place::Header, "the file is empty: not a pax-ledger bundle")));
         };
         if let Err(failure) = self.close_records(&header, &head_hash) {
             return Ok(Err(failure));
         }
         if let Some(missing) = self.format_1.first_missing().or(self.notes.first_missing()) {
             return Ok(Err(self.failure(
-                format!("checkpoint at position {missing}"),
+                Place::Checkpoint(missing),
                 "listed in the header but missing from the bundle: the file is truncated",
             )));
         }
@@ -345,13 +377,13 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
     }
 
     fn header(&mut self, text: &str) -> Verdict<(Header, Hash)> {
-        let not_a_bundle = |reason: String| self.failure("header", format!("not a pax-ledger bundle: {reason}"));
+        let not_a_bundle = |reason: String| self.failure(Place::Header, format!("not a pax-ledger bundle: {reason}"));
         let value: Value = serde_json::from_str(text).map_err(|e| not_a_bundle(e.to_string()))?;
         match value.get("format").and_then(Value::as_str) {
             Some(BUNDLE_FORMAT | BUNDLE_FORMAT_1) => {}
             Some(other) => {
                 return Err(self.failure(
-                    "header",
+                    Place::Header,
                     format!("bundle format {other:?} is not the one this build reads ({BUNDLE_FORMAT:?})"),
                 ));
             }
@@ -359,14 +391,14 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         }
         let header: Header = serde_json::from_value(value).map_err(|e| not_a_bundle(e.to_string()))?;
         let head_hash =
-            hex::decode::<32>(&header.head_hash).map_err(|e| self.failure("header", format!("head_hash: {e}")))?;
+            hex::decode::<32>(&header.head_hash).map_err(|e| self.failure(Place::Header, format!("head_hash: {e}")))?;
         let (notes, format_1) = header.planned();
         for (field, positions) in [("checkpoints", notes), ("format_1_checkpoints", format_1)] {
             let mut previous = None;
             for &position in positions {
                 // A checkpoint past the head is the verdict of the checkpoint, once the records are read.
                 if previous.is_some_and(|p| p >= position) {
-                    return Err(self.failure("header", format!("{field}: {position} is out of order")));
+                    return Err(self.failure(Place::Header, format!("{field}: {position} is out of order")));
                 }
                 previous = Some(position);
             }
@@ -379,7 +411,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
     fn line(&mut self, number: u64, text: &str, header: &Header, head_hash: &Hash) -> anyhow::Result<Verdict<()>> {
         let value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
-            Err(e) => return Ok(Err(self.failure(format!("line {number}"), format!("not a JSON object: {e}")))),
+            Err(e) => return Ok(Err(self.failure(Place::Line(number), format!("not a JSON object: {e}")))),
         };
         if value.get("checkpoint").is_some() {
             if let Err(failure) = self.close_records(header, head_hash) {
@@ -388,7 +420,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
             return self.checkpoint(number, value);
         }
         if self.records_closed {
-            return Ok(Err(self.failure(format!("line {number}"), "a record line after the checkpoint lines")));
+            return Ok(Err(self.failure(Place::Line(number), "a record line after the checkpoint lines")));
         }
         self.record(number, value, header)
     }
@@ -398,13 +430,13 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         let line: RecordLine = match serde_json::from_value(value) {
             Ok(line) => line,
             Err(e) => {
-                return Ok(Err(self.failure(format!("line {number}"), format!("not a record line: {e}"))));
+                return Ok(Err(self.failure(Place::Line(number), format!("not a record line: {e}"))));
             }
         };
-        let at = format!("position {}", line.position);
+        let at = Place::Position(line.position);
         if line.position != expected {
             return Ok(Err(self.failure(
-                format!("position {expected}"),
+                Place::Position(expected),
                 format!("found position {} on line {number}: the log has a gap or is out of order", line.position),
             )));
         }
@@ -477,7 +509,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         let (position, hash) = self.chain.head();
         if position != header.position {
             return Err(self.failure(
-                format!("position {}", position + 1),
+                Place::Position(position + 1),
                 format!(
                     "missing: the records end at position {position}, the header says {}: the file is truncated",
                     header.position
@@ -486,7 +518,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         }
         if hash != *head_hash {
             return Err(self.failure(
-                "log head",
+                Place::LogHead,
                 format!(
                     "the header's head hash {} is not the chain hash of position {position} ({})",
                     hex::encode(head_hash),
@@ -496,7 +528,7 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         }
         if let Some(beyond) = self.format_1.planned.front().or(self.notes.planned.front()) {
             return Err(self.failure(
-                format!("checkpoint at position {beyond}"),
+                Place::Checkpoint(*beyond),
                 format!(
                     "records were removed: the checkpoint covers {beyond} records, the bundle holds only {position}"
                 ),
@@ -512,11 +544,11 @@ impl<'k, S: FnMut(Verified<'_>) -> anyhow::Result<()>> BundleVerifier<'k, S> {
         let checkpoint = match parsed {
             Ok(checkpoint) => checkpoint,
             Err(reason) => {
-                return Ok(Err(self.failure(format!("line {number}"), format!("not a checkpoint: {reason}"))));
+                return Ok(Err(self.failure(Place::Line(number), format!("not a checkpoint: {reason}"))));
             }
         };
         let position = checkpoint.checkpoint.position;
-        let at = format!("checkpoint at position {position}");
+        let at = Place::Checkpoint(position);
         let roots = match checkpoint.tree() {
             TreeKind::Blake3 => &mut self.format_1.roots,
             TreeKind::Sha256 if !self.format_1.roots.is_empty() => {
@@ -663,7 +695,7 @@ mod tests {
         let mut lines = bundle_lines();
         tamper(&mut lines);
         let failure = run(&lines, None).unwrap_err();
-        assert_eq!(failure.at, at, "{failure:?}");
+        assert_eq!(failure.at.to_string(), at, "{failure:?}");
         assert!(failure.reason.contains(reason), "{failure:?}");
     }
 
@@ -758,7 +790,7 @@ mod tests {
         let last = tampered.len() - 1;
         edit(&mut tampered[last], |v| v["checkpoint"]["root"] = "22".repeat(32).into());
         let failure = run(&tampered, None).unwrap_err();
-        assert_eq!(failure.at, "checkpoint at position 6");
+        assert_eq!(failure.at, Place::Checkpoint(6));
         assert!(failure.reason.contains("not the Merkle root"), "{failure:?}");
         // Format-1 checkpoints listed as notes: their roots are of another tree.
         let mut relabelled = lines;
@@ -786,7 +818,7 @@ mod tests {
     #[test]
     fn a_pinned_key_must_have_signed_every_checkpoint() {
         let failure = run(&bundle_lines(), Some(&key(2).verifying_key())).unwrap_err();
-        assert_eq!(failure.at, "checkpoint at position 0");
+        assert_eq!(failure.at, Place::Checkpoint(0));
         assert!(failure.reason.contains("not by the pinned key"), "{failure:?}");
         assert_eq!(failure.verified_up_to, Some(RECORDS));
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 
-use super::bundle::{self, Failure};
+use super::bundle::{self, Failure, Place};
 use super::transfer::open_store;
 use crate::audit::checkpoint::{SignedCheckpoint, TreeKind};
 use crate::audit::merkle::{Blake3Tree, MerkleFrontier, TreeHash};
@@ -34,13 +34,13 @@ pub fn log_extends(
     pinned: Option<&VerifyingKey>,
 ) -> anyhow::Result<Result<(), Failure>> {
     let position = saved.checkpoint.position;
-    let at = format!("checkpoint at position {position}");
+    let at = Place::Checkpoint(position);
     if let Err(reason) = bundle::check_signature(saved, pinned) {
         let reason = format!("the checkpoint file does not verify: {reason}");
         return Ok(Err(Failure { at, reason, verified_up_to: None }));
     }
     let failure = |reason: String| Failure {
-        at: at.clone(),
+        at,
         reason: format!("the log no longer extends the checkpoint at position {position}: {reason}"),
         verified_up_to: None,
     };

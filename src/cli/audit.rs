@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 
 use super::client::{BearerToken, connect_channel};
 use super::{ClientArgs, Output, VerifyArgs};
-use crate::archive::bundle::{self, Failure};
+use crate::archive::bundle::{self, Failure, Place};
 use crate::archive::files::{create_staged_file, publish_file};
 use crate::archive::offline::log_extends;
 use crate::archive::transfer::{export_bundle, import_bundle};
@@ -220,7 +220,7 @@ pub(super) fn print_failure(
 ) -> anyhow::Result<ExitCode> {
     match output {
         Output::Json => {
-            let mut line = json!({"verdict": "failed", "at": failure.at, "reason": failure.reason});
+            let mut line = json!({"verdict": "failed", "at": failure.at.to_string(), "reason": failure.reason});
             if let (Some(line), Some(verified)) = (line.as_object_mut(), failure.verified_up_to) {
                 line.insert("verified_up_to".into(), verified.into());
             }
@@ -753,8 +753,7 @@ async fn verify_bundle(
         match verdict {
             Ok(count) => cosigned = Some(count),
             Err((position, reason)) => {
-                let failure =
-                    Failure { at: format!("checkpoint at position {position}"), reason, verified_up_to: None };
+                let failure = Failure { at: Place::Checkpoint(position), reason, verified_up_to: None };
                 return print_failure(output, &failure, Headline::Reason, source.clone());
             }
         }
@@ -832,9 +831,9 @@ async fn verify_against(file: &Path, args: &VerifyArgs, pinned: Option<Verifying
             let position = Note::parse(&text)
                 .ok()
                 .and_then(|note| Checkpoint::parse_note_text(&note.text).ok())
-                .map_or_else(|| "?".to_owned(), |(_, checkpoint)| checkpoint.position.to_string());
+                .map_or(Place::UnreadableCheckpoint, |(_, checkpoint)| Place::Checkpoint(checkpoint.position));
             let failure = Failure {
-                at: format!("checkpoint at position {position}"),
+                at: position,
                 reason: format!(
                     "the saved note is not signed by the ledger's current key {}: nothing it signs can vouch for \
                      the saved checkpoint ({error:#})",
@@ -849,13 +848,13 @@ async fn verify_against(file: &Path, args: &VerifyArgs, pinned: Option<Verifying
     let old_size = saved.checkpoint.position;
     let about = json!({"checkpoint": file, "checkpoint_position": old_size});
     let fail = |reason: String| Failure {
-        at: format!("checkpoint at position {old_size}"),
+        at: Place::Checkpoint(old_size),
         reason: format!("the ledger no longer extends the checkpoint at position {old_size}: {reason}"),
         verified_up_to: None,
     };
     if let Err(reason) = bundle::check_signature(&saved, pinned.as_ref()) {
         let failure = Failure {
-            at: format!("checkpoint at position {old_size}"),
+            at: Place::Checkpoint(old_size),
             reason: format!("the checkpoint file does not verify: {reason}"),
             verified_up_to: None,
         };
@@ -870,7 +869,7 @@ async fn verify_against(file: &Path, args: &VerifyArgs, pinned: Option<Verifying
              stopped ledger and `pax-ledger verify --bundle FILE`, or `pax-ledger verify --data DIR --checkpoint {}`",
             file.display()
         );
-        let failure = Failure { at: format!("checkpoint at position {old_size}"), reason, verified_up_to: None };
+        let failure = Failure { at: Place::Checkpoint(old_size), reason, verified_up_to: None };
         return print_failure(output, &failure, Headline::Reason, about);
     }
     if current.position < old_size {
@@ -897,7 +896,7 @@ async fn verify_against(file: &Path, args: &VerifyArgs, pinned: Option<Verifying
     };
     match check_consistency(&saved, &trusted, &response) {
         Err(reason) => {
-            let failure = Failure { at: format!("checkpoint at position {old_size}"), reason, verified_up_to: None };
+            let failure = Failure { at: Place::Checkpoint(old_size), reason, verified_up_to: None };
             print_failure(output, &failure, Headline::Reason, about)
         }
         Ok(newer) => {
@@ -926,11 +925,7 @@ async fn verify_against(file: &Path, args: &VerifyArgs, pinned: Option<Verifying
                             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                         }
                         Err(reason) => {
-                            let failure = Failure {
-                                at: format!("checkpoint at position {position}"),
-                                reason,
-                                verified_up_to: None,
-                            };
+                            let failure = Failure { at: Place::Checkpoint(position), reason, verified_up_to: None };
                             return print_failure(output, &failure, Headline::Reason, about);
                         }
                     }
