@@ -1,16 +1,11 @@
-//! Lowercase hexadecimal, the text form of hashes, keys and signatures in checkpoint and key
-//! files. Written here rather than taken from a crate: it is a dozen lines, and the files'
-//! format should not move with a dependency.
+//! Lowercase hexadecimal, the text form of hashes, keys and signatures in checkpoint, key,
+//! bundle and backup files: the `hex` crate (the one codec of the project; other modules call
+//! it directly), with the decoding of a fixed number of bytes and the errors that name what is
+//! wrong, which the files' readers report.
 
 /// The lowercase hexadecimal digits of `bytes`, two per byte.
 pub fn encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    text
+    ::hex::encode(bytes)
 }
 
 /// Why text is not the hexadecimal form of `N` bytes.
@@ -28,35 +23,23 @@ pub fn decode<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
         return Err(HexError::Digit { offset, found });
     }
     // Only ASCII digits remain: one byte each.
-    let digits = text.as_bytes();
-    if digits.len() != 2 * N {
-        return Err(HexError::Length { expected: 2 * N, found: digits.len() });
+    if text.len() != 2 * N {
+        return Err(HexError::Length { expected: 2 * N, found: text.len() });
     }
-    let value = |digit: u8| char::from(digit).to_digit(16).expect("checked above") as u8;
     let mut bytes = [0; N];
-    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = value(pair[0]) << 4 | value(pair[1]);
-    }
+    ::hex::decode_to_slice(text, &mut bytes).expect("digits and length checked above");
     Ok(bytes)
 }
 
 /// The bytes whose hexadecimal form is `text` (either case, two digits per byte).
 pub fn decode_vec(text: &str) -> Result<Vec<u8>, String> {
-    if !text.len().is_multiple_of(2) {
-        return Err(format!("an odd number of hexadecimal digits ({})", text.len()));
-    }
-    text.as_bytes()
-        .chunks_exact(2)
-        .enumerate()
-        .map(|(i, pair)| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|pair| {
-                    u8::from_str_radix(pair, 16).ok().filter(|_| pair.bytes().all(|b| b.is_ascii_hexdigit()))
-                })
-                .ok_or_else(|| format!("not hexadecimal at offset {}", 2 * i))
-        })
-        .collect()
+    ::hex::decode(text).map_err(|e| match e {
+        ::hex::FromHexError::OddLength => format!("an odd number of hexadecimal digits ({})", text.len()),
+        ::hex::FromHexError::InvalidHexCharacter { index, .. } => {
+            format!("not hexadecimal at offset {}", index - index % 2)
+        }
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]

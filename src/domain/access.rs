@@ -260,7 +260,7 @@ impl Credential {
 
     /// The digest in lower-case hexadecimal (for a certificate: its fingerprint).
     pub fn digest_hex(&self) -> String {
-        self.digest.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.digest)
     }
 
     /// A short, public name of the credential: the first 16 hexadecimal digits of its digest
@@ -281,9 +281,7 @@ impl fmt::Display for Credential {
 pub fn token_of(random: &[u8; TOKEN_RANDOM_BYTES]) -> String {
     let mut token = String::with_capacity(TOKEN_PREFIX.len() + 2 * TOKEN_RANDOM_BYTES);
     token.push_str(TOKEN_PREFIX);
-    for b in random {
-        token.push_str(&format!("{b:02x}"));
-    }
+    token.push_str(&hex::encode(random));
     token
 }
 

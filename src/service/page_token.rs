@@ -45,7 +45,7 @@ pub fn seal(query: &Query, payload: &[u8]) -> String {
     let mut bytes = vec![TOKEN_VERSION];
     bytes.extend_from_slice(&query.fingerprint());
     bytes.extend_from_slice(payload);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// The payload of a token made by [`seal`] for the same query.
@@ -54,11 +54,7 @@ pub fn open(token: &str, query: &Query) -> Result<Vec<u8>, FieldError> {
     if token.len() < 18 || token.len() > TOKEN_HEX_MAX || !token.len().is_multiple_of(2) || !token.is_ascii() {
         return Err(bad("is not a page token of this service"));
     }
-    let bytes: Vec<u8> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad("is not a page token of this service"))?;
+    let bytes = hex::decode(token).map_err(|_| bad("is not a page token of this service"))?;
     if bytes[0] != TOKEN_VERSION {
         return Err(bad("is not a page token of this service"));
     }

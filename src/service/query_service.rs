@@ -550,10 +550,6 @@ impl ProjectionService {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn progress_pb(progress: &RebuildProgress) -> pb::RebuildProgress {
     let seconds = progress.elapsed.as_secs_f64();
     pb::RebuildProgress {
@@ -568,7 +564,7 @@ fn result_pb(outcome: &RebuildOutcome) -> pb::RebuildResult {
     let seconds = outcome.elapsed.as_secs_f64();
     pb::RebuildResult {
         position: outcome.position.0,
-        view_digest: hex(&outcome.digest),
+        view_digest: hex::encode(outcome.digest),
         records: outcome.records,
         events: outcome.events,
         seconds,
@@ -595,7 +591,7 @@ impl pb::projection_service_server::ProjectionService for ProjectionService {
             position: status.position.0,
             log_position: status.log_position.0,
             lag: status.log_position.0.saturating_sub(status.position.0),
-            view_digest: hex(&status.digest),
+            view_digest: hex::encode(status.digest),
             records: status.records,
             generation: status.generation,
             rebuilding: status.rebuilding.is_some(),

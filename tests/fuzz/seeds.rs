@@ -222,5 +222,5 @@ pub fn bundle() -> Vec<u8> {
 
 /// The bytes of a hexadecimal text written by a test (a bundle's body, a minimal input).
 pub fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len() / 2).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hexadecimal")).collect()
+    hex::decode(text).expect("hexadecimal")
 }

@@ -291,9 +291,7 @@ proptest! {
 pub(crate) fn unhex<const N: usize>(text: &str) -> [u8; N] {
     assert_eq!(text.len(), 2 * N, "{text}");
     let mut bytes = [0; N];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
-    }
+    ::hex::decode_to_slice(text, &mut bytes).unwrap();
     bytes
 }
 

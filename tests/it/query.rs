@@ -540,7 +540,7 @@ async fn views_are_complete_when_the_writer_hands_over_more_than_the_projector_t
     .unwrap();
     let live = live.into_inner();
     assert_eq!(outcome.position.0, live.position);
-    let hex: String = outcome.digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(outcome.digest);
     assert_eq!(hex, live.view_digest, "the live views equal a rebuild");
 }
 
