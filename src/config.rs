@@ -71,6 +71,10 @@ pub struct ServeConfig {
     /// Refuse appends (and hold the views) while the data's file system has less than this
     /// many MiB free; they resume once space is freed (0: no check).
     pub disk_free_min_mib: u64,
+    /// Export tracing spans to this OpenTelemetry collector over OTLP/gRPC [default: not
+    /// exported].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -97,6 +101,7 @@ impl Default for ServeConfig {
             principal_requests_per_second: AccessLimits::default().requests_per_second,
             principal_subscriptions_max: AccessLimits::default().subscriptions_max,
             disk_free_min_mib: ledger.disk_free_min_bytes / (1024 * 1024),
+            otlp_endpoint: None,
         }
     }
 }
@@ -257,6 +262,12 @@ pub const KEYS: &[Key] = &[
         values: "",
         description: "appends are refused (RESOURCE_EXHAUSTED, reason DISK_FULL; health NOT_SERVING) while the data's file system has less free than this plus twice the commit group, and resume by themselves once space is freed (0: no check)",
     },
+    Key {
+        name: "otlp_endpoint",
+        default: "none (not exported)",
+        values: "a URL (`http://` or `https://`)",
+        description: "export the server's tracing spans (each request's `rpc` span and those inside it) to this OpenTelemetry collector over OTLP/gRPC, in batches, with `service.name` `pax-ledger` (see Traces below); also `serve --otlp-endpoint`",
+    },
 ];
 
 /// The configuration reference, as README.md shows it between its `config-reference` markers:
@@ -325,6 +336,8 @@ pub struct FlagOverrides {
     pub tls_client_ca: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub witnesses: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -364,6 +377,12 @@ pub enum ConfigError {
         env = env_var("checkpoint_origin")
     )]
     Origin(String),
+    /// An OTLP endpoint that is not an http:// or https:// URL.
+    #[error(
+        "configuration: otlp_endpoint ({env}) is {0:?}; give the collector's OTLP/gRPC URL, such as http://localhost:4317",
+        env = env_var("otlp_endpoint")
+    )]
+    OtlpEndpoint(String),
     /// A TLS file that cannot be read, or does not hold what it must.
     #[error("configuration: {key} ({env}) {}: {why}", .path.display(), env = env_var(key))]
     TlsFile { key: &'static str, path: PathBuf, why: String },
@@ -693,6 +712,15 @@ impl ServeConfig {
         if let Some(origin) = &self.checkpoint_origin {
             crate::audit::note::check_key_name(origin).map_err(|_| ConfigError::Origin(origin.clone()))?;
         }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let uri = endpoint.parse::<http::Uri>().ok();
+            let scheme = uri.as_ref().and_then(|uri| uri.scheme_str());
+            if !matches!(scheme, Some("http" | "https"))
+                || uri.and_then(|uri| uri.host().map(str::len)).unwrap_or(0) == 0
+            {
+                return Err(ConfigError::OtlpEndpoint(endpoint.clone()));
+            }
+        }
         if !self.listen.ip().is_loopback() && !self.insecure && self.tls_cert.is_none() {
             return Err(ConfigError::NotLoopback(self.listen));
         }
@@ -793,6 +821,7 @@ mod tests {
             tls_cert: Some("c".into()),
             tls_key: Some("k".into()),
             tls_client_ca: Some("a".into()),
+            otlp_endpoint: Some("http://localhost:4317".into()),
             ..ServeConfig::default()
         };
         let serialised: std::collections::BTreeSet<String> =
@@ -1026,6 +1055,19 @@ mod tests {
         assert!(error.contains("garbled.pem: is not valid PEM"), "{error}");
         let error = check_tls(tls(&PathBuf::new(), &key, None)).unwrap_err();
         assert!(error.starts_with("configuration: tls_cert (PAX_LEDGER_TLS_CERT) is empty"), "{error}");
+    }
+
+    #[test]
+    fn an_otlp_endpoint_must_be_a_url() {
+        for accepted in ["http://localhost:4317", "https://collector.example.org"] {
+            let config = load_toml(&format!("otlp_endpoint = \"{accepted}\"")).unwrap();
+            assert_eq!(config.otlp_endpoint.as_deref(), Some(accepted));
+        }
+        for refused in ["", "localhost:4317", "grpc://localhost:4317", "http://"] {
+            let error = load_toml(&format!("otlp_endpoint = \"{refused}\"")).unwrap_err().to_string();
+            assert!(error.starts_with("configuration: otlp_endpoint (PAX_LEDGER_OTLP_ENDPOINT) is "), "{error}");
+        }
+        assert_eq!(ServeConfig::default().otlp_endpoint, None);
     }
 
     #[test]

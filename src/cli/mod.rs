@@ -184,6 +184,12 @@ pub struct ServeArgs {
     /// `pax-ledger witness serve` prints its key (repeatable). [config: witnesses]
     #[arg(long = "witness", value_name = "KEY@URL")]
     pub witnesses: Vec<String>,
+    /// Export the server's tracing spans (each request's `rpc` span and those inside it) to
+    /// this OpenTelemetry collector over OTLP/gRPC, e.g. http://localhost:4317, in batches:
+    /// an unreachable collector never slows a request. [config: otlp_endpoint,
+    /// PAX_LEDGER_OTLP_ENDPOINT]
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Serve reads only, to get evidence out of a data directory that failed its checks at
     /// start (a log shorter than what was acknowledged, a rewritten record): nothing is
     /// appended, projected, signed or written to the head journal, and health is NOT_SERVING.
@@ -349,7 +355,7 @@ pub fn error_text(error: &anyhow::Error) -> String {
 /// Runs a parsed command line; the exit code is non-zero when anything was rejected.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args, cli.log_format).await,
         Command::Append(args) => append::append(args).await,
         Command::History(args) => client::history(args, false).await,
         Command::Tail(args) => client::history(args, true).await,
@@ -394,7 +400,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// is checked, then the data path (without creating anything), then the address is bound, and
 /// only then is the data directory created and the ledger opened, so that a port in use or a
 /// bad path leaves no new directory and no database behind.
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+async fn serve(args: ServeArgs, log_format: crate::telemetry::LogFormat) -> anyhow::Result<ExitCode> {
     let flags = FlagOverrides {
         data: args.data,
         listen: args.listen,
@@ -404,8 +410,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tls_key: args.tls_key,
         tls_client_ca: args.tls_client_ca,
         witnesses: (!args.witnesses.is_empty()).then_some(args.witnesses),
+        otlp_endpoint: args.otlp_endpoint,
     };
     let (config, origins) = ServeConfig::load_with_origins(args.config.as_deref(), &flags)?;
+    let span_export = match &config.otlp_endpoint {
+        Some(endpoint) => Some(
+            crate::telemetry::init_exporting("info", log_format, endpoint)
+                .map_err(|e| anyhow::anyhow!("cannot export spans to {endpoint}: {e}"))?,
+        ),
+        None => {
+            crate::telemetry::init_with("info", log_format);
+            None
+        }
+    };
     let tls = config.tls()?;
     let data_named = origins.data.spell("data", &config.data.display());
     check_data_path(&config.data).map_err(|why| anyhow::anyhow!("{data_named}: {why}"))?;
@@ -488,7 +505,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let options = crate::server::Options { tls, limits: config.access_limits(), witnesses, metrics };
-    crate::server::run_with(listener, ledger, options, shutdown).await?;
+    let served = crate::server::run_with(listener, ledger, options, shutdown).await;
+    if let Some(span_export) = span_export {
+        span_export.shutdown().await;
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,6 +26,7 @@ mod ledger_api;
 mod loadgen;
 mod metrics;
 mod model;
+mod otlp;
 mod python_client;
 mod query;
 mod readme;
