@@ -42,8 +42,9 @@ for run in $(seq "$runs"); do
   alone+=("$(echo "$line" | field events_per_sec)")
   rm -rf "$work/b2"
   ( sleep 1; "$bin" backup --addr "$addr" --to "$work/b2" --output json >"$work/b2.out" 2>&1 ) &
+  beside_backup=$!
   line=$("$bin" loadgen --addr "$addr" --clients 8 --batch 100 --duration 10 --output json 2>/dev/null)
-  wait
+  wait "$beside_backup"
   beside+=("$(echo "$line" | field events_per_sec)")
   echo "run $run: alone ${alone[-1]} events/s, beside a backup ${beside[-1]} events/s; backup: $(cat "$work/b2.out")"
 done
