@@ -186,6 +186,17 @@ pub(super) fn print_line(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The authorship line of a verification that replayed access events (nothing if none).
+pub(super) fn print_authorship(checked: u64) -> anyhow::Result<()> {
+    if checked == 0 {
+        return Ok(());
+    }
+    print_line(&format!(
+        "authorship: {} recorded by a principal allowed to, as the access events before each say",
+        count(checked, "record")
+    ))
+}
+
 /// `key  value` lines with the values aligned.
 /// The line saying how many signed events were checked, if any were.
 pub(super) fn print_signatures(checked: u64) -> anyhow::Result<()> {
@@ -674,12 +685,7 @@ async fn verify_data(data: PathBuf, args: &VerifyArgs, pinned: Option<VerifyingK
                 "ok: {} events verified up to position {} (head hash {hash}) in {:.2} s; the Merkle subtree roots and {} stored checkpoint(s) hold",
                 verdict.verified, verdict.head.0, verdict.seconds, verdict.checkpoints_verified
             ))?;
-            if verdict.authorship_checked > 0 {
-                print_line(&format!(
-                    "authorship: {} recorded by a principal allowed to, as the access events before each say",
-                    count(verdict.authorship_checked, "record")
-                ))?;
-            }
+            print_authorship(verdict.authorship_checked)?;
             print_signatures(verdict.signatures_checked)?;
         }
         (Some((place, reason)), Output::Json) => print_line(
@@ -778,12 +784,7 @@ async fn verify_bundle(
                 summary.records,
                 count(summary.checkpoints, "checkpoint")
             ))?;
-            if summary.authorship_checked > 0 {
-                print_line(&format!(
-                    "authorship: {} recorded by a principal allowed to, as the access events before each say",
-                    count(summary.authorship_checked, "record")
-                ))?;
-            }
+            print_authorship(summary.authorship_checked)?;
             print_signatures(summary.signatures_checked)?;
             if summary.checkpoints > 0 {
                 print_line(&format!("checkpoints {}", signer_text(&summary.key_ids, is_pinned, Unpinned::Carried)))?;

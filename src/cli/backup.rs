@@ -10,7 +10,8 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::json;
 
 use super::audit::{
-    Headline, Unpinned, count, pinned_key, print_failure, print_imported, print_line, print_signatures, signer_text,
+    Headline, Unpinned, count, pinned_key, print_authorship, print_failure, print_imported, print_line,
+    print_signatures, signer_text,
 };
 use super::client::{connect_channel, status_error};
 use super::{ClientArgs, Output};
@@ -168,12 +169,7 @@ fn print_added(args: &BackupArgs, backup: &Backup, added: &Added, pinned: bool) 
                 count(segments as u64, "segment"),
                 count(summary.checkpoints, "checkpoint"),
             ))?;
-            if summary.authorship_checked > 0 {
-                print_line(&format!(
-                    "authorship: {} recorded by a principal allowed to, as the access events before each say",
-                    count(summary.authorship_checked, "record")
-                ))?;
-            }
+            print_authorship(summary.authorship_checked)?;
             print_signatures(summary.signatures_checked)?;
             if summary.checkpoints > 0 {
                 print_line(&format!("checkpoints {}", signer_text(&summary.key_ids, pinned, Unpinned::Carried)))?;
